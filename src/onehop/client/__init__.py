@@ -1,0 +1,8 @@
+"""The client (``onehop client``): what people in censored networks run.
+
+``config`` merges the config file and flags into one frozen ClientConfig; ``notices``
+prints Psiphon-style JSON notices; ``dialer`` turns a server entry into one dialled and
+handshaken tunnel; ``controller`` dials many candidates at once and keeps the first good
+tunnel; ``socks_proxy`` and ``http_proxy`` are the local proxies that open channels
+through whichever tunnel is active. The client never imports ``onehop.server``.
+"""

@@ -1,0 +1,162 @@
+"""The client's configuration: a config file (Psiphon key names) plus command-line flags.
+
+Everything is validated once into a frozen ``ClientConfig``; every problem is reported
+at once with its key. Flags override the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..configtools import Checker, read_json_file
+from ..core.upstreamproxy import ProxySpec, parse_proxy_url
+from ..errors import ConfigError
+
+PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
+DEFAULT_PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+_REGION = re.compile(r"[A-Z]{2}")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    propagation_channel_id: str = "0000000000000000"
+    sponsor_id: str = "0000000000000000"
+    client_version: str = "1"
+    client_platform: str = "Linux_onehop"
+    data_dir: str = "onehop-data"
+    listen_interface: str = "127.0.0.1"
+    socks_port: int = 1080
+    http_port: int = 8080
+    egress_region: str = ""
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
+    target_server_entry: str = ""
+    server_list_file: str = ""
+    upstream_proxy: ProxySpec | None = None
+    connection_workers: int = 10
+    tunnel_connect_timeout: float = 20.0
+    establish_work_time: float = 60.0
+    establish_pause: float = 2.0
+    affinity_grace: float = 1.0
+    keepalive_interval: float = 30.0
+    pending_request_wait: float = 30.0
+    ossh_prefix_spec: str = "http-get"
+    ossh_prefix_split_delay: float = 0.0
+    remote_server_list_urls: tuple[dict, ...] = ()
+    remote_server_list_signature_public_key: str = ""
+    server_entry_signature_public_key: str = ""
+    feedback_upload_urls: tuple[dict, ...] = ()
+    feedback_encryption_public_key: str = ""
+    upgrade_download_urls: tuple[dict, ...] = ()
+    upgrade_signature_public_key: str = ""
+    open_home_page: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _hex_check(value: str) -> str | None:
+    return None if _HEX.fullmatch(value) else "must be hex digits"
+
+
+def _region_check(value: str) -> str | None:
+    return None if value == "" or _REGION.fullmatch(value) else "must be a two-letter country code like US"
+
+
+def _protocols_check(value: list) -> str | None:
+    bad = [p for p in value if p not in PROTOCOLS]
+    if bad or not value:
+        return f"choose from {', '.join(PROTOCOLS)}" + (f" (not {bad})" if bad else "")
+    return None
+
+
+def _port_check(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be 0 (any free port) to 65535"
+
+
+def _platform_check(value: str) -> str | None:
+    return None if value and not any(c.isspace() for c in value) else "must be non-empty without spaces"
+
+
+def _positive(value) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
+    """Validate a Psiphon-style client config mapping; ConfigError lists every problem."""
+    c = Checker(raw, source)
+    d = ClientConfig()
+    values = dict(
+        propagation_channel_id=c.take("PropagationChannelId", str, d.propagation_channel_id, _hex_check),
+        sponsor_id=c.take("SponsorId", str, d.sponsor_id, _hex_check),
+        client_version=str(c.take("ClientVersion", (str, int), d.client_version)),
+        client_platform=c.take("ClientPlatform", str, d.client_platform, _platform_check),
+        data_dir=c.take("DataRootDirectory", str, d.data_dir),
+        listen_interface=c.take("ListenInterface", str, d.listen_interface),
+        socks_port=c.take("LocalSocksProxyPort", int, d.socks_port, _port_check),
+        http_port=c.take("LocalHttpProxyPort", int, d.http_port, _port_check),
+        egress_region=c.take("EgressRegion", str, d.egress_region, _region_check),
+        protocols=tuple(c.take("LimitTunnelProtocols", list, list(d.protocols), _protocols_check)),
+        target_server_entry=c.take("TargetServerEntry", str, ""),
+        server_list_file=c.take("ServerListFilename", str, ""),
+        connection_workers=c.take("ConnectionWorkerPoolSize", int, d.connection_workers, _positive),
+        tunnel_connect_timeout=float(c.take("TunnelConnectTimeoutSeconds", (int, float), d.tunnel_connect_timeout, _positive)),
+        establish_pause=float(c.take("EstablishTunnelPausePeriodSeconds", (int, float), d.establish_pause, _positive)),
+        keepalive_interval=float(c.take("SSHKeepAlivePeriodSeconds", (int, float), d.keepalive_interval, _positive)),
+        ossh_prefix_spec=c.take("OSSHPrefixSpecName", str, d.ossh_prefix_spec),
+        ossh_prefix_split_delay=float(c.take("OSSHPrefixSplitDelaySeconds", (int, float), 0.0)),
+        remote_server_list_urls=tuple(c.take("RemoteServerListURLs", list, [])),
+        remote_server_list_signature_public_key=c.take("RemoteServerListSignaturePublicKey", str, ""),
+        server_entry_signature_public_key=c.take("ServerEntrySignaturePublicKey", str, ""),
+        feedback_upload_urls=tuple(c.take("FeedbackUploadURLs", list, [])),
+        feedback_encryption_public_key=c.take("FeedbackEncryptionPublicKey", str, ""),
+        upgrade_download_urls=tuple(c.take("UpgradeDownloadURLs", list, [])),
+        upgrade_signature_public_key=c.take("UpgradeSignaturePublicKey", str, ""),
+    )
+    proxy_url = c.take("UpstreamProxyURL", str, "")
+    if proxy_url:
+        try:
+            values["upstream_proxy"] = parse_proxy_url(proxy_url)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                c.problem("UpstreamProxyURL", problem.message)
+    c.reject_unknown()
+    c.raise_if_problems()
+    return ClientConfig(**values)
+
+
+def load_client_config(path: str | None) -> ClientConfig:
+    if not path:
+        return ClientConfig()
+    return parse_client_config(read_json_file(path), str(path))
+
+
+def apply_flags(config: ClientConfig, **flags: Any) -> ClientConfig:
+    """Override ``config`` with the command-line flags that were given (not None)."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    merged = {**{k: getattr(config, k) for k in ("socks_port",)}, **given}
+    problems = Checker({}, "command line")
+    if "egress_region" in given and _region_check(given["egress_region"]):
+        problems.problem("--region", _region_check(given["egress_region"]) or "")
+    if "protocols" in given and _protocols_check(list(given["protocols"])):
+        problems.problem("--protocol", _protocols_check(list(given["protocols"])) or "")
+    for key in ("socks_port", "http_port"):
+        if key in given and _port_check(given[key]):
+            problems.problem("--" + key.replace("_", "-"), _port_check(given[key]) or "")
+    if isinstance(given.get("upstream_proxy"), str):
+        try:
+            merged["upstream_proxy"] = parse_proxy_url(given["upstream_proxy"])
+        except ConfigError as exc:
+            for problem in exc.problems:
+                problems.problem("--upstream-proxy", problem.message)
+    problems.raise_if_problems()
+    merged.update({k: v for k, v in given.items() if k != "upstream_proxy"})
+    if "upstream_proxy" in given and "upstream_proxy" not in merged:
+        merged["upstream_proxy"] = given["upstream_proxy"]
+    return replace(config, **merged)
+
+
+def data_path(config: ClientConfig, *parts: str) -> str:
+    os.makedirs(config.data_dir, exist_ok=True)
+    return os.path.join(config.data_dir, *parts)

@@ -1,0 +1,221 @@
+"""The client controller: establish, activate, operate, and re-establish when lost.
+
+It owns the local proxies (which keep listening while tunnels come and go), runs
+establishment rounds until a tunnel is up, emits Psiphon's notices, makes the
+connected request, and serves channel opens for the proxies, making requests that
+arrive while no tunnel is up wait a bounded time for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import webbrowser
+from typing import Callable
+
+import asyncssh
+
+from ..core import api
+from ..core.api import SSHPasswordPayload  # noqa: F401  (re-exported for tests)
+from ..core.serverentry import ServerEntry, decode_server_list
+from ..errors import TunnelError
+from ..net.dial import connect_socket
+from . import notices as N
+from .candidates import CandidateSource, available_regions, order_candidates, usable
+from .config import ClientConfig
+from .dialer import EstablishedTunnel, dial
+from .establish import EstablishmentRound
+from .http_proxy import HttpProxyConnection
+from .notices import Notices
+from .socks_proxy import SocksConnection
+
+log = logging.getLogger(__name__)
+
+CHANNEL_OPEN_TIMEOUT = 10.0
+
+
+class Controller:
+    def __init__(self, config: ClientConfig, store: CandidateSource, notices: Notices, *,
+                 open_socket: Callable | None = None, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.notices = notices
+        self.session_id = os.urandom(16).hex()
+        self.active: EstablishedTunnel | None = None
+        self._ready = asyncio.Event()
+        self._rng = rng or random.Random()
+        self._open_socket = open_socket or self._direct_socket
+        self._proxy_tasks: set[asyncio.Task] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self.socks_port: int | None = None
+        self.http_port: int | None = None
+        self.tunnels_established = 0
+        self.on_lost_tunnel: Callable[[], None] | None = None
+
+    async def _direct_socket(self, host: str, port: int):
+        return await connect_socket(host, port, timeout=self.config.tunnel_connect_timeout)
+
+    # -- local proxies ----------------------------------------------------------------
+
+    async def start_proxies(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        for kind, port, factory, notice in (
+                ("SOCKS", cfg.socks_port, SocksConnection, N.LISTENING_SOCKS_PROXY_PORT),
+                ("HTTP", cfg.http_port, HttpProxyConnection, N.LISTENING_HTTP_PROXY_PORT)):
+            try:
+                server = await loop.create_server(lambda f=factory: f(self, self._proxy_tasks),
+                                                  cfg.listen_interface, port, reuse_address=True)
+            except OSError as exc:
+                raise TunnelError("local-proxy", f"cannot listen for {kind} on "
+                                  f"{cfg.listen_interface}:{port}: {exc.strerror}") from None
+            bound = server.sockets[0].getsockname()[1]
+            self._servers.append(server)
+            setattr(self, "socks_port" if kind == "SOCKS" else "http_port", bound)
+            self.notices.emit(notice, port=bound)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._proxy_tasks):
+            task.cancel()
+        if self.active is not None:
+            self.active.client.close()
+        for server in self._servers:
+            await server.wait_closed()
+
+    # -- the channel opener the proxies use ----------------------------------------------
+
+    async def open_channel(self, session_factory, host: str, port: int):
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.config.pending_request_wait)
+        except asyncio.TimeoutError:
+            raise TunnelError("no-tunnel", "no tunnel became available in time") from None
+        tunnel = self.active
+        assert tunnel is not None
+        return await asyncio.wait_for(tunnel.client.open_channel(session_factory, host, port),
+                                      CHANNEL_OPEN_TIMEOUT)
+
+    # -- the main loop ------------------------------------------------------------------
+
+    async def run(self, stop_after_first: bool = False) -> None:
+        """Run until cancelled (or after the first tunnel when ``stop_after_first``)."""
+        if not self._servers:
+            await self.start_proxies()
+        while True:
+            tunnel = await self.establish()
+            await self.activate(tunnel)
+            if stop_after_first:
+                return
+            await tunnel.client.wait_closed()
+            self._tunnel_lost(tunnel)
+
+    def _tunnel_lost(self, tunnel: EstablishedTunnel) -> None:
+        self._ready.clear()
+        self.active = None
+        self.notices.emit(N.TUNNELS, count=0)
+        self.notices.alert("tunnel lost, reconnecting", diagnosticID=tunnel.diagnostic_id)
+        if self.on_lost_tunnel is not None:
+            self.on_lost_tunnel()
+
+    def candidates(self) -> list[ServerEntry]:
+        cfg = self.config
+        return [e for e in self.store.entries() if usable(e, cfg.egress_region, cfg.protocols)]
+
+    async def establish(self) -> EstablishedTunnel:
+        cfg = self.config
+        while True:
+            entries = self.store.entries()
+            self.notices.emit(N.AVAILABLE_EGRESS_REGIONS, regions=available_regions(entries))
+            candidates = self.candidates()
+            self.notices.emit(N.CANDIDATE_SERVERS, count=len(candidates), region=cfg.egress_region)
+            if not candidates:
+                self._no_candidates(entries)
+            else:
+                first, rest = order_candidates(candidates, self.store.affinity(), self._rng)
+                round_ = EstablishmentRound(self._dial, self.notices, workers=cfg.connection_workers,
+                                            protocols=cfg.protocols, affinity_grace=cfg.affinity_grace,
+                                            rng=self._rng)
+                result = await round_.run(first, rest, cfg.establish_work_time)
+                if result.tunnel is not None:
+                    return result.tunnel
+            await self.between_rounds()
+            await asyncio.sleep(cfg.establish_pause * (0.9 + 0.2 * self._rng.random()))
+
+    async def between_rounds(self) -> None:
+        """Hook for work after a failed round (remote server list fetches)."""
+
+    def _no_candidates(self, entries: list[ServerEntry]) -> None:
+        region = self.config.egress_region
+        if region and any(e.region == region for e in entries) is False and entries:
+            self.notices.alert(f"no servers in egress region {region}",
+                               availableRegions=available_regions(entries))
+        else:
+            self.notices.alert("no server entries to try")
+
+    async def _dial(self, entry: ServerEntry, protocol: str, number: int) -> EstablishedTunnel:
+        return await dial(entry, protocol, self.config, self.session_id, self._open_socket,
+                          candidate_number=number, established_tunnels=self.tunnels_established)
+
+    async def activate(self, tunnel: EstablishedTunnel) -> None:
+        hs = tunnel.handshake
+        self.active = tunnel
+        self.tunnels_established += 1
+        self.store.set_affinity(tunnel.entry.ip_address)
+        n = self.notices
+        n.emit(N.ACTIVE_TUNNEL, diagnosticID=tunnel.diagnostic_id, protocol=tunnel.protocol,
+               region=tunnel.entry.region)
+        n.emit(N.TUNNELS, count=1)
+        if hs.client_region:
+            n.emit(N.CLIENT_REGION, region=hs.client_region)
+        if hs.server_timestamp:
+            n.emit(N.SERVER_TIMESTAMP, timestamp=hs.server_timestamp)
+        for url in hs.homepages:
+            n.emit(N.HOMEPAGE, url=url)
+        if hs.homepages and self.config.open_home_page:
+            webbrowser.open(hs.homepages[0])
+        if hs.upgrade_client_version:
+            n.emit(N.CLIENT_UPGRADE_AVAILABLE, version=hs.upgrade_client_version)
+        if hs.encoded_server_list:
+            self._import_discovered(hs.encoded_server_list, hs.server_timestamp)
+        self._ready.set()
+        task = asyncio.get_running_loop().create_task(self.connected_request(tunnel))
+        self._proxy_tasks.add(task)
+        task.add_done_callback(self._proxy_tasks.discard)
+
+    def _import_discovered(self, encoded: tuple[str, ...], server_timestamp: str) -> None:
+        entries, errors = decode_server_list("\n".join(encoded))
+        stamp = (server_timestamp[:13] + ":00:00Z") if server_timestamp else ""
+        entries = [e.with_local("DISCOVERY", stamp) if stamp else e for e in entries]
+        imported = self.store.import_entries(entries, "DISCOVERY")
+        if imported or errors:
+            self.notices.info("discovered server entries", imported=imported, invalid=len(errors))
+
+    async def connected_request(self, tunnel: EstablishedTunnel) -> None:
+        """Tell the server we are connected (how Psiphon counts unique users, no IDs)."""
+        last = self.last_connected()
+        params = {"propagation_channel_id": self.config.propagation_channel_id.upper(),
+                  "sponsor_id": self.config.sponsor_id.upper(),
+                  "client_version": self.config.client_version,
+                  "client_platform": self.config.client_platform,
+                  "last_connected": last or "None"}
+        try:
+            raw = await tunnel.client.api_request(api.REQUEST_CONNECTED,
+                                                  api.encode_request_params(params, packed=True))
+            response = api.decode_connected_response(raw)
+        except (TunnelError, asyncssh.Error, OSError) as exc:
+            self.notices.info("connected request failed", error=str(exc))
+            return
+        except Exception as exc:  # a malformed answer must not take the tunnel down
+            self.notices.info("unreadable connected response", error=str(exc))
+            return
+        if response.connected_timestamp:
+            self.save_last_connected(response.connected_timestamp)
+
+    def last_connected(self) -> str | None:
+        return None
+
+    def save_last_connected(self, timestamp: str) -> None:
+        """Persisted by the datastore-backed controller."""

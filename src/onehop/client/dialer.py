@@ -1,0 +1,140 @@
+"""One candidate, one attempt: dial a server entry with a protocol and run the handshake.
+
+All per-dial randomness (OSSH seed, padding seed, prefix seed, SSH version string,
+request padding) is drawn here and handed to the pure layers below.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import asyncssh
+from asyncssh.public_key import KeyImportError, decode_ssh_public_key
+
+from ..core import api
+from ..core.api import HandshakeResponse, SSHPasswordPayload
+from ..core.ossh import PrefixSpec
+from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS
+from ..core.serverentry import ServerEntry, supported_protocols
+from ..errors import RemoteProtocolError, TunnelError
+from ..tunnel.algorithms import openssh_version
+from ..tunnel.client import DialTarget, ObfuscationParams, SocketOpener, TunnelClient, open_tunnel
+from .config import ClientConfig
+
+_rng = random.SystemRandom()
+
+
+def protocols_for(entry: ServerEntry, allowed: tuple[str, ...]) -> list[str]:
+    """Protocols the entry supports and the user allows (OSSH-PREFIX rides on OSSH)."""
+    offered = supported_protocols(entry)
+    choices = [p for p in allowed if p in offered]
+    if "OSSH-PREFIX" in allowed and "OSSH" in offered and not entry.disable_ossh_prefix:
+        choices.append("OSSH-PREFIX")
+    return choices
+
+
+@dataclass
+class EstablishedTunnel:
+    """A tunnel that completed SSH and the API handshake."""
+
+    entry: ServerEntry
+    protocol: str
+    client: TunnelClient
+    handshake: HandshakeResponse
+    dial_duration: float
+    candidate_number: int
+
+    @property
+    def diagnostic_id(self) -> str:
+        return self.entry.diagnostic_id
+
+
+def _dial_target(entry: ServerEntry, protocol: str, password: str, config: ClientConfig) -> DialTarget:
+    try:
+        host_key = decode_ssh_public_key(base64.b64decode(entry.ssh_host_key))
+    except (KeyImportError, ValueError):
+        raise TunnelError("server-entry", "the entry's sshHostKey is not a usable SSH key") from None
+    obfuscation = None
+    port = entry.ssh_port
+    if protocol in ("OSSH", "OSSH-PREFIX"):
+        port = entry.ssh_obfuscated_port
+        prefix = None
+        if protocol == "OSSH-PREFIX":
+            name = config.ossh_prefix_spec
+            prefix = PrefixSpec(name, DEFAULT_CLIENT_PREFIX_SPECS.get(name) or DEFAULT_CLIENT_PREFIX_SPECS["http-get"])
+        obfuscation = ObfuscationParams(entry.ssh_obfuscated_key, os.urandom(16), os.urandom(32),
+                                        prefix, os.urandom(32) if prefix else None,
+                                        config.ossh_prefix_split_delay)
+    assert port, "protocol chosen without a port"
+    return DialTarget(entry.ip_address, port, entry.ssh_username, password, host_key,
+                      openssh_version(_rng.randint), obfuscation)
+
+
+def handshake_params(config: ClientConfig, entry: ServerEntry, protocol: str, target: DialTarget,
+                     tunnel: TunnelClient, candidate_number: int, dial_duration: float,
+                     established_tunnels: int) -> dict:
+    params = {
+        "propagation_channel_id": config.propagation_channel_id.upper(),
+        "sponsor_id": config.sponsor_id.upper(),
+        "client_version": config.client_version,
+        "client_platform": config.client_platform,
+        "relay_protocol": "SSH" if protocol == "SSH" else "OSSH",
+        "ssh_client_version": "SSH-2.0-" + target.client_version,
+        "dial_port_number": str(target.port),
+        "candidate_number": str(candidate_number),
+        "established_tunnels_count": str(established_tunnels),
+        "is_replay": "0",
+        "dial_duration": str(int(dial_duration * 1000)),
+        "psiphon_api_response_version": "1",
+        "pad_response": str(_rng.randint(0, 256)),
+        "padding": " " * _rng.randint(0, 256),
+    }
+    if tunnel.upstream_ossh_padding is not None:
+        params["upstream_ossh_padding"] = str(tunnel.upstream_ossh_padding)
+    if target.obfuscation and target.obfuscation.prefix:
+        params["ossh_prefix"] = target.obfuscation.prefix.name
+    if config.egress_region:
+        params["egress_region"] = config.egress_region
+    if entry.region:
+        params["server_entry_region"] = entry.region
+    if entry.local_source:
+        params["server_entry_source"] = entry.local_source
+    if entry.local_timestamp:
+        params["server_entry_timestamp"] = entry.local_timestamp[:13] + ":00:00Z"
+    if not entry.signature and entry.tag:
+        params["missing_server_entry_signature"] = entry.tag  # ask for the signed copy
+    if config.upstream_proxy is not None:
+        params["upstream_proxy_type"] = config.upstream_proxy.scheme
+    return params
+
+
+async def dial(entry: ServerEntry, protocol: str, config: ClientConfig, session_id: str,
+               open_socket: SocketOpener, *, candidate_number: int = 0,
+               established_tunnels: int = 0,
+               on_connecting: Callable[[], Awaitable[None] | None] | None = None) -> EstablishedTunnel:
+    """Dial ``entry`` with ``protocol``, authenticate and complete the API handshake."""
+    password = api.encode_ssh_password(SSHPasswordPayload(
+        session_id, entry.ssh_password, (), config.sponsor_id.upper() if len(config.sponsor_id) == 16 else None))
+    target = _dial_target(entry, protocol, password, config)
+    started = time.monotonic()
+    client = await open_tunnel(target, open_socket, timeout=config.tunnel_connect_timeout,
+                               keepalive_interval=config.keepalive_interval)
+    try:
+        duration = time.monotonic() - started
+        params = handshake_params(config, entry, protocol, target, client, candidate_number,
+                                  duration, established_tunnels)
+        payload = api.encode_request_params(params, packed=api.CAPABILITY_SSH_API_REQUESTS in entry.capabilities)
+        response = await client.api_request(api.REQUEST_HANDSHAKE, payload)
+        try:
+            handshake = api.decode_handshake_response(response)
+        except RemoteProtocolError as exc:
+            raise TunnelError("handshake", f"unreadable handshake response: {exc.reason}") from None
+    except BaseException:
+        client.close()
+        raise
+    return EstablishedTunnel(entry, protocol, client, handshake, duration, candidate_number)

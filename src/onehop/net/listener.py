@@ -1,0 +1,120 @@
+"""OSSH listener: the accept path with a handshake deadline and probe-silent failure.
+
+A connection whose preamble is invalid, replayed, or simply incomplete gets no byte
+back. The server keeps reading and discarding until the peer closes or the handshake
+deadline passes, then sends FIN (never RST: everything received has been read) and
+closes shortly after. The behaviour is identical whatever, and however much, was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Callable, Mapping
+
+from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, SeedHistory, ServerObfuscator
+from ..errors import ProtocolError
+from .ossh import ObfuscatedTransport, ObfuscatedWire
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+#: After our FIN, how long we wait for the peer's before closing anyway.
+CLOSE_LINGER = 10.0
+
+SSHFactory = Callable[[PreambleReceived, ObfuscatedTransport], asyncio.Protocol]
+
+
+class ProbeSilentConnection(ObfuscatedWire):
+    """One accepted OSSH connection."""
+
+    def __init__(self, listener: "OSSHListener") -> None:
+        obfuscator = ServerObfuscator(listener.keyword, replay_check=listener.replay_check,
+                                      random_bytes=os.urandom, prefix_specs=listener.prefix_specs)
+        super().__init__(obfuscator, on_preamble=self._preamble, on_error=self._rejected)
+        self._listener = listener
+        self._deadline: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self.established = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._listener.handshake_timeout, self._deadline_passed)
+        self._listener.connections.add(self)
+
+    def _preamble(self, event: PreambleReceived, transport: ObfuscatedTransport) -> asyncio.Protocol:
+        self.established = True  # from here the SSH layer's own login timeout applies
+        if self._deadline is not None:
+            self._deadline.cancel()
+        return self._listener.ssh_factory(event, transport)
+
+    def _rejected(self, error: ProtocolError) -> None:
+        self._listener.report_irregular(error)
+
+    def _deadline_passed(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.failed = True
+        if transport.can_write_eof():
+            transport.write_eof()  # FIN; we keep draining so close never resets
+            self._linger = asyncio.get_running_loop().call_later(CLOSE_LINGER, transport.close)
+        else:
+            transport.close()
+
+    def eof_received(self):
+        if self.failed or not self.established:
+            self.failed = True
+            return None  # the peer gave up: close quietly
+        return super().eof_received()
+
+    def connection_lost(self, exc) -> None:
+        for timer in (self._deadline, self._linger):
+            if timer is not None:
+                timer.cancel()
+        self._listener.connections.discard(self)
+        super().connection_lost(exc)
+
+
+class OSSHListener:
+    """Accepts OSSH (with or without prefix) on one TCP port."""
+
+    def __init__(self, keyword: str, ssh_factory: SSHFactory, *,
+                 history: SeedHistory | None = None,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                 prefix_specs: Mapping[str, str] = DEFAULT_SERVER_PREFIX_SPECS,
+                 on_irregular: Callable[[ProtocolError], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keyword = keyword
+        self.ssh_factory = ssh_factory
+        self.history = history if history is not None else SeedHistory()
+        self.handshake_timeout = handshake_timeout
+        self.prefix_specs = dict(prefix_specs)
+        self._on_irregular = on_irregular
+        self._clock = clock
+        self.connections: set[ProbeSilentConnection] = set()
+        self.server: asyncio.AbstractServer | None = None
+
+    def replay_check(self, seed: bytes) -> bool:
+        return self.history.add_new(seed, self._clock())
+
+    def report_irregular(self, error: ProtocolError) -> None:
+        log.info("irregular OSSH connection: %s", error.reason)
+        if self._on_irregular is not None:
+            self._on_irregular(error)
+
+    async def start(self, host: str, port: int) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: ProbeSilentConnection(self), host, port,
+                                               reuse_address=True, backlog=1024)
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()

@@ -1,0 +1,137 @@
+"""The Psiphon API as the server answers it: handshake, connected, status.
+
+Requests arrive as SSH global requests with JSON or packed-CBOR payloads; the handshake
+answers in CBOR when the client asks for it. A handshake must come first and only once;
+an invalid handshake disconnects the client, as Psiphon's server does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..core import api
+from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
+from ..errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from .session import ClientSession
+
+log = logging.getLogger(__name__)
+
+#: Handshake parameters kept for the tunnel's lifetime (logged with server_tunnel).
+KEPT_PARAMS = ("propagation_channel_id", "sponsor_id", "client_version", "client_platform",
+               "client_build_rev", "relay_protocol", "device_region", "egress_region",
+               "network_type", "ssh_client_version", "ossh_prefix", "upstream_ossh_padding",
+               "server_entry_source")
+
+
+@dataclass
+class HandshakeState:
+    params: dict[str, Any]
+    client_region: str
+    completed_at: float
+    connected_day: str | None = None
+    connected_timestamp: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def rfc3339_seconds(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def truncate_to_hour(ts: float) -> str:
+    return datetime.fromtimestamp(ts - ts % 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class APIHandler:
+    """Answers API requests for every client of one server process."""
+
+    def __init__(self, server, clock: Callable[[], float] = time.time) -> None:
+        self._server = server
+        self._clock = clock
+
+    async def handle(self, session: "ClientSession", name: str, payload: bytes) -> bytes | None:
+        try:
+            params = api.decode_request_params(payload)
+        except RemoteProtocolError as exc:
+            log.debug("undecodable %s payload: %s", name, exc.reason)
+            return None
+        if name == api.REQUEST_HANDSHAKE:
+            return self.handshake(session, params)
+        if session.handshake is None:
+            return None  # everything else needs a completed handshake
+        if name == api.REQUEST_CONNECTED:
+            return self.connected(session, params)
+        if name == api.REQUEST_STATUS:
+            return self.status(session, params)
+        if name == api.REQUEST_CLIENT_VERIFICATION:
+            return b"{}"
+        return None
+
+    def handshake(self, session: "ClientSession", params: dict) -> bytes | None:
+        if session.handshake is not None:
+            session.close()
+            return None
+        problems = api.handshake_param_problems(params, {session.tunnel_protocol})
+        if problems:
+            log.info("handshake rejected: %s", "; ".join(problems))
+            session.close()
+            return None
+        now = self._clock()
+        region = self._server.client_region(session.peer_ip)
+        session.handshake = HandshakeState(
+            {k: params[k] for k in KEPT_PARAMS if isinstance(params.get(k), str)}, region, now)
+        snapshot = self._server.psinet.snapshot
+        platform = params["client_platform"]
+        mobile = api.normalize_client_platform(platform) in ("Android", "iOS")
+        response = HandshakeResponse(
+            homepages=tuple(snapshot.homepages(params["sponsor_id"], region, mobile)),
+            upgrade_client_version=snapshot.upgrade_client_version(
+                params["client_version"], api.normalize_client_platform(platform)) or "",
+            encoded_server_list=tuple(self._server_list(session, params)),
+            client_region=region,
+            client_address=join_host_port(session.peer_ip, session.peer_port),
+            server_timestamp=rfc3339_seconds(now),
+            padding=" " * api.pad_response_length(params),
+        )
+        return api.encode_handshake_response(response, cbor=api.wants_cbor_response(params))
+
+    def _server_list(self, session: "ClientSession", params: dict) -> list[str]:
+        entries = list(self._server.discover(session.peer_ip))
+        tag = params.get("missing_server_entry_signature") or params.get("missing_server_entry_provider_id")
+        own = self._server.config.own_encoded_server_entries.get(tag) if isinstance(tag, str) else None
+        if own:
+            entries.append(own)
+        return entries
+
+    def connected(self, session: "ClientSession", params: dict) -> bytes:
+        state = session.handshake
+        assert state is not None
+        now = self._clock()
+        today = rfc3339_seconds(now)[:10]
+        if state.connected_day != today:  # at most one counted connected request per day
+            state.connected_day = today
+            state.connected_timestamp = truncate_to_hour(now)
+            last = params.get("last_connected")
+            if not isinstance(last, str) or last == "None" or last[:10] < today:
+                self._server.events.unique_user(session)
+        assert state.connected_timestamp is not None
+        return api.encode_connected_response(ConnectedResponse(
+            state.connected_timestamp, " " * api.pad_response_length(params)))
+
+    def status(self, session: "ClientSession", params: dict) -> bytes:
+        status_data = params.get("statusData")
+        status_data = status_data if isinstance(status_data, dict) else {}
+        self._server.events.client_stats(session, status_data)
+        tags = status_data.get("check_server_entry_tags")
+        invalid = self._server.invalid_server_entry_tags(tags if isinstance(tags, list) else [])
+        return api.encode_status_response(StatusResponse(
+            tuple(invalid), " " * api.pad_response_length(params)))

@@ -1,0 +1,111 @@
+"""server.json: the server's configuration, validated once into a frozen dataclass.
+
+Key names follow Psiphon's server configuration where one exists (ServerIPAddress,
+TunnelProtocolPorts, SSHPrivateKey, SSHUserName, SSHPassword, ObfuscatedSSHKey,
+AllowBogons, SSHHandshakeTimeoutMilliseconds, PsinetDatabaseFilename, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from ..configtools import Checker, ip_check, nonempty_check, port_check, positive_check, read_json_file
+
+SUPPORTED_PROTOCOLS = ("OSSH", "SSH")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    server_ip_address: str
+    listen_ip_address: str
+    tunnel_protocol_ports: dict[str, int]
+    ssh_private_key: str
+    ssh_username: str
+    ssh_password: str
+    obfuscated_ssh_key: str
+    web_server_secret: str
+    ssh_server_version: str | None = None
+    allow_bogons: bool = False
+    handshake_timeout: float = 30.0
+    allow_tcp_ports: tuple[int, ...] = ()
+    disallow_tcp_ports: tuple[int, ...] = ()
+    psinet_database_filename: str | None = None
+    own_encoded_server_entries: dict[str, str] = field(default_factory=dict)
+    log_filename: str | None = None
+    host_id: str = ""
+    base_dir: str = "."
+
+    def path(self, name: str) -> str:
+        """Resolve a file name relative to the config file's directory."""
+        return name if os.path.isabs(name) else os.path.join(self.base_dir, name)
+
+    def host_key(self) -> asyncssh.SSHKey:
+        return asyncssh.import_private_key(self.ssh_private_key)
+
+
+def _ports_check(value: dict) -> str | None:
+    if not value:
+        return "at least one protocol port is required"
+    for name, port in value.items():
+        if name not in SUPPORTED_PROTOCOLS:
+            return f"unsupported protocol {name!r} (supported: {', '.join(SUPPORTED_PROTOCOLS)})"
+        if isinstance(port, bool) or not isinstance(port, int) or port_check(port):
+            return f"port for {name} must be an integer between 1 and 65535"
+    if len(set(value.values())) != len(value):
+        return "each protocol needs its own port"
+    return None
+
+
+def _key_check(value: str) -> str | None:
+    try:
+        key = asyncssh.import_private_key(value)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        return f"not a usable private key ({exc})"
+    return None if key.algorithm == b"ssh-rsa" else "must be an RSA key (Psiphon clients pin ssh-rsa)"
+
+
+def _port_list_check(value: list) -> str | None:
+    bad = [p for p in value if isinstance(p, bool) or not isinstance(p, int) or port_check(p)]
+    return f"not port numbers: {bad}" if bad else None
+
+
+def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> ServerConfig:
+    """Validate ``raw``; raise ConfigError listing every problem."""
+    c = Checker(raw, source)
+    ip = c.take("ServerIPAddress", str, check=ip_check)
+    values = dict(
+        server_ip_address=ip,
+        listen_ip_address=c.take("ListenIPAddress", str, ip, ip_check),
+        tunnel_protocol_ports=c.take("TunnelProtocolPorts", dict, check=_ports_check),
+        ssh_private_key=c.take("SSHPrivateKey", str, check=_key_check),
+        ssh_username=c.take("SSHUserName", str, check=nonempty_check),
+        ssh_password=c.take("SSHPassword", str, check=nonempty_check),
+        obfuscated_ssh_key=c.take("ObfuscatedSSHKey", str, check=nonempty_check),
+        web_server_secret=c.take("WebServerSecret", str, check=nonempty_check),
+        ssh_server_version=c.take("SSHServerVersion", str, None),
+        allow_bogons=c.take("AllowBogons", bool, False),
+        handshake_timeout=c.take("SSHHandshakeTimeoutMilliseconds", int, 30000, positive_check) / 1000.0,
+        allow_tcp_ports=tuple(c.take("AllowTCPPorts", list, [], _port_list_check)),
+        disallow_tcp_ports=tuple(c.take("DisallowTCPPorts", list, [], _port_list_check)),
+        psinet_database_filename=c.take("PsinetDatabaseFilename", str, None),
+        own_encoded_server_entries=c.take("OwnEncodedServerEntries", dict, {}),
+        log_filename=c.take("LogFilename", str, None),
+        host_id=c.take("HostID", str, ""),
+    )
+    c.reject_unknown()
+    c.raise_if_problems()
+    return ServerConfig(**values, base_dir=base_dir)
+
+
+def load_server_config(path: str | os.PathLike) -> ServerConfig:
+    raw = read_json_file(path)
+    return parse_server_config(raw, str(path), str(Path(path).resolve().parent))
+
+
+def server_config_to_json(config_fields: dict) -> str:
+    return json.dumps(config_fields, indent=2, sort_keys=False) + "\n"

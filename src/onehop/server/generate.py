@@ -1,0 +1,97 @@
+"""``onehop server generate``: a new server's secrets, config and encoded entry.
+
+Every secret is generated here: the RSA host key (2048 bits, as Psiphon clients pin
+ssh-rsa), SSH username and password, the OSSH obfuscation keyword and the web server
+secret (used only to derive the entry's tag).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from ..core.serverentry import derive_tag, encode_server_entry
+from ..errors import ConfigError, ConfigProblem
+from .config import parse_server_config, server_config_to_json
+
+DEFAULT_OSSH_PORT = 443
+
+
+@dataclass(frozen=True)
+class GeneratedServer:
+    config: dict
+    encoded_entry: str
+
+
+def generate_server(ip: str, *, ossh_port: int | None = DEFAULT_OSSH_PORT, ssh_port: int | None = None,
+                    allow_bogons: bool = False, region: str = "", host_id: str = "",
+                    psinet_filename: str | None = None, log_filename: str | None = None) -> GeneratedServer:
+    """Generate secrets and build server.json fields plus the server's encoded entry."""
+    if not ossh_port and not ssh_port:
+        raise ConfigError([ConfigProblem("ports", "serve at least one of OSSH and SSH")])
+    key = asyncssh.generate_private_key("ssh-rsa", 2048)
+    ports = {name: port for name, port in (("OSSH", ossh_port), ("SSH", ssh_port)) if port}
+    config = {
+        "ServerIPAddress": ip,
+        "TunnelProtocolPorts": ports,
+        "SSHPrivateKey": key.export_private_key("pkcs1-pem").decode("ascii"),
+        "SSHUserName": "onehop_" + secrets.token_hex(8),
+        "SSHPassword": secrets.token_hex(32),
+        "ObfuscatedSSHKey": secrets.token_hex(32),
+        "WebServerSecret": secrets.token_hex(32),
+        "AllowBogons": allow_bogons,
+        "HostID": host_id,
+    }
+    if psinet_filename:
+        config["PsinetDatabaseFilename"] = psinet_filename
+    if log_filename:
+        config["LogFilename"] = log_filename
+    parse_server_config(config, "generated")  # our own output must validate
+    return GeneratedServer(config, encode_server_entry(entry_fields(config, key, region)))
+
+
+def entry_fields(config: dict, key: asyncssh.SSHKey, region: str = "") -> dict:
+    """The server entry Psiphon clients need: ports, credentials, host key, capabilities."""
+    ports = config["TunnelProtocolPorts"]
+    fields = {
+        "ipAddress": config["ServerIPAddress"],
+        "webServerSecret": config["WebServerSecret"],
+        "sshUsername": config["SSHUserName"],
+        "sshPassword": config["SSHPassword"],
+        "sshHostKey": base64.b64encode(key.public_data).decode("ascii"),
+        "sshObfuscatedKey": config["ObfuscatedSSHKey"],
+        "capabilities": [p for p in ("OSSH", "SSH") if p in ports] + ["ssh-api-requests"],
+        "tag": derive_tag(config["ServerIPAddress"], config["WebServerSecret"]),
+    }
+    if "SSH" in ports:
+        fields["sshPort"] = ports["SSH"]
+    if "OSSH" in ports:
+        fields["sshObfuscatedPort"] = ports["OSSH"]
+    if region:
+        fields["region"] = region
+    return fields
+
+
+def write_server_dir(out_dir: str | os.PathLike, generated: GeneratedServer) -> tuple[Path, Path]:
+    """Write DIR/server.json (mode 0600: it holds secrets) and DIR/server-entry.dat."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path, entry_path = out / "server.json", out / "server-entry.dat"
+    _atomic_write(config_path, server_config_to_json(generated.config), mode=0o600)
+    _atomic_write(entry_path, generated.encoded_entry + "\n", mode=0o644)
+    return config_path, entry_path
+
+
+def _atomic_write(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,64 @@
+"""Forward policy: which destinations a tunnelled client may reach. Default deny.
+
+A destination is allowed only if its port passes the port rules and its (resolved) IP
+is a public unicast address that is not one of the server's own listening endpoints.
+``allow_bogons`` lifts the address rule (loopback tests, private deployments).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+    @classmethod
+    def allow(cls) -> "Decision":
+        return cls(True, "allowed")
+
+    @classmethod
+    def deny(cls, reason: str) -> "Decision":
+        return cls(False, reason)
+
+
+def is_bogon(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, private, link-local, multicast, unspecified or reserved space."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+            or ip.is_unspecified or ip.is_reserved or not ip.is_global)
+
+
+@dataclass(frozen=True)
+class ForwardPolicy:
+    allow_bogons: bool = False
+    allow_ports: frozenset[int] = frozenset()       # empty: every port
+    disallow_ports: frozenset[int] = frozenset()
+    own_endpoints: frozenset[tuple[str, int]] = frozenset()
+
+    def check_port(self, port: int) -> Decision:
+        if not 1 <= port <= 65535:
+            return Decision.deny("invalid port")
+        if port in self.disallow_ports:
+            return Decision.deny("port disallowed")
+        if self.allow_ports and port not in self.allow_ports:
+            return Decision.deny("port not allowed")
+        return Decision.allow()
+
+    def check(self, ip_text: str, port: int) -> Decision:
+        decision = self.check_port(port)
+        if not decision.allowed:
+            return decision
+        try:
+            ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
+        except ValueError:
+            return Decision.deny("not an IP address")
+        if (str(ip), port) in self.own_endpoints:
+            return Decision.deny("the server's own port")
+        if not self.allow_bogons and is_bogon(ip):
+            return Decision.deny("non-public destination")
+        return Decision.allow()

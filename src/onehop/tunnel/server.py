@@ -1,0 +1,159 @@
+"""asyncssh server connections that speak Psiphon's SSH-level protocol.
+
+``PsiphonServerConnection`` adds the Psiphon API global requests
+(``psiphon-handshake``, ``psiphon-connected``, ``psiphon-status`` and the legacy
+``psiphon-client-verification``) and the ``random@psiphon.ca`` channel to asyncssh's
+server connection. Every decision (credentials, API answers, which forwards to open)
+is delegated to a ``TunnelServerPolicy`` through ``TunnelSSHServer``: this module only
+moves bytes between asyncssh and that policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any, Awaitable, Protocol
+
+import asyncssh
+from asyncssh.misc import ChannelOpenError
+from asyncssh.packet import SSHPacket
+
+log = logging.getLogger(__name__)
+
+API_REQUEST_NAMES = ("psiphon-handshake", "psiphon-connected", "psiphon-status",
+                     "psiphon-client-verification")
+RANDOM_STREAM_MAX_BYTES = 10 * 1024 * 1024
+OPEN_ADMINISTRATIVELY_PROHIBITED = 1
+
+
+class TunnelServerPolicy(Protocol):
+    """What the SSH layer asks the server application, once per SSH connection."""
+
+    def authenticate(self, username: str, password: str) -> bool: ...
+
+    def api_request(self, name: str, payload: bytes) -> Awaitable[bytes | None]: ...
+
+    def open_forward(self, host: str, port: int) -> Awaitable[asyncssh.SSHTCPSession]: ...
+
+    def random_stream_allowed(self) -> bool: ...
+
+    def connection_closed(self, exc: Exception | None) -> None: ...
+
+
+class TunnelSSHServer(asyncssh.SSHServer):
+    """asyncssh's per-connection server object, forwarding every decision to a policy."""
+
+    def __init__(self, policy_factory) -> None:
+        self._policy_factory = policy_factory
+        self.policy: Any = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.policy = self._policy_factory(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.policy is not None:
+            self.policy.connection_closed(exc)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return self.policy.authenticate(username, password)
+
+    def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
+        return self.policy.open_forward(dest_host, dest_port)
+
+    def server_requested(self, listen_host, listen_port):
+        return False  # no remote port forwarding
+
+    def unix_connection_requested(self, dest_path):
+        return False
+
+    def unix_server_requested(self, listen_path):
+        return False
+
+    def session_requested(self):
+        return False  # no shells or commands: this is a proxy, not a login
+
+
+class PsiphonServerConnection(asyncssh.SSHServerConnection):
+    """An asyncssh server connection with Psiphon's API requests and random channel."""
+
+    def _answer_api_request(self, name: str, packet: SSHPacket) -> None:
+        payload = packet.get_remaining_payload()
+        self.create_task(self._finish_api_request(name, payload))
+
+    async def _finish_api_request(self, name: str, payload: bytes) -> None:
+        response: bytes | None = None
+        try:
+            response = await self._owner.policy.api_request(name, payload)
+        except Exception as exc:  # the policy reports; a failure answer is all we owe
+            log.debug("API request %s failed: %s", name, exc)
+        if self._transport is not None:
+            self._report_global_response(response if response else False)
+
+    def _process_psiphon_handshake_global_request(self, packet: SSHPacket) -> None:
+        self._answer_api_request("psiphon-handshake", packet)
+
+    def _process_psiphon_connected_global_request(self, packet: SSHPacket) -> None:
+        self._answer_api_request("psiphon-connected", packet)
+
+    def _process_psiphon_status_global_request(self, packet: SSHPacket) -> None:
+        self._answer_api_request("psiphon-status", packet)
+
+    def _process_psiphon_client_verification_global_request(self, packet: SSHPacket) -> None:
+        self._answer_api_request("psiphon-client-verification", packet)
+
+    def _process_random_at_psiphon_dot_ca_open(self, packet: SSHPacket):
+        try:
+            request = json.loads(packet.get_remaining_payload() or b"{}")
+            upstream = int(request.get("u", 0))
+            downstream = int(request.get("d", 0))
+        except (ValueError, TypeError, AttributeError):
+            raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
+        if not (0 <= upstream <= RANDOM_STREAM_MAX_BYTES and 0 <= downstream <= RANDOM_STREAM_MAX_BYTES) \
+                or not self._owner.policy.random_stream_allowed():
+            raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
+        return self.create_tcp_channel(), RandomStreamSession(upstream, downstream)
+
+
+class RandomStreamSession(asyncssh.SSHTCPSession):
+    """Psiphon's liveness test: discard ``upstream`` bytes, send ``downstream`` random ones."""
+
+    def __init__(self, upstream: int, downstream: int) -> None:
+        self._expect = upstream
+        self._send = downstream
+        self._chan: asyncssh.SSHTCPChannel | None = None
+
+    def connection_made(self, chan) -> None:
+        self._chan = chan
+
+    def session_started(self) -> None:
+        assert self._chan is not None
+        remaining = self._send
+        while remaining > 0:
+            chunk = min(remaining, 32768)
+            self._chan.write(os.urandom(chunk))
+            remaining -= chunk
+        self._maybe_close()
+
+    def data_received(self, data: bytes, datatype) -> None:
+        self._expect -= len(data)
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self._expect <= 0 and self._chan is not None:
+            self._chan.close()
+
+
+def new_server_connection(options: asyncssh.SSHServerConnectionOptions,
+                          **extra: Any) -> PsiphonServerConnection:
+    """Create a server connection for an accepted stream; ``extra`` goes to get_extra_info."""
+    conn = PsiphonServerConnection(asyncio.get_running_loop(), options)
+    conn.set_extra_info(**extra)
+    return conn
