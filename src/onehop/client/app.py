@@ -1,0 +1,81 @@
+"""``onehop client``: load configuration, build the candidate store, run the controller."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from datetime import datetime, timezone
+
+from ..core.serverentry import ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp
+from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
+from .candidates import MemoryStore
+from .config import ClientConfig, apply_flags, load_client_config
+from .controller import Controller
+from .notices import Notices
+
+
+def _read_text(path: str, key: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(key, f"cannot read {path}: {exc.strerror}")]) from None
+
+
+def target_entry(value: str) -> ServerEntry:
+    """``--target-server-entry HEX`` or ``@FILE``; a bad entry names its bad field."""
+    text = _read_text(value[1:], "--target-server-entry") if value.startswith("@") else value
+    try:
+        return decode_server_entry(text.strip())
+    except ServerEntryError as exc:
+        raise ConfigError([ConfigProblem("--target-server-entry", str(exc))]) from None
+
+
+def initial_entries(config: ClientConfig, notices: Notices) -> list[ServerEntry]:
+    now = rfc3339_timestamp(datetime.now(timezone.utc))
+    if config.target_server_entry:
+        return [target_entry(config.target_server_entry).with_local("TARGET", now)]
+    entries: list[ServerEntry] = []
+    if config.server_list_file:
+        parsed, errors = decode_server_list(_read_text(config.server_list_file, "--server-list"))
+        for error in errors:
+            notices.alert("skipped an invalid server entry", error=str(error))
+        entries = [e.with_local("EMBEDDED", now) if not e.local_source else e for e in parsed]
+    return entries
+
+
+def build_config(args) -> ClientConfig:
+    config = load_client_config(args.config)
+    return apply_flags(
+        config, data_dir=args.data_dir, socks_port=args.socks_port, http_port=args.http_port,
+        egress_region=args.region, protocols=tuple(args.protocol) if args.protocol else None,
+        upstream_proxy=args.upstream_proxy, server_list_file=args.server_list,
+        target_server_entry=args.target_server_entry, open_home_page=args.open_home_page)
+
+
+async def run_controller(config: ClientConfig, notices: Notices) -> int:
+    entries = initial_entries(config, notices)
+    store = MemoryStore(entries)
+    controller = Controller(config, store, notices)
+    loop = asyncio.get_running_loop()
+    main = loop.create_task(controller.run())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        await main
+    except asyncio.CancelledError:
+        pass
+    except OnehopError as exc:
+        notices.error(str(exc))
+        return 1
+    finally:
+        await controller.close()
+        notices.emit("Exiting")
+    return 0
+
+
+def run_client(args) -> int:
+    config = build_config(args)
+    notices = Notices(sys.stdout)
+    return asyncio.run(run_controller(config, notices))
