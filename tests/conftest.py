@@ -24,8 +24,8 @@ def load_vectors(name: str) -> dict:
         return json.load(f)
 
 
-def vector_cases(name: str, **match) -> list[dict]:
-    cases = load_vectors(name)["cases"]
+def vector_cases(file: str, **match) -> list[dict]:
+    cases = load_vectors(file)["cases"]
     return [c for c in cases if all(c.get(k) == v for k, v in match.items())]
 
 

@@ -1,0 +1,192 @@
+"""End to end on loopback: real servers, a real client, pages through both proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import asyncssh
+import pytest
+
+from onehop.client.dialer import dial
+from onehop.net.dial import connect_socket
+from onehop.client.config import ClientConfig
+from tests.conftest import vector_cases
+from tests.e2e.conftest import wait_until
+from tests.e2e.proxyclient import (connect_via_http_proxy, http_get_via_http_proxy,
+                                   http_get_via_socks, socks5_connect)
+
+pytestmark = pytest.mark.e2e
+
+
+def sessions(running):
+    return list(running.server.clients)
+
+
+@pytest.mark.parametrize("protocol", ["OSSH", "OSSH-PREFIX", "SSH"])
+async def test_page_through_socks_and_http_proxy(network, make_client, page, protocol):
+    running = await network.add()
+    client = await make_client([running.entry], protocols=(protocol,))
+    body, port = page
+    assert await http_get_via_socks(client.socks_port, "127.0.0.1", port) == body
+    assert await http_get_via_http_proxy(client.http_port, "127.0.0.1", port) == body
+    (session,) = sessions(running)
+    expected_relay = "SSH" if protocol == "SSH" else "OSSH"
+    assert session.tunnel_protocol == expected_relay
+    assert session.handshake.params["relay_protocol"] == expected_relay
+    assert session.handshake.params.get("ossh_prefix") == ("http-get" if protocol == "OSSH-PREFIX" else None)
+    assert session.ossh_prefix == ("http-get" if protocol == "OSSH-PREFIX" else None)
+    assert session.bytes.down >= 2 * len(body)
+
+
+async def test_connect_through_http_proxy_and_socks_domain(network, make_client, echo_server):
+    running = await network.add()
+    client = await make_client([running.entry])
+    reader, writer, head = await connect_via_http_proxy(client.http_port, "127.0.0.1", echo_server)
+    assert head.startswith(b"HTTP/1.1 200")
+    payload = os.urandom(200_000)
+    writer.write(payload)
+    assert await reader.readexactly(len(payload)) == payload
+    writer.close()
+    reader, writer, code = await socks5_connect(client.socks_port, "localhost", echo_server)
+    assert code == 0  # the name was resolved on the server side
+    writer.write(b"ping")
+    assert await reader.readexactly(4) == b"ping"
+    writer.close()
+
+
+async def test_socks_reply_codes_for_refused_and_forbidden(network, make_client):
+    open_server = await network.add(allow_bogons=True)
+    closed_port = network.servers[0].entry.ssh_obfuscated_port + 1000
+    client = await make_client([open_server.entry])
+    _, writer, code = await socks5_connect(client.socks_port, "127.0.0.1", closed_port)
+    writer.close()
+    assert code == 0x05  # connection refused, as the server saw it
+
+    strict = await network.add(allow_bogons=False)
+    strict_client = await make_client([strict.entry])
+    _, writer, code = await socks5_connect(strict_client.socks_port, "127.0.0.1", closed_port)
+    writer.close()
+    assert code == 0x02  # not allowed: loopback is a bogon
+    _, writer, code = await socks5_connect(strict_client.socks_port, "127.0.0.1",
+                                           strict.entry.ssh_obfuscated_port)
+    writer.close()
+    assert code == 0x02
+
+
+async def test_notices_follow_psiphon_names(network, make_client, notice_log):
+    running = await network.add(region="DE")
+    await make_client([running.entry])
+    for name in ("ListeningSocksProxyPort", "ListeningHttpProxyPort", "ConnectingServer",
+                 "ActiveTunnel", "Tunnels", "ClientRegion", "AvailableEgressRegions"):
+        assert notice_log.of_type(name), name
+    assert notice_log.of_type("Tunnels")[-1]["data"] == {"count": 1}
+    assert notice_log.of_type("AvailableEgressRegions")[-1]["data"] == {"regions": ["DE"]}
+
+
+async def test_first_good_server_wins_among_dead_ones(network, make_client, page):
+    good = await network.add()
+    dead = []
+    for i in range(6):  # entries pointing at closed ports
+        entry = good.entry.with_fields({"ipAddress": f"127.0.0.{200 + i}"})
+        dead.append(entry)
+    client = await make_client(dead + [good.entry], connection_workers=4)
+    assert client.active.entry.ip_address == good.entry.ip_address
+    body, port = page
+    assert await http_get_via_socks(client.socks_port, "127.0.0.1", port) == body
+
+
+async def test_unreachable_server_keeps_client_trying(network, make_client, notice_log):
+    running = await network.add()
+    ghost = running.entry.with_fields({"ipAddress": "127.0.0.250"})
+    client = await make_client([ghost], wait_for_tunnel=False)
+    await wait_until(lambda: len(notice_log.of_type("ConnectingServer")) >= 3, 10)
+    failures = [n for n in notice_log.of_type("Info") if n["data"].get("message") == "server connection failed"]
+    assert failures and client.active is None
+
+
+async def test_reconnects_after_server_dies(network, make_client, page, notice_log):
+    first = await network.add()
+    second = await network.add()
+    client = await make_client([first.entry, second.entry])
+    victim = next(r for r in (first, second) if r.entry.ip_address == client.active.entry.ip_address)
+    await victim.server.stop()
+    await wait_until(lambda: client.active is not None
+                     and client.active.entry.ip_address != victim.entry.ip_address, 20)
+    body, port = page
+    assert await http_get_via_socks(client.socks_port, "127.0.0.1", port) == body
+    assert {"count": 0} in [n["data"] for n in notice_log.of_type("Tunnels")]
+
+
+async def test_same_session_id_replaces_older_connection(network):
+    running = await network.add()
+    config = ClientConfig(protocols=("OSSH",))
+    session_id = os.urandom(16).hex()
+    first = await dial(running.entry, "OSSH", config, session_id, connect_socket)
+    second = await dial(running.entry, "OSSH", config, session_id, connect_socket)
+    await asyncio.wait_for(first.client.wait_closed(), 5)
+    assert len(sessions(running)) == 1
+    second.client.close()
+
+
+async def test_forwards_need_a_handshake_and_api_order_is_enforced(network, echo_server):
+    running = await network.add()
+    from onehop.tunnel.client import open_tunnel
+    from onehop.client.dialer import _dial_target
+    from onehop.core import api
+    password = api.encode_ssh_password(api.SSHPasswordPayload(os.urandom(16).hex(), running.entry.ssh_password))
+    target = _dial_target(running.entry, "SSH", password, ClientConfig())
+    tunnel = await open_tunnel(target, connect_socket)
+    with pytest.raises(asyncssh.ChannelOpenError):
+        await tunnel.conn.open_connection("127.0.0.1", echo_server)
+    with pytest.raises(Exception):
+        await tunnel.api_request("psiphon-status", b"{}")
+    tunnel.close()
+
+
+CBOR_REQUEST = vector_cases("api", name="handshake_request")[0]
+
+
+@pytest.mark.parametrize("encoding", ["cbor", "json"])
+async def test_server_answers_psiphons_own_handshake_payload(network, encoding):
+    """The Go client's exact handshake bytes (from the vectors) get a valid answer."""
+    from onehop.tunnel.client import open_tunnel
+    from onehop.client.dialer import _dial_target
+    from onehop.core import api
+    running = await network.add()
+    payload = api.SSHPasswordPayload(os.urandom(16).hex(), running.entry.ssh_password, ("server-requests",),
+                                     "0123456789ABCDEF")
+    target = _dial_target(running.entry, "OSSH", api.encode_ssh_password(payload), ClientConfig())
+    tunnel = await open_tunnel(target, connect_socket)
+    if encoding == "cbor":  # asks for a CBOR answer (psiphon_api_response_version 1)
+        request = bytes.fromhex(CBOR_REQUEST["cbor_payload"])
+    else:  # the same parameters as legacy JSON, without the response version
+        request = CBOR_REQUEST["json_payload"].replace('"psiphon_api_response_version":"1",', "").encode()
+    raw = await tunnel.api_request("psiphon-handshake", request)
+    assert (raw[:1] == b"{") == (encoding == "json")
+    response = api.decode_handshake_response(raw)
+    assert response.client_region == "None"
+    assert response.client_address.startswith("127.0.0.1:")
+    assert response.server_timestamp.endswith("Z")
+    connected = await tunnel.api_request("psiphon-connected", api.encode_request_params(
+        {"last_connected": "None"}, packed=True))
+    assert api.decode_connected_response(connected).connected_timestamp.endswith(":00:00Z")
+    tunnel.close()
+
+
+async def test_many_parallel_streams_are_intact(network, make_client, echo_server):
+    running = await network.add()
+    client = await make_client([running.entry])
+
+    async def one(size):
+        reader, writer, code = await socks5_connect(client.socks_port, "127.0.0.1", echo_server)
+        assert code == 0
+        data = os.urandom(size)
+        writer.write(data)
+        got = await reader.readexactly(size)
+        writer.close()
+        return hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+    results = await asyncio.gather(*(one(50_000 + i * 7919) for i in range(20)))
+    assert all(results)
