@@ -58,7 +58,8 @@ class Checker:
                 return None
             return default
         value = self.raw[key]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kind):
             self.problem(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
             return None if default is _MISSING else default
         message = check(value) if check else None
@@ -66,6 +67,10 @@ class Checker:
             self.problem(key, message)
             return None if default is _MISSING else default
         return value
+
+    def take_silently(self, keys) -> None:
+        """Mark ``keys`` as known without checking them (accepted for compatibility)."""
+        self._seen.update(keys)
 
     def reject_unknown(self) -> None:
         for key in sorted(set(self.raw) - self._seen):

@@ -55,6 +55,8 @@ def build_config(args) -> ClientConfig:
 
 
 async def run_controller(config: ClientConfig, notices: Notices) -> int:
+    if config.extra:
+        notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
     entries = initial_entries(config, notices)
     store = MemoryStore(entries)
     controller = Controller(config, store, notices)

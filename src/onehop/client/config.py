@@ -17,7 +17,22 @@ from ..errors import ConfigError
 
 PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
 DEFAULT_PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
-_HEX = re.compile(r"[0-9A-Fa-f]+")
+_ID = re.compile(r"[0-9A-Fa-f]{16}")
+
+#: Psiphon client settings we accept for compatibility but do not act on; they are kept
+#: in ``ClientConfig.extra`` and reported in a notice rather than rejected.
+PSIPHON_IGNORED_KEYS = frozenset({
+    "EmitDiagnosticNotices", "EmitBytesTransferred", "EmitSLOKs", "EmitServerAlerts",
+    "TunnelPoolSize", "DisableTactics", "TargetAPIEncoding", "TargetAPIProtocol",
+    "ObfuscatedServerListRootURLs", "DisableRemoteServerListFetcher", "UseIndistinguishableTLS",
+    "NetworkID", "DeviceRegion", "ClientFeatures", "EnableUpgradeDownload", "EnableFeedbackUpload",
+    "UpgradeDownloadFilename", "UpgradeDownloadClientVersionHeader", "SplitTunnelOwnRegion",
+    "SplitTunnelRegions", "LocalSocksProxyPort6", "DisableLocalSocksProxy", "DisableLocalHTTPProxy",
+    "EstablishTunnelTimeoutSeconds", "MigrateDataStoreDirectory", "MigrateRemoteServerListDownloadFilename",
+    "MigrateObfuscatedServerListDownloadDirectory", "MigrateUpgradeDownloadFilename",
+    "RemoteServerListDownloadFilename", "ObfuscatedServerListDownloadDirectory", "CustomHeaders",
+    "UpstreamProxyCustomHeaders", "TunnelWholeDevice", "LimitQUICVersions", "DataStoreDirectory",
+})
 _REGION = re.compile(r"[A-Z]{2}")
 
 
@@ -56,8 +71,8 @@ class ClientConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _hex_check(value: str) -> str | None:
-    return None if _HEX.fullmatch(value) else "must be hex digits"
+def _id_check(value: str) -> str | None:
+    return None if _ID.fullmatch(value) else "must be 16 hex digits"
 
 
 def _region_check(value: str) -> str | None:
@@ -79,6 +94,12 @@ def _platform_check(value: str) -> str | None:
     return None if value and not any(c.isspace() for c in value) else "must be non-empty without spaces"
 
 
+def _prefix_check(value: str) -> str | None:
+    from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS
+    return None if value in DEFAULT_CLIENT_PREFIX_SPECS else \
+        f"unknown prefix spec (known: {', '.join(sorted(DEFAULT_CLIENT_PREFIX_SPECS))})"
+
+
 def _positive(value) -> str | None:
     return None if value > 0 else "must be positive"
 
@@ -88,8 +109,8 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
     c = Checker(raw, source)
     d = ClientConfig()
     values = dict(
-        propagation_channel_id=c.take("PropagationChannelId", str, d.propagation_channel_id, _hex_check),
-        sponsor_id=c.take("SponsorId", str, d.sponsor_id, _hex_check),
+        propagation_channel_id=c.take("PropagationChannelId", str, d.propagation_channel_id, _id_check),
+        sponsor_id=c.take("SponsorId", str, d.sponsor_id, _id_check),
         client_version=str(c.take("ClientVersion", (str, int), d.client_version)),
         client_platform=c.take("ClientPlatform", str, d.client_platform, _platform_check),
         data_dir=c.take("DataRootDirectory", str, d.data_dir),
@@ -100,12 +121,14 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         protocols=tuple(c.take("LimitTunnelProtocols", list, list(d.protocols), _protocols_check)),
         target_server_entry=c.take("TargetServerEntry", str, ""),
         server_list_file=c.take("ServerListFilename", str, ""),
-        connection_workers=c.take("ConnectionWorkerPoolSize", int, d.connection_workers, _positive),
+        connection_workers=c.take("ConnectionWorkerPoolSize", int, d.connection_workers,
+                                  lambda v: None if v >= 0 else "must not be negative") or d.connection_workers,
         tunnel_connect_timeout=float(c.take("TunnelConnectTimeoutSeconds", (int, float), d.tunnel_connect_timeout, _positive)),
         establish_pause=float(c.take("EstablishTunnelPausePeriodSeconds", (int, float), d.establish_pause, _positive)),
         keepalive_interval=float(c.take("SSHKeepAlivePeriodSeconds", (int, float), d.keepalive_interval, _positive)),
-        ossh_prefix_spec=c.take("OSSHPrefixSpecName", str, d.ossh_prefix_spec),
-        ossh_prefix_split_delay=float(c.take("OSSHPrefixSplitDelaySeconds", (int, float), 0.0)),
+        ossh_prefix_spec=c.take("OSSHPrefixSpecName", str, d.ossh_prefix_spec, _prefix_check),
+        ossh_prefix_split_delay=float(c.take("OSSHPrefixSplitDelaySeconds", (int, float), 0.0,
+                                             lambda v: None if v >= 0 else "must not be negative")),
         remote_server_list_urls=tuple(c.take("RemoteServerListURLs", list, [])),
         remote_server_list_signature_public_key=c.take("RemoteServerListSignaturePublicKey", str, ""),
         server_entry_signature_public_key=c.take("ServerEntrySignaturePublicKey", str, ""),
@@ -121,6 +144,10 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         except ConfigError as exc:
             for problem in exc.problems:
                 c.problem("UpstreamProxyURL", problem.message)
+    values["extra"] = {k: raw[k] for k in PSIPHON_IGNORED_KEYS if k in raw}
+    c.take_silently(PSIPHON_IGNORED_KEYS)
+    if values["socks_port"] and values["socks_port"] == values["http_port"]:
+        c.problem("LocalHttpProxyPort", "must differ from LocalSocksProxyPort")
     c.reject_unknown()
     c.raise_if_problems()
     return ClientConfig(**values)

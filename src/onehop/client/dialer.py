@@ -119,7 +119,7 @@ async def dial(entry: ServerEntry, protocol: str, config: ClientConfig, session_
                on_connecting: Callable[[], Awaitable[None] | None] | None = None) -> EstablishedTunnel:
     """Dial ``entry`` with ``protocol``, authenticate and complete the API handshake."""
     password = api.encode_ssh_password(SSHPasswordPayload(
-        session_id, entry.ssh_password, (), config.sponsor_id.upper() if len(config.sponsor_id) == 16 else None))
+        session_id, entry.ssh_password, (), config.sponsor_id.upper()))
     target = _dial_target(entry, protocol, password, config)
     started = time.monotonic()
     client = await open_tunnel(target, open_socket, timeout=config.tunnel_connect_timeout,

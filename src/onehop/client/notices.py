@@ -9,6 +9,7 @@ memory for diagnostics.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from collections import deque
@@ -63,7 +64,10 @@ class Notices:
                 self._stream.write(line + "\n")
                 self._stream.flush()
         for callback in list(self._subscribers):
-            callback(notice)
+            try:
+                callback(notice)
+            except Exception:  # one broken listener must not silence the others
+                logging.getLogger(__name__).exception("notice subscriber failed")
         return notice
 
     def info(self, message: str, **data: Any) -> None:

@@ -35,12 +35,17 @@ class EventLog:
     def _fail(self, exc: OSError) -> None:
         self.failed = f"event log {self.path} disabled: {exc.strerror or exc}"
         log.error(self.failed)
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
         self._file = None
 
     def write(self, event_name: str, **fields: Any) -> None:
         if self._file is None:
             return
-        record = {"event_name": event_name, "timestamp": rfc3339(self._clock()), **fields}
+        record = {**fields, "event_name": event_name, "timestamp": rfc3339(self._clock())}
         try:
             self._file.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
             self._file.flush()

@@ -90,6 +90,7 @@ def write_server_dir(out_dir: str | os.PathLike, generated: GeneratedServer) -> 
 def _atomic_write(path: Path, text: str, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # a leftover temp file keeps its old mode otherwise
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

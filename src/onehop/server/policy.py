@@ -25,10 +25,19 @@ class Decision:
         return cls(False, reason)
 
 
-def is_bogon(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, private, link-local, multicast, unspecified or reserved space."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def canonical_ip(ip: IPAddress) -> IPAddress:
+    """IPv4-mapped IPv6 addresses compare as the IPv4 address they carry."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_bogon(ip: IPAddress) -> bool:
+    """Loopback, private, link-local, multicast, unspecified or reserved space."""
+    ip = canonical_ip(ip)
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
             or ip.is_unspecified or ip.is_reserved or not ip.is_global)
 
@@ -39,6 +48,12 @@ class ForwardPolicy:
     allow_ports: frozenset[int] = frozenset()       # empty: every port
     disallow_ports: frozenset[int] = frozenset()
     own_endpoints: frozenset[tuple[str, int]] = frozenset()
+
+    def __post_init__(self) -> None:
+        normalized = frozenset((str(canonical_ip(ipaddress.ip_address(ip))), port)
+                               for ip, port in self.own_endpoints)
+        object.__setattr__(self, "own_endpoints", normalized)
+        object.__setattr__(self, "_own_ports", frozenset(port for _, port in normalized))
 
     def check_port(self, port: int) -> Decision:
         if not 1 <= port <= 65535:
@@ -54,11 +69,13 @@ class ForwardPolicy:
         if not decision.allowed:
             return decision
         try:
-            ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
+            ip = canonical_ip(ipaddress.ip_address(ip_text.split("%", 1)[0]))
         except ValueError:
             return Decision.deny("not an IP address")
         if (str(ip), port) in self.own_endpoints:
             return Decision.deny("the server's own port")
+        if port in self._own_ports and (ip.is_loopback or ip.is_unspecified):
+            return Decision.deny("the server's own port")  # the listeners, by another address
         if not self.allow_bogons and is_bogon(ip):
             return Decision.deny("non-public destination")
         return Decision.allow()

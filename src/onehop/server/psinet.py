@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -45,46 +46,90 @@ class PsinetSnapshot:
         table = sponsor.mobile_home_pages if mobile and sponsor.mobile_home_pages else sponsor.home_pages
         urls = list(table.get(region) or table.get(UNKNOWN_REGION) or ())
         shuffle(urls)
-        return [u.replace("client_region=XX", f"client_region={region}") for u in urls]
+        return [u.replace("client_region=XX", f"client_region={region}", 1) for u in urls]
 
     def upgrade_client_version(self, client_version: str, platform: str) -> str | None:
         """The newest version for ``platform`` if it is newer than the client's."""
         versions = self.client_versions.get(platform)
-        try:
-            current = int(client_version)
-        except ValueError:
+        if not re.fullmatch(r"[0-9]{1,18}", client_version):
             return None
+        current = int(client_version)
         if versions and versions[-1] > current:
             return str(versions[-1])
         return None
 
 
-def _urls(entries: Any) -> tuple[str, ...]:
-    return tuple(e["url"] for e in entries or () if isinstance(e, dict) and isinstance(e.get("url"), str))
+def _mapping(value: Any, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    return value
 
 
-def _sponsor(sponsor_id: str, raw: dict) -> Sponsor:
-    return Sponsor(
-        sponsor_id,
-        {region: _urls(pages) for region, pages in (raw.get("home_pages") or {}).items()},
-        {region: _urls(pages) for region, pages in (raw.get("mobile_home_pages") or {}).items()},
-    )
+def _urls(entries: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(entries, list):
+        raise ValueError(f"{what} must be a list")
+    urls = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise ValueError(f"{what} entries must be objects with a string url")
+        urls.append(entry["url"])
+    return tuple(urls)
+
+
+def _pages(raw: Any, what: str) -> dict[str, tuple[str, ...]]:
+    return {region: _urls(pages, f"{what}[{region}]") for region, pages in _mapping(raw, what).items()}
+
+
+def _sponsor(sponsor_id: str, raw: Any) -> Sponsor:
+    raw = _mapping(raw, f"sponsor {sponsor_id}")
+    return Sponsor(sponsor_id, _pages(raw.get("home_pages"), f"{sponsor_id}.home_pages"),
+                   _pages(raw.get("mobile_home_pages"), f"{sponsor_id}.mobile_home_pages"))
+
+
+def _versions(raw: Any) -> dict[str, tuple[int, ...]]:
+    versions = {}
+    for platform, entries in _mapping(raw, "client_versions").items():
+        if not isinstance(entries, list):
+            raise ValueError(f"client_versions[{platform}] must be a list")
+        numbers = []
+        for entry in entries:
+            text = entry.get("version") if isinstance(entry, dict) else None
+            if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,18}", text):
+                raise ValueError(f"client_versions[{platform}]: bad version {text!r}")
+            numbers.append(int(text))
+        versions[platform] = tuple(sorted(numbers))
+    return versions
+
+
+def _valid_tags(raw: Any) -> frozenset[str]:
+    if isinstance(raw, dict):
+        return frozenset(tag for tag, valid in raw.items() if valid is True)
+    if isinstance(raw, list):
+        return frozenset(tag for tag in raw if isinstance(tag, str))
+    if raw is None:
+        return frozenset()
+    raise ValueError("valid_server_entry_tags must be an object or a list")
 
 
 def parse_psinet(raw: dict) -> PsinetSnapshot:
     """Build a snapshot from Psiphon's psinet JSON; raises ValueError when malformed."""
     if not isinstance(raw, dict):
         raise ValueError("psinet database must be a JSON object")
-    sponsors = {sid: _sponsor(sid, s) for sid, s in (raw.get("sponsors") or {}).items()}
-    versions = {platform: tuple(sorted(int(v["version"]) for v in entries))
-                for platform, entries in (raw.get("client_versions") or {}).items()}
+    discovery_servers = raw.get("discovery_servers") or []
+    if not isinstance(discovery_servers, list) or not all(isinstance(d, dict) for d in discovery_servers):
+        raise ValueError("discovery_servers must be a list of objects")
+    default_sponsor = raw.get("default_sponsor_id") or ""
+    if not isinstance(default_sponsor, str):
+        raise ValueError("default_sponsor_id must be a string")
     return PsinetSnapshot(
-        sponsors=sponsors,
-        default_sponsor_id=raw.get("default_sponsor_id") or "",
-        client_versions=versions,
-        valid_server_entry_tags=frozenset(raw.get("valid_server_entry_tags") or ()),
-        discovery_servers=tuple(raw.get("discovery_servers") or ()),
-        discovery=dict(raw.get("discovery") or {}),
+        sponsors={sid: _sponsor(sid, s) for sid, s in _mapping(raw.get("sponsors"), "sponsors").items()},
+        default_sponsor_id=default_sponsor,
+        client_versions=_versions(raw.get("client_versions")),
+        valid_server_entry_tags=_valid_tags(raw.get("valid_server_entry_tags")),
+        discovery_servers=tuple(discovery_servers),
+        discovery=dict(_mapping(raw.get("discovery"), "discovery")),
         raw=raw,
     )
 

@@ -56,7 +56,8 @@ class TunnelServer:
             allow_bogons=config.allow_bogons,
             allow_ports=frozenset(config.allow_tcp_ports),
             disallow_ports=frozenset(config.disallow_tcp_ports),
-            own_endpoints=frozenset((config.server_ip_address, p) for p in ports.values()),
+            own_endpoints=frozenset((ip, p) for p in ports.values()
+                                    for ip in (config.server_ip_address, config.listen_ip_address)),
         )
         self.clients: set[ClientSession] = set()
         self.api = APIHandler(self)
