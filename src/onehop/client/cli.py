@@ -1,0 +1,24 @@
+"""``onehop client``: flags (heavy imports happen inside the handler)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("client", help="run the client: local SOCKS and HTTP proxies through a tunnel")
+    p.add_argument("--config", help="client config file (Psiphon key names)")
+    p.add_argument("--server-list", help="file of encoded server entries, one per line")
+    p.add_argument("--target-server-entry", help="one encoded entry, or @FILE; only this server is used")
+    p.add_argument("--data-dir")
+    p.add_argument("--socks-port", type=int)
+    p.add_argument("--http-port", type=int)
+    p.add_argument("--region", help="egress region: only use servers in this country (e.g. US)")
+    p.add_argument("--protocol", action="append", choices=("OSSH", "OSSH-PREFIX", "SSH"))
+    p.add_argument("--upstream-proxy", help="http://user:pass@host:port, socks5://..., socks4a://...")
+    p.add_argument("--open-home-page", action="store_true", default=None)
+    p.add_argument("--notices", action="store_true", help="JSON notices even on a terminal")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from .app import run_client
+    return run_client(args)

@@ -1,0 +1,41 @@
+"""``onehop server ...`` subcommands (heavy imports happen inside the handlers)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("server", help="generate or run a tunnel server")
+    ssub = p.add_subparsers(dest="server_command", required=True)
+    g = ssub.add_parser("generate", help="generate a server's secrets and config")
+    g.add_argument("--ip", required=True, help="the server's public IP address")
+    g.add_argument("--ossh-port", type=int, default=443)
+    g.add_argument("--ssh-port", type=int, default=None)
+    g.add_argument("--no-ossh", action="store_true", help="serve plain SSH only")
+    g.add_argument("--allow-bogons", action="store_true",
+                   help="let clients reach private and loopback addresses (tests, labs)")
+    g.add_argument("--region", default="", help="two-letter country code of the server")
+    g.add_argument("--out", required=True, help="directory for server.json and server-entry.dat")
+    g.set_defaults(func=_generate)
+    r = ssub.add_parser("run", help="run a server from its server.json")
+    r.add_argument("--config", required=True)
+    r.set_defaults(func=_run)
+
+
+def _generate(args) -> int:
+    from .generate import generate_server, write_server_dir
+    generated = generate_server(args.ip, ossh_port=None if args.no_ossh else args.ossh_port,
+                                ssh_port=args.ssh_port, allow_bogons=args.allow_bogons,
+                                region=args.region)
+    config_path, entry_path = write_server_dir(args.out, generated)
+    print(f"wrote {config_path} (secret: keep it on the server) and {entry_path}")
+    return 0
+
+
+def _run(args) -> int:
+    import asyncio
+
+    from .config import load_server_config
+    from .service import TunnelServer
+    server = TunnelServer(load_server_config(args.config))
+    asyncio.run(server.serve_until_signalled())
+    return 0
