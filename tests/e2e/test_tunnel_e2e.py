@@ -190,3 +190,32 @@ async def test_many_parallel_streams_are_intact(network, make_client, echo_serve
 
     results = await asyncio.gather(*(one(50_000 + i * 7919) for i in range(20)))
     assert all(results)
+
+
+@pytest.mark.parametrize("strategy", ["classic", "consistent"])
+async def test_handshake_brings_homepages_upgrade_and_one_discovered_server(
+        network, make_client, notice_log, tmp_path, strategy):
+    from datetime import datetime, timedelta, timezone
+    import json
+    hidden = await network.add(region="JP")
+    now = datetime.now(timezone.utc)
+    window = [(now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    from onehop.core.serverentry import encode_server_entry_fields
+    psinet = {
+        "default_sponsor_id": "0000000000000000",
+        "sponsors": {"0000000000000000": {"home_pages": {"None": [
+            {"region": "None", "url": "https://home.example/?client_region=XX"}]}}},
+        "client_versions": {"Other": [{"version": "1"}, {"version": "7"}]},
+        "discovery_servers": [{"discovery_date_range": window,
+                               "encoded_server_entry": encode_server_entry_fields(hidden.entry)}],
+        "discovery": {"strategy": strategy, "hmac_key": "test-hmac-key"},
+    }
+    (tmp_path / "psinet.json").write_text(json.dumps(psinet))
+    entry_server = await network.add(PsinetDatabaseFilename="psinet.json")
+    client = await make_client([entry_server.entry])
+    assert [n["data"]["url"] for n in notice_log.of_type("Homepage")] == ["https://home.example/?client_region=None"]
+    assert notice_log.of_type("ClientUpgradeAvailable")[-1]["data"] == {"version": "7"}
+    discovered = {e.ip_address: e for e in client.store.entries()}
+    assert hidden.entry.ip_address in discovered
+    assert discovered[hidden.entry.ip_address].local_source == "DISCOVERY"

@@ -38,6 +38,7 @@ class ServerConfig:
     own_encoded_server_entries: dict[str, str] = field(default_factory=dict)
     log_filename: str | None = None
     host_id: str = ""
+    discovery_value_hmac_key: str = ""
     base_dir: str = "."
 
     def path(self, name: str) -> str:
@@ -96,6 +97,7 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
         own_encoded_server_entries=c.take("OwnEncodedServerEntries", dict, {}),
         log_filename=c.take("LogFilename", str, None),
         host_id=c.take("HostID", str, ""),
+        discovery_value_hmac_key=c.take("DiscoveryValueHMACKey", str, ""),
     )
     c.reject_unknown()
     c.raise_if_problems()

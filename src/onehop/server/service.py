@@ -23,6 +23,7 @@ from ..tunnel.algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC
 from ..tunnel.server import TunnelSSHServer, new_server_connection
 from .api import APIHandler
 from .config import ServerConfig
+from .discovery import ServerDiscovery
 from .events import EventLog
 from .policy import ForwardPolicy
 from .psinet import PsinetStore
@@ -61,6 +62,7 @@ class TunnelServer:
         )
         self.clients: set[ClientSession] = set()
         self.api = APIHandler(self)
+        self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
         self._ossh: OSSHListener | None = None
         self._stopped = asyncio.Event()
@@ -72,7 +74,7 @@ class TunnelServer:
         return "None"
 
     def discover(self, client_ip: str) -> list[str]:
-        return []
+        return self.discovery.select(self.psinet.snapshot, client_ip)
 
     def invalid_server_entry_tags(self, tags: list) -> list[str]:
         valid = self.psinet.snapshot.valid_server_entry_tags
