@@ -17,6 +17,17 @@ from .errors import ConfigError, ConfigProblem
 _MISSING = object()
 
 
+def parse_json_text(text: str, source: str) -> dict:
+    """Parse a JSON object from ``text``; ConfigError naming ``source`` if it is not one."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([ConfigProblem(source, f"not valid JSON: {exc.msg} at line {exc.lineno}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(source, "the top level must be a JSON object")])
+    return data
+
+
 def read_json_file(path: str | os.PathLike) -> dict:
     """Parse a JSON object from ``path``; ConfigError (naming the file) if unreadable."""
     try:

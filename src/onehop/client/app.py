@@ -37,16 +37,39 @@ def initial_entries(config: ClientConfig, notices: Notices) -> list[ServerEntry]
     if config.target_server_entry:
         return [target_entry(config.target_server_entry).with_local("TARGET", now)]
     entries: list[ServerEntry] = []
+    embedded = embedded_resource("server_list.dat")
+    if embedded:
+        parsed, errors = decode_server_list(embedded)
+        entries += [e.with_local("EMBEDDED", now) for e in parsed]
     if config.server_list_file:
         parsed, errors = decode_server_list(_read_text(config.server_list_file, "--server-list"))
         for error in errors:
             notices.alert("skipped an invalid server entry", error=str(error))
-        entries = [e.with_local("EMBEDDED", now) if not e.local_source else e for e in parsed]
+        entries += [e.with_local("EMBEDDED", now) if not e.local_source else e for e in parsed]
     return entries
 
 
+EMBEDDED_PACKAGE = "onehop_embedded"  # added to per-channel client builds by `network build-client`
+
+
+def embedded_resource(name: str) -> str | None:
+    """Text of a file embedded in a client build, or None when not running from one."""
+    import importlib.resources
+    import importlib.util
+    if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
+        return None
+    resource = importlib.resources.files(EMBEDDED_PACKAGE) / name
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+
 def build_config(args) -> ClientConfig:
-    config = load_client_config(args.config)
+    from ..configtools import parse_json_text
+    from .config import parse_client_config
+    embedded = embedded_resource("config.json") if not args.config else None
+    if embedded is not None:
+        config = parse_client_config(parse_json_text(embedded, "embedded config.json"), "embedded config.json")
+    else:
+        config = load_client_config(args.config)
     return apply_flags(
         config, data_dir=args.data_dir, socks_port=args.socks_port, http_port=args.http_port,
         egress_region=args.region, protocols=tuple(args.protocol) if args.protocol else None,

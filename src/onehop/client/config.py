@@ -17,6 +17,12 @@ from ..errors import ConfigError
 
 PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
 DEFAULT_PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
+def default_data_dir() -> str:
+    """Per-user data directory: $XDG_DATA_HOME/onehop (~/.local/share/onehop)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "onehop")
+
+
 _ID = re.compile(r"[0-9A-Fa-f]{16}")
 
 #: Psiphon client settings we accept for compatibility but do not act on; they are kept
@@ -42,7 +48,7 @@ class ClientConfig:
     sponsor_id: str = "0000000000000000"
     client_version: str = "1"
     client_platform: str = "Linux_onehop"
-    data_dir: str = "onehop-data"
+    data_dir: str = field(default_factory=default_data_dir)
     listen_interface: str = "127.0.0.1"
     socks_port: int = 1080
     http_port: int = 8080
