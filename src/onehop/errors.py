@@ -74,3 +74,16 @@ class TunnelError(OnehopError):
         self.stage = stage
         self.message = message
         super().__init__(f"{stage}: {message}")
+
+
+class UpstreamProxyError(OnehopError):
+    """The configured upstream proxy refused or failed a connection."""
+
+
+class TransferError(OnehopError):
+    """An HTTP download or upload failed; ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        self.status = status
+        self.retryable = retryable
+        super().__init__(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from datetime import datetime, timezone
@@ -12,7 +13,10 @@ from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
 from .candidates import MemoryStore
 from .config import ClientConfig, apply_flags, load_client_config
 from .controller import Controller
+from .datastore import Datastore
 from .notices import Notices
+from .remote_lists import RemoteListFetcher
+from .transfer_urls import parse_transfer_urls
 
 
 def _read_text(path: str, key: str) -> str:
@@ -77,14 +81,36 @@ def build_config(args) -> ClientConfig:
         target_server_entry=args.target_server_entry, open_home_page=args.open_home_page)
 
 
-async def run_controller(config: ClientConfig, notices: Notices) -> int:
+def open_store(config: ClientConfig, notices: Notices):
+    """The target server alone (in memory), or the persistent datastore seeded with the
+    embedded and --server-list entries (which never overwrite newer stored ones)."""
+    entries = initial_entries(config, notices)
+    if config.target_server_entry:
+        return MemoryStore(entries)
+    store = Datastore(config.data_dir, signature_public_key=config.server_entry_signature_public_key)
+    store.import_entries(entries, "EMBEDDED")
+    return store
+
+
+def remote_fetcher(config: ClientConfig, store, notices: Notices) -> RemoteListFetcher | None:
+    if not isinstance(store, Datastore) or not config.remote_server_list_urls:
+        return None
+    urls = parse_transfer_urls(config.remote_server_list_urls, "RemoteServerListURLs")
+    return RemoteListFetcher(urls, config.remote_server_list_signature_public_key, store, notices,
+                             config.data_dir)
+
+
+async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bool = False) -> int:
     if config.extra:
         notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
-    entries = initial_entries(config, notices)
-    store = MemoryStore(entries)
-    controller = Controller(config, store, notices)
+    store = open_store(config, notices)
+    controller = Controller(config, store, notices, remote_lists=remote_fetcher(config, store, notices))
     loop = asyncio.get_running_loop()
     main = loop.create_task(controller.run())
+    view = None
+    if terminal:
+        from .terminal_view import TerminalView
+        view = loop.create_task(TerminalView(controller).run())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
     try:
@@ -95,12 +121,20 @@ async def run_controller(config: ClientConfig, notices: Notices) -> int:
         notices.error(str(exc))
         return 1
     finally:
+        if view is not None:
+            view.cancel()
         await controller.close()
         notices.emit("Exiting")
+        if isinstance(store, Datastore):
+            store.close()
     return 0
 
 
 def run_client(args) -> int:
     config = build_config(args)
-    notices = Notices(sys.stdout)
-    return asyncio.run(run_controller(config, notices))
+    terminal = sys.stdout.isatty() and not args.notices
+    notices = Notices(None if terminal else sys.stdout)
+    if terminal:  # errors still go to stderr as JSON notices
+        notices.subscribe(lambda n: n["noticeType"] in ("Error", "Alert") and print(
+            json.dumps(n), file=sys.stderr))
+    return asyncio.run(run_controller(config, notices, terminal=terminal))

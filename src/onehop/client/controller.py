@@ -17,12 +17,12 @@ from typing import Callable
 
 import asyncssh
 
-from ..core import api
-from ..core.api import SSHPasswordPayload  # noqa: F401  (re-exported for tests)
 from ..core.serverentry import ServerEntry, decode_server_list
-from ..errors import TunnelError
-from ..net.dial import connect_socket
+from ..errors import OnehopError, TunnelError, UpstreamProxyError
+from ..net.dial import socket_opener
 from . import notices as N
+from ..tunnel.relay import ByteCounter
+from .api_calls import base_params, connected_request
 from .candidates import CandidateSource, available_regions, order_candidates, usable
 from .config import ClientConfig
 from .dialer import EstablishedTunnel, dial
@@ -30,6 +30,8 @@ from .establish import EstablishmentRound
 from .http_proxy import HttpProxyConnection
 from .notices import Notices
 from .socks_proxy import SocksConnection
+from .status import status_loop
+from .tunnel_socket import tunnel_socket_opener
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ CHANNEL_OPEN_TIMEOUT = 10.0
 
 class Controller:
     def __init__(self, config: ClientConfig, store: CandidateSource, notices: Notices, *,
-                 open_socket: Callable | None = None, rng: random.Random | None = None) -> None:
+                 open_socket: Callable | None = None, rng: random.Random | None = None,
+                 remote_lists=None) -> None:
         self.config = config
         self.store = store
         self.notices = notices
@@ -46,7 +49,10 @@ class Controller:
         self.active: EstablishedTunnel | None = None
         self._ready = asyncio.Event()
         self._rng = rng or random.Random()
-        self._open_socket = open_socket or self._direct_socket
+        self._open_socket = open_socket or socket_opener(config.upstream_proxy, config.tunnel_connect_timeout)
+        self.remote_lists = remote_lists
+        self._tunnel_tasks: set[asyncio.Task] = set()
+        self.byte_counter = ByteCounter()
         self._proxy_tasks: set[asyncio.Task] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self.socks_port: int | None = None
@@ -54,8 +60,9 @@ class Controller:
         self.tunnels_established = 0
         self.on_lost_tunnel: Callable[[], None] | None = None
 
-    async def _direct_socket(self, host: str, port: int):
-        return await connect_socket(host, port, timeout=self.config.tunnel_connect_timeout)
+    def outbound_opener(self):
+        """How to reach the internet now: through the tunnel when one is up."""
+        return tunnel_socket_opener(self) if self.active is not None else self._open_socket
 
     # -- local proxies ----------------------------------------------------------------
 
@@ -115,6 +122,8 @@ class Controller:
     def _tunnel_lost(self, tunnel: EstablishedTunnel) -> None:
         self._ready.clear()
         self.active = None
+        for task in list(self._tunnel_tasks):
+            task.cancel()
         self.notices.emit(N.TUNNELS, count=0)
         self.notices.alert("tunnel lost, reconnecting", diagnosticID=tunnel.diagnostic_id)
         if self.on_lost_tunnel is not None:
@@ -137,7 +146,7 @@ class Controller:
                 first, rest = order_candidates(candidates, self.store.affinity(), self._rng)
                 round_ = EstablishmentRound(self._dial, self.notices, workers=cfg.connection_workers,
                                             protocols=cfg.protocols, affinity_grace=cfg.affinity_grace,
-                                            rng=self._rng)
+                                            rng=self._rng, on_failure=self._dial_failed)
                 result = await round_.run(first, rest, cfg.establish_work_time)
                 if result.tunnel is not None:
                     return result.tunnel
@@ -145,11 +154,17 @@ class Controller:
             await asyncio.sleep(cfg.establish_pause * (0.9 + 0.2 * self._rng.random()))
 
     async def between_rounds(self) -> None:
-        """Hook for work after a failed round (remote server list fetches)."""
+        """After a round without a tunnel: fetch the remote server list if it is due."""
+        if self.remote_lists is not None and self.remote_lists.due():
+            await self.remote_lists.fetch(self._open_socket, tunneled=False)
+
+    def _dial_failed(self, entry: ServerEntry, protocol: str, exc: BaseException) -> None:
+        if isinstance(exc, UpstreamProxyError):
+            self.notices.emit(N.UPSTREAM_PROXY_ERROR, message=str(exc))
 
     def _no_candidates(self, entries: list[ServerEntry]) -> None:
         region = self.config.egress_region
-        if region and any(e.region == region for e in entries) is False and entries:
+        if region and entries:
             self.notices.alert(f"no servers in egress region {region}",
                                availableRegions=available_regions(entries))
         else:
@@ -181,9 +196,25 @@ class Controller:
         if hs.encoded_server_list:
             self._import_discovered(hs.encoded_server_list, hs.server_timestamp)
         self._ready.set()
-        task = asyncio.get_running_loop().create_task(self.connected_request(tunnel))
-        self._proxy_tasks.add(task)
-        task.add_done_callback(self._proxy_tasks.discard)
+        self._background(self._after_activation(tunnel))
+
+    def _background(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tunnel_tasks.add(task)
+        task.add_done_callback(self._tunnel_tasks.discard)
+
+    async def _after_activation(self, tunnel: EstablishedTunnel) -> None:
+        try:
+            await connected_request(tunnel, self.config, self.store)
+        except OnehopError as exc:
+            self.notices.info("connected request failed", error=str(exc))
+        except Exception as exc:  # a malformed answer must not take the tunnel down
+            self.notices.info("unreadable connected response", error=str(exc))
+        if self.remote_lists is not None and self.remote_lists.due():
+            await self.remote_lists.fetch(tunnel_socket_opener(self), tunneled=True)
+        if hasattr(self.store, "pending_stats"):
+            await status_loop(tunnel, self.store, base_params(self.config), self._rng,
+                              on_pruned=lambda n: self.notices.info("pruned server entries", count=n))
 
     def _import_discovered(self, encoded: tuple[str, ...], server_timestamp: str) -> None:
         entries, errors = decode_server_list("\n".join(encoded))
@@ -192,30 +223,3 @@ class Controller:
         imported = self.store.import_entries(entries, "DISCOVERY")
         if imported or errors:
             self.notices.info("discovered server entries", imported=imported, invalid=len(errors))
-
-    async def connected_request(self, tunnel: EstablishedTunnel) -> None:
-        """Tell the server we are connected (how Psiphon counts unique users, no IDs)."""
-        last = self.last_connected()
-        params = {"propagation_channel_id": self.config.propagation_channel_id.upper(),
-                  "sponsor_id": self.config.sponsor_id.upper(),
-                  "client_version": self.config.client_version,
-                  "client_platform": self.config.client_platform,
-                  "last_connected": last or "None"}
-        try:
-            raw = await tunnel.client.api_request(api.REQUEST_CONNECTED,
-                                                  api.encode_request_params(params, packed=True))
-            response = api.decode_connected_response(raw)
-        except (TunnelError, asyncssh.Error, OSError) as exc:
-            self.notices.info("connected request failed", error=str(exc))
-            return
-        except Exception as exc:  # a malformed answer must not take the tunnel down
-            self.notices.info("unreadable connected response", error=str(exc))
-            return
-        if response.connected_timestamp:
-            self.save_last_connected(response.connected_timestamp)
-
-    def last_connected(self) -> str | None:
-        return None
-
-    def save_last_connected(self, timestamp: str) -> None:
-        """Persisted by the datastore-backed controller."""

@@ -35,61 +35,100 @@ class RoundResult:
 
 
 class EstablishmentRound:
+    """Dials candidates with ``workers`` active slots.
+
+    A dial that has not finished after ``stall_release`` seconds (a blackhole that
+    accepted and never answered, or a slow server) gives its slot to the next candidate
+    and keeps going in the background until its own timeout; at most ``max_dials``
+    dials are open at once. This keeps a list full of blackholes from stalling a round.
+    """
+
     def __init__(self, dial: DialFunction, notices: Notices, *, workers: int,
-                 protocols: tuple[str, ...], affinity_grace: float, rng: random.Random) -> None:
+                 protocols: tuple[str, ...], affinity_grace: float, rng: random.Random,
+                 stall_release: float = 2.0, max_dials: int | None = None,
+                 on_failure: Callable[[ServerEntry, str, BaseException], None] | None = None) -> None:
         self._dial = dial
         self._notices = notices
         self._workers = max(1, workers)
         self._protocols = protocols
         self._grace = affinity_grace
         self._rng = rng
+        self._stall_release = stall_release
+        self._max_dials = max_dials or self._workers * 4
+        self._on_failure = on_failure
         self._winner: asyncio.Future[EstablishedTunnel] | None = None
+        self._tasks: set[asyncio.Task] = set()
         self.failures: list[tuple[str, str, str]] = []
         self.attempted = 0
 
     async def run(self, first: ServerEntry | None, rest: list[ServerEntry],
                   work_time: float) -> RoundResult:
+        """Dial until one tunnel wins, every candidate failed, or ``work_time`` passed."""
         loop = asyncio.get_running_loop()
         self._winner = loop.create_future()
-        queue: asyncio.Queue[tuple[int, ServerEntry]] = asyncio.Queue()
-        number = 0
-        affinity_task = None
-        if first is not None:
-            affinity_task = loop.create_task(self._attempt(number, first))
-            number += 1
-        for entry in rest:
-            queue.put_nowait((number, entry))
-            number += 1
-        workers: list[asyncio.Task] = []
+        dispatcher = loop.create_task(self._dispatch(first, rest))
+        exhausted = loop.create_task(self._exhausted(dispatcher))
         try:
-            if affinity_task is not None:
-                await asyncio.wait([affinity_task, self._winner], timeout=self._grace,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            workers = [loop.create_task(self._worker(queue)) for _ in range(self._workers)]
-            all_done = loop.create_task(self._all_done(workers, affinity_task))
-            await asyncio.wait([self._winner, all_done], timeout=work_time,
+            await asyncio.wait([self._winner, exhausted], timeout=work_time,
                                return_when=asyncio.FIRST_COMPLETED)
-            all_done.cancel()
         finally:
-            await self._cancel([*workers, *([affinity_task] if affinity_task else [])])
+            await self._cancel([exhausted, dispatcher, *self._tasks])
         winner = self._winner.result() if self._winner.done() and not self._winner.cancelled() else None
         return RoundResult(winner, self.attempted, self.failures)
 
-    @staticmethod
-    async def _all_done(workers: list[asyncio.Task], affinity: asyncio.Task | None) -> None:
-        await asyncio.gather(*workers, *([affinity] if affinity else []), return_exceptions=True)
+    async def _exhausted(self, dispatcher: asyncio.Task) -> None:
+        await dispatcher
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.wait(pending)
+
+    async def _dispatch(self, first: ServerEntry | None, rest: list[ServerEntry]) -> None:
+        assert self._winner is not None
+        slots = asyncio.Semaphore(self._workers)
+        dials = asyncio.Semaphore(self._max_dials)
+        number = 0
+        if first is not None:
+            task = await self._start(slots, dials, number, first)
+            number += 1
+            await asyncio.wait([task, self._winner], timeout=self._grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+        for entry in rest:
+            if self._winner.done():
+                return
+            await self._start(slots, dials, number, entry)
+            number += 1
+
+    async def _start(self, slots, dials, number: int, entry: ServerEntry) -> asyncio.Task:
+        await slots.acquire()
+        await dials.acquire()
+        loop = asyncio.get_running_loop()
+        released = False
+
+        def release_slot() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+
+        timer = loop.call_later(self._stall_release, release_slot)
+
+        async def attempt() -> None:
+            try:
+                await self._attempt(number, entry)
+            finally:
+                timer.cancel()
+                release_slot()
+                dials.release()
+
+        task = loop.create_task(attempt())
+        self._tasks.add(task)
+        return task
 
     @staticmethod
-    async def _cancel(tasks: list[asyncio.Task]) -> None:
+    async def _cancel(tasks) -> None:
+        tasks = list(tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _worker(self, queue: asyncio.Queue) -> None:
-        assert self._winner is not None
-        while not self._winner.done() and not queue.empty():
-            number, entry = queue.get_nowait()
-            await self._attempt(number, entry)
 
     async def _attempt(self, number: int, entry: ServerEntry) -> None:
         assert self._winner is not None
@@ -105,18 +144,20 @@ class EstablishmentRound:
         except asyncio.CancelledError:
             raise
         except (OnehopError, asyncssh.Error, OSError, EOFError) as exc:
-            self._failed(entry, protocol, str(exc) or type(exc).__name__)
+            self._failed(entry, protocol, exc, str(exc) or type(exc).__name__)
             return
         except Exception as exc:  # a bug must not hide as a silent failed dial
             log.exception("unexpected error dialing %s", entry.diagnostic_id)
-            self._failed(entry, protocol, f"internal error: {type(exc).__name__}: {exc}")
+            self._failed(entry, protocol, exc, f"internal error: {type(exc).__name__}: {exc}")
             return
         if self._winner.done():
             tunnel.client.close()  # lost the race: never keep a second tunnel
             return
         self._winner.set_result(tunnel)
 
-    def _failed(self, entry: ServerEntry, protocol: str, error: str) -> None:
+    def _failed(self, entry: ServerEntry, protocol: str, exc: BaseException, error: str) -> None:
         self.failures.append((entry.diagnostic_id, protocol, error))
         self._notices.info("server connection failed", diagnosticID=entry.diagnostic_id,
                            protocol=protocol, error=error)
+        if self._on_failure is not None:
+            self._on_failure(entry, protocol, exc)

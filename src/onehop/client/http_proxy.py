@@ -72,7 +72,8 @@ class HttpProxyConnection(asyncio.Protocol):
             self._flush()
 
         failure = await splice(transport, self._opener, request.host, request.port,
-                               before_relay=reply_success, first_bytes=first)
+                               before_relay=reply_success, counter=getattr(self._opener, "byte_counter", None),
+                               first_bytes=first)
         if failure is not None and not transport.is_closing():
             self._parser.send(ErrorResponse(STATUS_FOR_FAILURE.get(failure, 502), failure.value))
             self._flush()

@@ -75,7 +75,8 @@ class SocksConnection(asyncio.Protocol):
             self._flush()
 
         failure = await splice(transport, self._opener, request.host, request.port,
-                               before_relay=reply_success, first_bytes=self._parser.trailing_data())
+                               before_relay=reply_success, counter=getattr(self._opener, "byte_counter", None),
+                               first_bytes=self._parser.trailing_data())
         if failure is not None and not transport.is_closing():
             self._parser.send(ConnectReply(REPLY_FOR_FAILURE[failure]))
             self._flush()

@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from ..errors import TunnelError
+from typing import TYPE_CHECKING
+
+from ..errors import ProtocolError, TunnelError, UpstreamProxyError
+
+if TYPE_CHECKING:
+    from ..core.upstreamproxy import ProxySpec
 
 RECV_SIZE = 4096
 
@@ -38,3 +43,53 @@ async def connect_socket(host: str, port: int, *, timeout: float = 20.0) -> sock
             raise
     reason = "timed out" if isinstance(last_error, asyncio.TimeoutError) else str(last_error)
     raise TunnelError("dial", f"cannot connect to {host}:{port}: {reason}")
+
+
+async def connect_via_proxy(spec: "ProxySpec", host: str, port: int, *, timeout: float = 20.0) -> socket.socket:
+    """A socket to (host, port) tunnelled through the upstream proxy ``spec``."""
+    from ..core.upstreamproxy import ProxyConnected, handshake_for
+    try:
+        sock = await connect_socket(spec.host, spec.port, timeout=timeout)
+    except TunnelError as exc:
+        raise UpstreamProxyError(f"upstream proxy {spec.host}:{spec.port} unreachable: {exc.message}") from None
+    loop = asyncio.get_running_loop()
+    handshake = handshake_for(spec, host, port)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = handshake.next_event()
+                out = handshake.data_to_send()
+                if out:
+                    await loop.sock_sendall(sock, out)
+                if isinstance(event, ProxyConnected):
+                    break
+                data = await loop.sock_recv(sock, RECV_SIZE)
+                if data:
+                    handshake.receive_data(data)
+                else:
+                    handshake.receive_eof()
+    except ProtocolError as exc:
+        sock.close()
+        raise UpstreamProxyError(f"upstream proxy refused {host}:{port}: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        sock.close()
+        raise UpstreamProxyError(f"upstream proxy failed: {exc or 'timed out'}") from None
+    except BaseException:
+        sock.close()
+        raise
+    if handshake.trailing_data():
+        sock.close()
+        raise UpstreamProxyError("upstream proxy sent data before the connection was ours")
+    return sock
+
+
+def socket_opener(upstream_proxy: "ProxySpec | None", timeout: float = 20.0):
+    """An ``open(host, port) -> socket`` coroutine function, direct or via the proxy."""
+    if upstream_proxy is None:
+        async def open_direct(host: str, port: int) -> socket.socket:
+            return await connect_socket(host, port, timeout=timeout)
+        return open_direct
+
+    async def open_proxied(host: str, port: int) -> socket.socket:
+        return await connect_via_proxy(upstream_proxy, host, port, timeout=timeout)
+    return open_proxied

@@ -1,0 +1,48 @@
+"""Periodic status requests: ship persistent stats, prune what the server says is gone.
+
+Every 5-10 minutes (5-10 seconds while stats wait to be reported), as Psiphon's client:
+the request carries stored ``remote_server_list`` and ``failed_tunnel`` records and a
+sample of stored server entry tags to check; tags the server reports invalid are pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from ..core import api
+from ..errors import OnehopError
+from .datastore import Datastore
+from .dialer import EstablishedTunnel
+
+LONG_PERIOD = (300.0, 600.0)
+SHORT_PERIOD = (5.0, 10.0)
+CHECK_TAGS = 100
+
+
+async def send_status(tunnel: EstablishedTunnel, store: Datastore, base_params: dict) -> int:
+    """One status request; returns how many entries were pruned."""
+    pending = store.pending_stats()
+    status_data = {
+        "remote_server_list_stats": [r for _, kind, r in pending if kind == "remote_server_list"],
+        "failed_tunnel_stats": [r for _, kind, r in pending if kind == "failed_tunnel"],
+        "check_server_entry_tags": store.tags(CHECK_TAGS),
+    }
+    params = dict(base_params, statusData=status_data)
+    raw = await tunnel.client.api_request(api.REQUEST_STATUS, api.encode_request_params(params, packed=True))
+    response = api.decode_status_response(raw)
+    store.delete_stats([row_id for row_id, _, _ in pending])
+    return store.prune_tags(response.invalid_server_entry_tags)
+
+
+async def status_loop(tunnel: EstablishedTunnel, store: Datastore, base_params: dict,
+                      rng: random.Random, on_pruned=None) -> None:
+    while True:
+        period = SHORT_PERIOD if store.pending_stats(1) else LONG_PERIOD
+        await asyncio.sleep(rng.uniform(*period))
+        try:
+            pruned = await send_status(tunnel, store, base_params)
+        except OnehopError:
+            continue
+        if pruned and on_pruned is not None:
+            on_pruned(pruned)

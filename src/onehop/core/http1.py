@@ -1,0 +1,212 @@
+"""A small sans-IO HTTP/1.1 client: build requests, parse responses.
+
+Enough for what the client downloads and uploads (remote server lists, upgrades,
+feedback): one request per connection, Content-Length, chunked or close-delimited
+bodies, bounded head size. Events: ``ResponseHead``, ``BodyData``, ``ResponseComplete``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..errors import LocalProtocolError, RemoteProtocolError
+
+MAX_HEAD_SIZE = 64 * 1024
+MAX_CHUNK_LINE = 1024
+_STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: ([^\r\n]*))?")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]  # lower-cased names, in order
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+
+@dataclass(frozen=True)
+class BodyData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ResponseComplete:
+    pass
+
+
+NEED_DATA = object()
+
+
+def build_request(method: str, target: str, host: str, headers: Mapping[str, str] | None = None,
+                  body_length: int | None = None) -> bytes:
+    """A request head; ``target`` is the path and query, ``host`` the Host header value."""
+    if not _TOKEN.fullmatch(method):
+        raise LocalProtocolError("bad-method", method)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    for name, value in (headers or {}).items():
+        if not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value:
+            raise LocalProtocolError("bad-header", name)
+        lines.append(f"{name}: {value}")
+    if body_length is not None:
+        lines.append(f"Content-Length: {body_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class ResponseParser:
+    """Parses one response. ``head_only`` for HEAD requests (no body follows)."""
+
+    def __init__(self, head_only: bool = False, max_head_size: int = MAX_HEAD_SIZE) -> None:
+        self._buffer = bytearray()
+        self._head: ResponseHead | None = None
+        self._head_only = head_only
+        self._max_head = max_head_size
+        self._remaining: int | None = None   # bytes left in a Content-Length body / chunk
+        self._mode = "head"                   # head, length, chunk-size, chunk-data, chunk-end, trailer, close, done
+        self._eof = False
+
+    def receive_data(self, data: bytes) -> None:
+        if self._eof:
+            raise LocalProtocolError("data-after-eof", "receive_data after receive_eof")
+        self._buffer += data
+
+    def receive_eof(self) -> None:
+        self._eof = True
+
+    def next_event(self):
+        """ResponseHead, BodyData, ResponseComplete, or NEED_DATA; RemoteProtocolError on bad input."""
+        return getattr(self, "_state_" + self._mode.replace("-", "_"))()
+
+    def _need(self):
+        if self._eof:
+            raise RemoteProtocolError("http-truncated", f"connection closed in state {self._mode}")
+        return NEED_DATA
+
+    def _state_head(self):
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > self._max_head:
+                raise RemoteProtocolError("http-head-too-large", f"more than {self._max_head} bytes")
+            return self._need()
+        raw = bytes(self._buffer[:end])
+        del self._buffer[:end + 4]
+        self._head = _parse_head(raw)
+        self._mode = self._body_mode(self._head)
+        return self._head
+
+    def _body_mode(self, head: ResponseHead) -> str:
+        if self._head_only or head.status in (204, 304) or 100 <= head.status < 200:
+            return "done"
+        encoding = (head.header("transfer-encoding") or "").lower()
+        if encoding:
+            if encoding != "chunked":
+                raise RemoteProtocolError("http-encoding", f"unsupported transfer-encoding {encoding}")
+            return "chunk-size"
+        length = head.header("content-length")
+        if length is not None:
+            if not length.isdigit() or len(length) > 18:
+                raise RemoteProtocolError("http-length", f"bad content-length {length!r}")
+            self._remaining = int(length)
+            return "length" if self._remaining else "done"
+        return "close"
+
+    def _state_length(self):
+        if not self._buffer:
+            return self._need()
+        take = bytes(self._buffer[:self._remaining])
+        del self._buffer[:len(take)]
+        self._remaining -= len(take)
+        if self._remaining == 0:
+            self._mode = "done"
+        return BodyData(take)
+
+    def _state_close(self):
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return BodyData(data)
+        if self._eof:
+            self._mode = "finished"
+            return ResponseComplete()
+        return NEED_DATA
+
+    def _state_chunk_size(self):
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_CHUNK_LINE:
+                raise RemoteProtocolError("http-chunk", "chunk size line too long")
+            return self._need()
+        line = bytes(self._buffer[:end]).split(b";", 1)[0].strip()
+        del self._buffer[:end + 2]
+        try:
+            size = int(line, 16)
+        except ValueError:
+            raise RemoteProtocolError("http-chunk", f"bad chunk size {line[:20]!r}") from None
+        if size < 0 or len(line) > 15:
+            raise RemoteProtocolError("http-chunk", "bad chunk size")
+        self._remaining = size
+        self._mode = "chunk-data" if size else "trailer"
+        return self.next_event()
+
+    def _state_chunk_data(self):
+        if not self._buffer:
+            return self._need()
+        take = bytes(self._buffer[:self._remaining])
+        del self._buffer[:len(take)]
+        self._remaining -= len(take)
+        if self._remaining == 0:
+            self._mode = "chunk-end"
+        return BodyData(take)
+
+    def _state_chunk_end(self):
+        if len(self._buffer) < 2:
+            return self._need()
+        if self._buffer[:2] != b"\r\n":
+            raise RemoteProtocolError("http-chunk", "missing CRLF after chunk")
+        del self._buffer[:2]
+        self._mode = "chunk-size"
+        return self.next_event()
+
+    def _state_trailer(self):
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > self._max_head:
+                raise RemoteProtocolError("http-chunk", "trailer too large")
+            return self._need()
+        del self._buffer[:end + 2]
+        if end == 0:
+            self._mode = "done"
+        return self.next_event()
+
+    def _state_done(self):
+        self._mode = "finished"
+        return ResponseComplete()
+
+    def _state_finished(self):
+        return NEED_DATA
+
+
+def _parse_head(raw: bytes) -> ResponseHead:
+    lines = raw.split(b"\r\n")
+    match = _STATUS.fullmatch(lines[0])
+    if match is None:
+        raise RemoteProtocolError("http-status", f"bad status line {lines[0][:60]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise RemoteProtocolError("http-header", f"bad header line {line[:60]!r}")
+        try:
+            headers.append((name.decode("ascii").lower(), value.strip().decode("latin-1")))
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("http-header", "non-ASCII header name") from None
+    reason = (match.group(2) or b"").decode("latin-1")
+    return ResponseHead(int(match.group(1)), reason, tuple(headers))

@@ -1,0 +1,131 @@
+"""Resumable downloads to a ``.part`` file, as Psiphon's client does them.
+
+A partial download is continued with ``Range: bytes=N-`` and ``If-Match`` the ETag it
+started with; an ETag change (412) discards the partial file; ``If-None-Match`` with
+the last complete ETag turns an unchanged resource into a cheap 304. A failed or
+truncated transfer keeps its partial file for the next attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from ..errors import TransferError
+from .http_client import SocketOpener, request
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class Download:
+    """``path`` holds the complete body unless ``not_modified``."""
+
+    path: str
+    etag: str | None
+    not_modified: bool = False
+    bytes_received: int = 0
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _remove(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+async def download(url: str, path: str, open_socket: SocketOpener, *, if_none_match: str | None = None,
+                   timeout: float = 30.0, verify_tls: bool = True,
+                   max_size: int = 256 * 1024 * 1024) -> Download:
+    """Fetch ``url`` into ``path`` (renamed from ``path.part`` once complete)."""
+    part, part_etag_path = path + ".part", path + ".part.etag"
+    offset = os.path.getsize(part) if os.path.exists(part) else 0
+    part_etag = _read(part_etag_path) if offset else None
+    headers = {"User-Agent": "onehop"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if part_etag:
+            headers["If-Match"] = part_etag
+    elif if_none_match:
+        headers["If-None-Match"] = if_none_match
+    sink = _PartSink(part, part_etag_path, offset)
+    try:
+        head, _ = await request("GET", url, open_socket, headers=headers, sink=sink.write,
+                                on_head=sink.on_head, timeout=timeout, verify_tls=verify_tls,
+                                max_body=max_size)
+    finally:
+        sink.close()
+    return _finish(head, url, path, part, part_etag_path, offset, sink)
+
+
+class _PartSink:
+    """Writes the body to the part file, deciding on the first chunk whether to append."""
+
+    def __init__(self, part: str, etag_path: str, offset: int) -> None:
+        self.part, self.etag_path, self.offset = part, etag_path, offset
+        self.file = None
+        self.received = 0
+        self.mode = "ab"
+
+    def on_head(self, head) -> None:
+        if 200 <= head.status < 300:
+            self.prepare(head.status, head.header("etag"), head.header("content-range"))
+
+    def prepare(self, status: int, etag: str | None, content_range: str | None) -> None:
+        if status == 200 or self.offset == 0:
+            self.mode, self.offset = "wb", 0
+        elif status == 206:
+            match = _CONTENT_RANGE.fullmatch(content_range or "")
+            if not match or int(match.group(1)) != self.offset:
+                raise TransferError(f"server resumed at the wrong offset ({content_range!r})")
+        if etag:
+            _write(self.etag_path, etag)
+
+    def write(self, data: bytes) -> None:
+        if self.file is None:
+            self.file = open(self.part, self.mode)
+        self.file.write(data)
+        self.received += len(data)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.file = None
+
+
+def _finish(head, url, path, part, part_etag_path, offset, sink) -> Download:
+    etag = head.header("etag")
+    if head.status == 304:
+        _remove(part, part_etag_path)
+        return Download(path, etag, not_modified=True)
+    if head.status == 412:
+        _remove(part, part_etag_path)  # the resource changed under us: start over next time
+        raise TransferError(f"GET {url}: resource changed during download (412)")
+    if head.status == 416 and offset:
+        pass  # we already have every byte
+    elif head.status not in (200, 206):
+        raise TransferError(f"GET {url}: HTTP {head.status}", status=head.status,
+                            retryable=head.status >= 500 or head.status in (408, 429))
+    etag = etag or _read(part_etag_path)
+    if not os.path.exists(part):
+        open(part, "wb").close()  # an empty body is still a complete file
+    os.replace(part, path)
+    _remove(part_etag_path)
+    return Download(path, etag, bytes_received=sink.received)
