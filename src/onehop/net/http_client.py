@@ -15,7 +15,7 @@ from typing import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..core.http1 import NEED_DATA, BodyData, ResponseComplete, ResponseHead, ResponseParser, build_request
-from ..errors import OnehopError, ProtocolError, TransferError
+from ..errors import OnehopError, ProtocolError, TransferError, TunnelError
 
 SocketOpener = Callable[[str, int], Awaitable]
 READ_SIZE = 65536
@@ -70,6 +70,8 @@ async def request(method: str, url: str, open_socket: SocketOpener, *,
         raise TransferError(f"{method} {url}: timed out after {timeout:g}s") from None
     except ProtocolError as exc:
         raise TransferError(f"{method} {url}: bad response ({exc})") from None
+    except TunnelError as exc:
+        raise TransferError(f"{method} {url}: {exc.message}") from None
     except (OSError, ssl.SSLError, EOFError) as exc:
         raise TransferError(f"{method} {url}: {exc or type(exc).__name__}") from None
 

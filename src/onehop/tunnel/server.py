@@ -20,6 +20,8 @@ import asyncssh
 from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore
+
 log = logging.getLogger(__name__)
 
 API_REQUEST_NAMES = ("psiphon-handshake", "psiphon-connected", "psiphon-status",
@@ -48,8 +50,10 @@ class TunnelSSHServer(asyncssh.SSHServer):
     def __init__(self, policy_factory) -> None:
         self._policy_factory = policy_factory
         self.policy: Any = None
+        self._conn: asyncssh.SSHServerConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
         self.policy = self._policy_factory(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -66,7 +70,10 @@ class TunnelSSHServer(asyncssh.SSHServer):
         return self.policy.authenticate(username, password)
 
     def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
-        return self.policy.open_forward(dest_host, dest_port)
+        # Our own channel: asyncssh's would have 32 KiB packets whatever the options say.
+        assert self._conn is not None
+        chan = self._conn.create_tcp_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PACKET)
+        return chan, self.policy.open_forward(dest_host, dest_port)
 
     def server_requested(self, listen_host, listen_port):
         return False  # no remote port forwarding
@@ -83,6 +90,10 @@ class TunnelSSHServer(asyncssh.SSHServer):
 
 class PsiphonServerConnection(asyncssh.SSHServerConnection):
     """An asyncssh server connection with Psiphon's API requests and random channel."""
+
+    def send_packet(self, pkttype: int, *args: bytes, handler=None) -> None:
+        if not is_filler_ignore(pkttype, args):  # see tuning.py
+            super().send_packet(pkttype, *args, handler=handler)
 
     def _answer_api_request(self, name: str, packet: SSHPacket) -> None:
         payload = packet.get_remaining_payload()
