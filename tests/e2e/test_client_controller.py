@@ -227,3 +227,77 @@ class Socks4aProxy(CountingProxy):
         address = host[:-1].decode() if host else ".".join(str(b) for b in head[4:8])
         writer.write(b"\x00\x5a" + b"\x00" * 6)
         return address, port
+
+
+class SilenceableRelay:
+    """A TCP relay in front of a server that can start dropping everything (a censor's
+    sudden black hole on an established flow)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.silent = False
+        self.server = None
+
+    async def start(self, host: str) -> int:
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    if not self.silent:
+                        writer.write(data)
+                        await writer.drain()
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader, writer):
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.server = await asyncio.start_server(handle, host, 0)
+        return self.server.sockets[0].getsockname()[1]
+
+
+async def test_a_silently_dead_server_is_detected_by_keepalive(network, running, notice_log, tmp_path):
+    first = await network.add()
+    relay = SilenceableRelay(first.entry.ip_address, first.entry.ssh_obfuscated_port)
+    port = await relay.start("127.0.7.1")
+    via_relay = first.entry.with_fields({"ipAddress": "127.0.7.1", "sshObfuscatedPort": port,
+                                         "capabilities": ["OSSH", "ssh-api-requests"]})
+    second = await network.add()
+    from onehop.client.candidates import MemoryStore
+    store = MemoryStore([via_relay])
+    controller = await running.start(Controller(fast_config(tmp_path, keepalive_interval=0.5), store,
+                                                notice_log.notices))
+    await wait_until(lambda: controller.active is not None, 20)
+    store.import_entries([second.entry], "REMOTE")
+    relay.silent = True  # no FIN, no RST: only keepalives can tell
+    started = asyncio.get_running_loop().time()
+    await wait_until(lambda: controller.active is not None
+                     and controller.active.entry.ip_address == second.entry.ip_address, 20)
+    assert asyncio.get_running_loop().time() - started < 10
+    relay.server.close()
+
+
+async def test_status_request_prunes_what_the_server_reports_invalid(network, tmp_path, notice_log):
+    import json
+    from datetime import datetime, timedelta, timezone
+    from onehop.client.api_calls import base_params
+    from onehop.client.status import send_status
+    from tests.unit.helpers import make_entry
+    gone, kept = make_entry("192.0.2.60"), make_entry("192.0.2.61")
+    store = Datastore(str(tmp_path / "store"))
+    store.import_entries([gone, kept], "EMBEDDED", datetime.now(timezone.utc) - timedelta(days=10))
+    kept_tag = next(e.tag for e in store.entries() if e.ip_address == "192.0.2.61")
+    (tmp_path / "psinet.json").write_text(json.dumps({"valid_server_entry_tags": {kept_tag: True}}))
+    running_server = await network.add(PsinetDatabaseFilename="psinet.json")
+    from onehop.client.candidates import MemoryStore
+    controller = Controller(fast_config(tmp_path), MemoryStore([running_server.entry]), notice_log.notices)
+    await controller.start_proxies()
+    tunnel = await controller.establish()
+    store.add_stat("remote_server_list", {"url": "https://example.org/list", "etag": "x",
+                                          "client_download_timestamp": "2026-11-25T12:00:00Z"})
+    assert await send_status(tunnel, store, base_params(controller.config)) == 1
+    assert [e.ip_address for e in store.entries()] == ["192.0.2.61"]
+    assert store.pending_stats() == []  # shipped, so no longer pending
+    tunnel.client.close()
+    await controller.close()

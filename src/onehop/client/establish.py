@@ -45,7 +45,7 @@ class EstablishmentRound:
 
     def __init__(self, dial: DialFunction, notices: Notices, *, workers: int,
                  protocols: tuple[str, ...], affinity_grace: float, rng: random.Random,
-                 stall_release: float = 2.0, max_dials: int | None = None,
+                 stall_release: float = 1.0, max_dials: int | None = None,
                  on_failure: Callable[[ServerEntry, str, BaseException], None] | None = None) -> None:
         self._dial = dial
         self._notices = notices
