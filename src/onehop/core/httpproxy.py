@@ -28,7 +28,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from onehop.core.socks5 import NEED_DATA, PAUSED, Pending, format_ip
+from onehop.core.sansio import NEED_DATA, PAUSED, ByteStream, Pending
+from onehop.core.socks5 import format_ip
 from onehop.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -252,15 +253,13 @@ def _upstream_head(head: _Head, origin: str, host_value: str) -> bytes:
 
 # -- the server ------------------------------------------------------------------------
 
-class HttpProxyServer:
+class HttpProxyServer(ByteStream):
     """One client connection to our HTTP proxy: one request head, then relay."""
 
     def __init__(self, max_head_size: int = MAX_HEAD_SIZE) -> None:
+        super().__init__()
         self._max_head_size = max_head_size
-        self._buffer = bytearray()
-        self._outgoing = bytearray()
         self._state = State.REQUEST_HEAD
-        self._eof = False
         self._is_tunnel = False
         self._head_start: int | None = None
         self._scan_from = 0
@@ -268,23 +267,6 @@ class HttpProxyServer:
     @property
     def state(self) -> State:
         return self._state
-
-    @property
-    def eof_received(self) -> bool:
-        return self._eof
-
-    def receive_data(self, data: bytes) -> None:
-        if self._eof:
-            raise LocalProtocolError("receive_after_eof", "receive_data() called after receive_eof()")
-        self._buffer += data
-
-    def receive_eof(self) -> None:
-        self._eof = True
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outgoing)
-        self._outgoing.clear()
-        return out
 
     def trailing_data(self) -> bytes:
         """Client bytes after the request head; returned once, then cleared."""

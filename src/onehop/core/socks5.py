@@ -29,6 +29,7 @@ import enum
 import ipaddress
 from dataclasses import dataclass
 
+from onehop.core.sansio import NEED_DATA, PAUSED, ByteStream, Pending  # noqa: F401  (re-exported)
 from onehop.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -49,15 +50,6 @@ MAX_DOMAIN_LENGTH = 255
 MAX_SOCKS4_FIELD = 255  # user id and SOCKS4a domain, each without its NUL
 
 
-class Pending(enum.Enum):
-    """What ``next_event`` returns when it has no event."""
-
-    NEED_DATA = "need data"  # feed more bytes (or EOF)
-    PAUSED = "paused"  # waiting for the caller (a reply), or past the handshake
-
-
-NEED_DATA = Pending.NEED_DATA
-PAUSED = Pending.PAUSED
 
 
 class AddressType(enum.IntEnum):
@@ -171,36 +163,17 @@ def _port(raw: bytes | bytearray) -> int:
 
 # -- the server ------------------------------------------------------------------------
 
-class Socks5Server:
+class Socks5Server(ByteStream):
     """One client connection to our SOCKS proxy, from greeting to relay."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._outgoing = bytearray()
+        super().__init__()
         self._state = State.GREETING
         self._version = SOCKS5_VERSION
-        self._eof = False
 
     @property
     def state(self) -> State:
         return self._state
-
-    @property
-    def eof_received(self) -> bool:
-        return self._eof
-
-    def receive_data(self, data: bytes) -> None:
-        if self._eof:
-            raise LocalProtocolError("receive_after_eof", "receive_data() called after receive_eof()")
-        self._buffer += data
-
-    def receive_eof(self) -> None:
-        self._eof = True
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outgoing)
-        self._outgoing.clear()
-        return out
 
     def trailing_data(self) -> bytes:
         """Client bytes past its request; returned once, then cleared."""

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
+from onehop.core.sansio import ByteStream
 from onehop.core.socks5 import (
     NEED_DATA, PAUSED, AddressType, Pending, ReplyCode, decode_domain, encode_address, format_ip,
 )
@@ -115,7 +116,7 @@ def _check_target(host: str, port: int) -> None:
 
 # -- the shared driver -----------------------------------------------------------------
 
-class _ClientHandshake:
+class _ClientHandshake(ByteStream):
     """Buffers, EOF and the error state; subclasses implement ``_step``."""
 
     KIND = ""
@@ -125,28 +126,13 @@ class _ClientHandshake:
         self.target_host = target_host
         self.target_port = target_port
         self.credentials = credentials
-        self._buffer = bytearray()
-        self._outgoing = bytearray()
-        self._eof = False
+        super().__init__()
         self._connected = False
         self._failed = False
 
     @property
     def connected(self) -> bool:
         return self._connected
-
-    def receive_data(self, data: bytes) -> None:
-        if self._eof:
-            raise LocalProtocolError("receive_after_eof", "receive_data() called after receive_eof()")
-        self._buffer += data
-
-    def receive_eof(self) -> None:
-        self._eof = True
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._outgoing)
-        self._outgoing.clear()
-        return out
 
     def trailing_data(self) -> bytes:
         """Bytes the proxy sent after its final answer; returned once, then cleared."""
