@@ -35,14 +35,24 @@ async def send_status(tunnel: EstablishedTunnel, store: Datastore, base_params: 
     return store.prune_tags(response.invalid_server_entry_tags)
 
 
+MAX_FAILURES_WITH_STATS = 3
+
+
 async def status_loop(tunnel: EstablishedTunnel, store: Datastore, base_params: dict,
                       rng: random.Random, on_pruned=None) -> None:
+    """Runs for the tunnel's lifetime. Stats a server keeps refusing are dropped after
+    a few tries rather than re-sent every few seconds."""
+    failures = 0
     while True:
-        period = SHORT_PERIOD if store.pending_stats(1) else LONG_PERIOD
-        await asyncio.sleep(rng.uniform(*period))
+        short = store.pending_stats(1) and failures < MAX_FAILURES_WITH_STATS
+        await asyncio.sleep(rng.uniform(*(SHORT_PERIOD if short else LONG_PERIOD)))
         try:
             pruned = await send_status(tunnel, store, base_params)
         except OnehopError:
+            failures += 1
+            if failures == MAX_FAILURES_WITH_STATS:
+                store.delete_stats([row_id for row_id, _, _ in store.pending_stats()])
             continue
+        failures = 0
         if pruned and on_pruned is not None:
             on_pruned(pruned)
