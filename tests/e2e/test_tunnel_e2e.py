@@ -219,3 +219,49 @@ async def test_handshake_brings_homepages_upgrade_and_one_discovered_server(
     discovered = {e.ip_address: e for e in client.store.entries()}
     assert hidden.entry.ip_address in discovered
     assert discovered[hidden.entry.ip_address].local_source == "DISCOVERY"
+
+
+async def test_psiphon_channel_types_no_split_tunnel_and_random(network, echo_server):
+    """Psiphon clients open direct-tcpip-no-split-tunnel@psiphon.ca forwards and
+    random@psiphon.ca liveness streams; both work on our server."""
+    import json
+    from onehop.client.dialer import dial
+    running = await network.add()
+    tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
+    conn = tunnel.client.conn
+    chan = conn.create_tcp_channel()
+    received = bytearray()
+    done = asyncio.get_running_loop().create_future()
+
+    class Collect(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype):
+            received.extend(data)
+            if len(received) >= 5 and not done.done():
+                done.set_result(None)
+
+    await chan._open_tcp(Collect, b"direct-tcpip-no-split-tunnel@psiphon.ca", "127.0.0.1", echo_server, "", 0)
+    chan.write(b"hello")
+    await asyncio.wait_for(done, 5)
+    assert bytes(received) == b"hello"
+    chan.close()
+
+    random_chan = conn.create_tcp_channel()
+    got = bytearray()
+    closed = asyncio.get_running_loop().create_future()
+
+    class Count(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype):
+            got.extend(data)
+
+        def connection_lost(self, exc):
+            if not closed.done():
+                closed.set_result(None)
+
+    await random_chan._open(b"random@psiphon.ca", json.dumps({"u": 1000, "d": 70000}).encode())
+    random_chan._session = Count()
+    random_chan._session.connection_made(random_chan)
+    random_chan.resume_reading()
+    random_chan.write(os.urandom(1000))
+    await asyncio.wait_for(closed, 5)
+    assert len(got) == 70000
+    tunnel.client.close()

@@ -120,6 +120,11 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
     def _process_psiphon_client_verification_global_request(self, packet: SSHPacket) -> None:
         self._answer_api_request("psiphon-client-verification", packet)
 
+    def _process_direct_tcpip_no_split_tunnel_at_psiphon_dot_ca_open(self, packet: SSHPacket):
+        # Psiphon clients use this for forwards that split tunnelling must never divert;
+        # we have no split tunnelling, so it is an ordinary direct-tcpip forward.
+        return self._process_direct_tcpip_open(packet)
+
     def _process_random_at_psiphon_dot_ca_open(self, packet: SSHPacket):
         try:
             request = json.loads(packet.get_remaining_payload() or b"{}")
