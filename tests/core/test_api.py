@@ -111,6 +111,10 @@ CONVERSIONS = [  # (param, value given, packed value, value the server sees)
      base64.b64decode("hO3ECCFnTRJZVNZUa1/kdYMFrw01M/iEB0DWiGO3J9I="),
      "hO3ECCFnTRJZVNZUa1/kdYMFrw01M/iEB0DWiGO3J9I="),
     ("inproxy_connection_id", "AAECAw", b"\x00\x01\x02\x03", "AAECAw"),
+    ("inproxy_broker_fronting_provider_id", "ab01", b"\xab\x01", "AB01"),
+    ("inproxy_broker_is_replay", "1", 1, "1"),
+    ("liveness_test_received_downstream_bytes", "4096", 4096, "4096"),
+    ("inproxy_webrtc_stun_server", "stun.example.org:3478", "stun.example.org:3478", "stun.example.org:3478"),
     ("authorizations", [], b"\x80", []),
     ("authorizations", ["YWJj", "ZGVm"], dumps(["YWJj", "ZGVm"]), ["YWJj", "ZGVm"]),
     ("statusData", {"b": [], "a": "<"}, b'{"a":"\\u003c","b":[]}', {"a": "<", "b": []}),
@@ -169,8 +173,15 @@ def test_unpack_rejects_bad_peer_values(packed):
 
 
 def test_unknown_packed_keys_are_ignored():
-    payload = api.PACKED_PAYLOAD_PREFIX + dumps({8: 187, 100: "in-proxy", 200: b"x", -1: 0, "x": 1})
+    payload = api.PACKED_PAYLOAD_PREFIX + dumps({8: 187, 172: "newer", 200: b"x", -1: 0, "x": 1})
     assert decode_request_params(payload) == {"client_version": "187"}
+
+
+def test_in_proxy_and_liveness_keys_are_known():
+    payload = api.PACKED_PAYLOAD_PREFIX + dumps({100: "in-proxy", 80: b"\xab\x01", 135: 1024, 166: 1})
+    assert decode_request_params(payload) == {
+        "inproxy_broker_dns_transform": "in-proxy", "inproxy_broker_fronting_provider_id": "AB01",
+        "liveness_test_upstream_bytes": "1024", "inproxy_webrtc_use_media_streams": "1"}
 
 
 def test_packed_table_is_consistent():
@@ -180,6 +191,16 @@ def test_packed_table_is_consistent():
     assert {p.converter for p in api.PACKED_PARAMETERS} <= set(api._CONVERTERS)
     assert api.PACKED_BY_KEY[168].name == api.PARAM_PSIPHON_API_RESPONSE_VERSION
     assert api.PACKED_BY_KEY[142].name == api.PARAM_STATUS_DATA
+
+
+def test_packed_table_has_every_key_of_psiphon_once():
+    keys = [p.key for p in api.PACKED_PARAMETERS]
+    assert sorted(keys) == list(range(1, 172))
+    assert len(set(keys)) == len(keys) == len({p.name for p in api.PACKED_PARAMETERS}) == 171
+    assert api.PACKED_BY_KEY[78] == api.PackedParameter(78, "inproxy_broker_is_replay", api.CONV_INT)
+    assert api.PACKED_BY_KEY[108].name == "inproxy_webrtc_stun_server_RFC5780"
+    assert api.PACKED_BY_KEY[143].name == "inproxy_webrtc_local_ice_candidate_is_private_IP"
+    assert api.PACKED_BY_KEY[166] == api.PackedParameter(166, "inproxy_webrtc_use_media_streams", api.CONV_INT)
 
 
 # ---------------------------------------------------------------- request payloads
