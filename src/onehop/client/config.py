@@ -65,6 +65,7 @@ class ClientConfig:
     keepalive_interval: float = 30.0
     pending_request_wait: float = 30.0
     ossh_prefix_spec: str = "http-get"
+    ossh_prefix_specs: dict[str, str] = field(default_factory=dict)  # extra name -> pattern
     ossh_prefix_split_delay: float = 0.0
     remote_server_list_urls: tuple[dict, ...] = ()
     remote_server_list_signature_public_key: str = ""
@@ -100,10 +101,23 @@ def _platform_check(value: str) -> str | None:
     return None if value and not any(c.isspace() for c in value) else "must be non-empty without spaces"
 
 
-def _prefix_check(value: str) -> str | None:
+def _prefix_specs_check(value: dict) -> str | None:
+    """OSSHPrefixSpecs: name -> generator pattern (regex syntax, see core/ossh/regen.py)."""
+    from ..core.ossh.prefix import PrefixSpec
+    for name, pattern in value.items():
+        if not isinstance(pattern, str):
+            return f"{name}: the pattern must be a string"
+        try:
+            PrefixSpec(name, pattern)
+        except ValueError as exc:
+            return f"{name}: {exc}"
+    return None
+
+
+def prefix_patterns(config: "ClientConfig") -> dict[str, str]:
+    """Every prefix spec the client knows: the built-in ones plus OSSHPrefixSpecs."""
     from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS
-    return None if value in DEFAULT_CLIENT_PREFIX_SPECS else \
-        f"unknown prefix spec (known: {', '.join(sorted(DEFAULT_CLIENT_PREFIX_SPECS))})"
+    return {**DEFAULT_CLIENT_PREFIX_SPECS, **config.ossh_prefix_specs}
 
 
 def _positive(value) -> str | None:
@@ -132,7 +146,8 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         tunnel_connect_timeout=float(c.take("TunnelConnectTimeoutSeconds", (int, float), d.tunnel_connect_timeout, _positive)),
         establish_pause=float(c.take("EstablishTunnelPausePeriodSeconds", (int, float), d.establish_pause, _positive)),
         keepalive_interval=float(c.take("SSHKeepAlivePeriodSeconds", (int, float), d.keepalive_interval, _positive)),
-        ossh_prefix_spec=c.take("OSSHPrefixSpecName", str, d.ossh_prefix_spec, _prefix_check),
+        ossh_prefix_specs=c.take("OSSHPrefixSpecs", dict, {}, _prefix_specs_check),
+        ossh_prefix_spec=c.take("OSSHPrefixSpecName", str, d.ossh_prefix_spec),
         ossh_prefix_split_delay=float(c.take("OSSHPrefixSplitDelaySeconds", (int, float), 0.0,
                                              lambda v: None if v >= 0 else "must not be negative")),
         remote_server_list_urls=tuple(c.take("RemoteServerListURLs", list, [])),
@@ -150,6 +165,9 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         except ConfigError as exc:
             for problem in exc.problems:
                 c.problem("UpstreamProxyURL", problem.message)
+    known = prefix_patterns(ClientConfig(ossh_prefix_specs=values["ossh_prefix_specs"] or {}))
+    if values["ossh_prefix_spec"] not in known:
+        c.problem("OSSHPrefixSpecName", f"unknown prefix spec (known: {', '.join(sorted(known))})")
     values["extra"] = {k: raw[k] for k in PSIPHON_IGNORED_KEYS if k in raw}
     c.take_silently(PSIPHON_IGNORED_KEYS)
     if values["socks_port"] and values["socks_port"] == values["http_port"]:

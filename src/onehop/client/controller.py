@@ -86,8 +86,10 @@ class Controller:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
-        for task in list(self._proxy_tasks):
+        tasks = [*self._proxy_tasks, *self._tunnel_tasks]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.active is not None:
             self.active.client.close()
         for server in self._servers:

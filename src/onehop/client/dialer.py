@@ -19,12 +19,11 @@ from asyncssh.public_key import KeyImportError, decode_ssh_public_key
 from ..core import api
 from ..core.api import HandshakeResponse, SSHPasswordPayload
 from ..core.ossh import PrefixSpec
-from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS
 from ..core.serverentry import ServerEntry, supported_protocols
 from ..errors import RemoteProtocolError, TunnelError
 from ..tunnel.algorithms import openssh_version
 from ..tunnel.client import DialTarget, ObfuscationParams, SocketOpener, TunnelClient, open_tunnel
-from .config import ClientConfig
+from .config import ClientConfig, prefix_patterns
 
 _rng = random.SystemRandom()
 
@@ -65,8 +64,7 @@ def _dial_target(entry: ServerEntry, protocol: str, password: str, config: Clien
         port = entry.ssh_obfuscated_port
         prefix = None
         if protocol == "OSSH-PREFIX":
-            name = config.ossh_prefix_spec
-            prefix = PrefixSpec(name, DEFAULT_CLIENT_PREFIX_SPECS.get(name) or DEFAULT_CLIENT_PREFIX_SPECS["http-get"])
+            prefix = PrefixSpec(config.ossh_prefix_spec, prefix_patterns(config)[config.ossh_prefix_spec])
         obfuscation = ObfuscationParams(entry.ssh_obfuscated_key, os.urandom(16), os.urandom(32),
                                         prefix, os.urandom(32) if prefix else None,
                                         config.ossh_prefix_split_delay)
