@@ -1,0 +1,61 @@
+"""Operator helper: the upgrade files to publish for one client build.
+
+``onehop network client-version add`` / ``publish`` call :func:`upgrade_artifacts`
+with the build, its version, the upgrade key pair and (optionally) earlier builds; they
+get back named byte strings to write next to the build on every mirror:
+
+* ``<build>.upgrade``: Psiphon's full upgrade package (always);
+* ``<build>.<from>-<to>.delta.upgrade``: one signed bsdiff4 delta per earlier build,
+  kept only when it is smaller than the full package.
+
+bsdiff4 needs memory and time roughly proportional to the build size (tens of seconds
+and several hundred MB for a 40 MB build): run it once per publication, not per mirror.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .package import (
+    delta_name,
+    full_name,
+    make_delta_package,
+    make_upgrade_package,
+    sha256_hex,
+)
+
+
+@dataclass(frozen=True)
+class UpgradeArtifact:
+    name: str
+    data: bytes
+    kind: str                 # "full" or "delta"
+    to_version: str
+    from_version: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return sha256_hex(self.data)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def upgrade_artifacts(build_name: str, build: bytes, version: str | int, private_key: str | bytes,
+                      public_key_b64: str,
+                      previous: Iterable[tuple[str | int, bytes]] = ()) -> tuple[UpgradeArtifact, ...]:
+    """The full package, then the useful deltas from each ``(version, build)`` in ``previous``."""
+    to_version = str(version)
+    full = make_upgrade_package(build, private_key, public_key_b64)
+    artifacts = [UpgradeArtifact(full_name(build_name), full, "full", to_version)]
+    for from_version, old in previous:
+        if str(from_version) == to_version or old == build:
+            continue
+        delta = make_delta_package(old, build, str(from_version), to_version, private_key, public_key_b64,
+                                   full_package_size=len(full))
+        if len(delta) < len(full):
+            artifacts.append(UpgradeArtifact(delta_name(build_name, str(from_version), to_version), delta,
+                                             "delta", to_version, str(from_version)))
+    return tuple(artifacts)

@@ -1,0 +1,103 @@
+"""Upgrade package formats: Psiphon's full package and the signed bsdiff4 delta."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import pytest
+
+from onehop.core.authpackage import read_package
+from onehop.errors import RemoteProtocolError, SignatureError
+from onehop.upgrade.artifacts import upgrade_artifacts
+from onehop.upgrade.errors import DeltaError
+from onehop.upgrade.package import (
+    Delta,
+    apply_delta,
+    delta_name,
+    make_delta_package,
+    make_upgrade_package,
+    read_delta_package,
+    read_upgrade_package,
+)
+from tests.conftest import load_vectors
+
+
+def test_full_package_is_psiphons_format(upgrade_keys, builds):
+    private, public = upgrade_keys
+    blob = make_upgrade_package(builds["42"], private, public)
+    assert blob[:2] == b"\x1f\x8b"                                   # gzip, as psi_ops writes it
+    package = json.loads(gzip.decompress(blob))
+    assert set(package) == {"data", "signature", "signingPublicKeyDigest"}
+    assert base64.b64decode(package["data"]) == builds["42"]
+    assert read_upgrade_package(blob, public) == builds["42"]
+
+
+def test_full_package_with_the_go_vector_key():
+    case = load_vectors("auth_package")["cases"][0]
+    blob = make_upgrade_package(b"\x00binary\xff" * 100, case["private_key_pem_pkcs1"], case["public_key_b64_der"])
+    assert read_upgrade_package(blob, case["public_key_b64_der"]) == b"\x00binary\xff" * 100
+    data = read_package(blob, case["public_key_b64_der"], compression="gzip")
+    assert base64.b64decode(data) == b"\x00binary\xff" * 100
+
+
+def test_a_tampered_or_foreign_package_is_rejected(upgrade_keys, builds):
+    private, public = upgrade_keys
+    package = json.loads(gzip.decompress(make_upgrade_package(b"good build", private, public)))
+    package["data"] = base64.b64encode(b"evil build").decode()
+    with pytest.raises(SignatureError):
+        read_upgrade_package(gzip.compress(json.dumps(package).encode()), public)
+    other = load_vectors("auth_package")["cases"][0]["public_key_b64_der"]
+    with pytest.raises(SignatureError, match="digest"):
+        read_upgrade_package(make_upgrade_package(b"x", private, public), other)
+    with pytest.raises(RemoteProtocolError):
+        read_upgrade_package(b"\x1f\x8b garbage", public)
+
+
+def test_delta_round_trip(upgrade_keys, builds):
+    private, public = upgrade_keys
+    blob = make_delta_package(builds["41"], builds["42"], "41", "42", private, public, full_package_size=123)
+    delta = read_delta_package(blob, public)
+    assert (delta.header.from_version, delta.header.to_version, delta.header.full_package_size) == ("41", "42", 123)
+    assert len(blob) < len(builds["42"]) / 10
+    assert apply_delta(builds["41"], delta, from_version="41", to_version="42") == builds["42"]
+
+
+def test_delta_checks_the_base_and_the_result(upgrade_keys, builds):
+    private, public = upgrade_keys
+    delta = read_delta_package(make_delta_package(builds["41"], builds["42"], "41", "42", private, public), public)
+    with pytest.raises(DeltaError, match="not the one"):
+        apply_delta(builds["42"], delta)
+    with pytest.raises(DeltaError, match="from version"):
+        apply_delta(builds["41"], delta, from_version="40")
+    forged = Delta(delta.header.__class__(**{**delta.header.__dict__, "to_sha256": "0" * 64}), delta.patch)
+    with pytest.raises(DeltaError, match="SHA-256"):
+        apply_delta(builds["41"], forged)
+    with pytest.raises(DeltaError, match="patch"):
+        apply_delta(builds["41"], Delta(delta.header, b"BSDIFF40 not a patch"))
+
+
+def test_a_delta_signed_by_another_key_is_rejected(upgrade_keys, builds):
+    case = load_vectors("auth_package")["cases"][0]
+    blob = make_delta_package(b"a", b"b", "1", "2", case["private_key_pem_pkcs1"], case["public_key_b64_der"])
+    with pytest.raises(SignatureError):
+        read_delta_package(blob, upgrade_keys[1])
+
+
+def test_names():
+    assert delta_name("onehop-client.pyz", "41", 42) == "onehop-client.pyz.41-42.delta.upgrade"
+    assert delta_name("onehop-client.pyz.upgrade", "41", "42") == "onehop-client.pyz.41-42.delta.upgrade"
+
+
+def test_artifacts_for_the_network_cli(upgrade_keys, builds):
+    private, public = upgrade_keys
+    unrelated = bytes(range(256)) * 4000  # a delta from this is no smaller than the full package
+    artifacts = upgrade_artifacts("onehop-client.pyz", builds["42"], 42, private, public,
+                                  previous=[("41", builds["41"]), ("40", unrelated), ("42", builds["42"])])
+    assert [(a.name, a.kind) for a in artifacts] == [("onehop-client.pyz.upgrade", "full"),
+                                                     ("onehop-client.pyz.41-42.delta.upgrade", "delta")]
+    full, delta = artifacts
+    assert read_upgrade_package(full.data, public) == builds["42"]
+    assert read_delta_package(delta.data, public).header.full_package_size == full.size
+    assert len(full.sha256) == 64 and delta.size < full.size
