@@ -76,6 +76,7 @@ def build_config(args) -> ClientConfig:
         config = load_client_config(args.config)
     return apply_flags(
         config, data_dir=args.data_dir, socks_port=args.socks_port, http_port=args.http_port,
+        dns_port=getattr(args, "dns_port", None),
         egress_region=args.region, protocols=tuple(args.protocol) if args.protocol else None,
         upstream_proxy=args.upstream_proxy, server_list_file=args.server_list,
         target_server_entry=args.target_server_entry, open_home_page=args.open_home_page)
@@ -103,9 +104,19 @@ def remote_fetcher(config: ClientConfig, store, notices: Notices) -> RemoteListF
 async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bool = False) -> int:
     if config.extra:
         notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
+    from ..feedback.noticelog import attach_notice_log
+    from .upgrade_hook import UpgradeHook
+    attach_notice_log(notices, config.data_dir)  # redacted; what `feedback send` reports
     store = open_store(config, notices)
     controller = Controller(config, store, notices, remote_lists=remote_fetcher(config, store, notices))
+    upgrades = UpgradeHook(controller)
+    notices.subscribe(upgrades.on_notice)
     loop = asyncio.get_running_loop()
+    dns = None
+    if config.dns_port:
+        from .dns_forwarder import start_dns_forwarder
+        dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
+        notices.emit("ListeningDNSForwarderPort", port=dns.port)
     main = loop.create_task(controller.run())
     view = None
     if terminal:
@@ -123,6 +134,9 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
     finally:
         if view is not None:
             view.cancel()
+        await upgrades.close()
+        if dns is not None:
+            dns.close()
         await controller.close()
         notices.emit("Exiting")
         if isinstance(store, Datastore):
@@ -132,9 +146,20 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
 
 def run_client(args) -> int:
     config = build_config(args)
+    if getattr(args, "rollback", False):
+        return rollback(config)
     terminal = sys.stdout.isatty() and not args.notices
     notices = Notices(None if terminal else sys.stdout)
     if terminal:  # errors still go to stderr as JSON notices
         notices.subscribe(lambda n: n["noticeType"] in ("Error", "Alert") and print(
             json.dumps(n), file=sys.stderr))
     return asyncio.run(run_controller(config, notices, terminal=terminal))
+
+
+def rollback(config: ClientConfig) -> int:
+    """``onehop client --rollback``: put the previous single-file build back."""
+    from ..upgrade.install import rollback_client
+    result = rollback_client(config.data_dir)
+    print(f"restored {result.path} (version {result.restored_version or 'unknown'}); "
+          f"the rolled-back build is kept as {result.rolled_back}")
+    return 0

@@ -16,6 +16,10 @@ def register(sub) -> None:
     p.add_argument("--upstream-proxy", help="http://user:pass@host:port, socks5://..., socks4a://...")
     p.add_argument("--open-home-page", action="store_true", default=None)
     p.add_argument("--notices", action="store_true", help="JSON notices even on a terminal")
+    p.add_argument("--dns-port", type=int, help="also run a local DNS forwarder on this UDP port "
+                   "(queries travel through the tunnel)")
+    p.add_argument("--rollback", action="store_true",
+                   help="restore the client build that the last upgrade replaced, then exit")
     p.set_defaults(func=_run)
 
 

@@ -52,6 +52,7 @@ class ClientConfig:
     listen_interface: str = "127.0.0.1"
     socks_port: int = 1080
     http_port: int = 8080
+    dns_port: int = 0  # 0: no local DNS forwarder
     egress_region: str = ""
     protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
     target_server_entry: str = ""
@@ -137,6 +138,7 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         listen_interface=c.take("ListenInterface", str, d.listen_interface),
         socks_port=c.take("LocalSocksProxyPort", int, d.socks_port, _port_check),
         http_port=c.take("LocalHttpProxyPort", int, d.http_port, _port_check),
+        dns_port=c.take("LocalDNSForwarderPort", int, 0, _port_check),
         egress_region=c.take("EgressRegion", str, d.egress_region, _region_check),
         protocols=tuple(c.take("LimitTunnelProtocols", list, list(d.protocols), _protocols_check)),
         target_server_entry=c.take("TargetServerEntry", str, ""),
@@ -192,7 +194,7 @@ def apply_flags(config: ClientConfig, **flags: Any) -> ClientConfig:
         problems.problem("--region", _region_check(given["egress_region"]) or "")
     if "protocols" in given and _protocols_check(list(given["protocols"])):
         problems.problem("--protocol", _protocols_check(list(given["protocols"])) or "")
-    for key in ("socks_port", "http_port"):
+    for key in ("socks_port", "http_port", "dns_port"):
         if key in given and _port_check(given[key]):
             problems.problem("--" + key.replace("_", "-"), _port_check(given[key]) or "")
     if isinstance(given.get("upstream_proxy"), str):

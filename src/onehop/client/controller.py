@@ -206,6 +206,8 @@ class Controller:
         task.add_done_callback(self._tunnel_tasks.discard)
 
     async def _after_activation(self, tunnel: EstablishedTunnel) -> None:
+        from .upgrade_hook import upload_feedback_leftovers
+        self._background(upload_feedback_leftovers(self))  # feedback earlier runs could not send
         try:
             await connected_request(tunnel, self.config, self.store)
         except OnehopError as exc:
