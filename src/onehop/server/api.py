@@ -16,27 +16,31 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..core import api
 from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
 from ..errors import RemoteProtocolError
+from .stats import handshake_fields, status_records, unique_user_fields
 
 if TYPE_CHECKING:
     from .session import ClientSession
 
 log = logging.getLogger(__name__)
 
-#: Handshake parameters kept for the tunnel's lifetime (logged with server_tunnel).
-KEPT_PARAMS = ("propagation_channel_id", "sponsor_id", "client_version", "client_platform",
-               "client_build_rev", "relay_protocol", "device_region", "egress_region",
-               "network_type", "ssh_client_version", "ossh_prefix", "upstream_ossh_padding",
-               "server_entry_source")
+#: Longest handshake parameter value kept (for traffic-rule filters) after the handshake.
+MAX_KEPT_VALUE = 256
 
 
 @dataclass
 class HandshakeState:
+    """What the server keeps from a completed handshake.
+
+    ``params``: the string parameters (traffic-rule filters match on them; never
+    logged as such); ``fields``: the validated subset logged with the tunnel.
+    """
+
     params: dict[str, Any]
     client_region: str
     completed_at: float
+    fields: dict[str, Any] = field(default_factory=dict)
     connected_day: str | None = None
     connected_timestamp: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def rfc3339_seconds(ts: float) -> str:
@@ -86,9 +90,12 @@ class APIHandler:
             session.close()
             return None
         now = self._clock()
-        region = self._server.client_region(session.peer_ip)
-        session.handshake = HandshakeState(
-            {k: params[k] for k in KEPT_PARAMS if isinstance(params.get(k), str)}, region, now)
+        region = session.geoip.region
+        kept = {k: v for k, v in params.items()
+                if isinstance(v, str) and k != api.PARAM_PADDING and len(v) <= MAX_KEPT_VALUE}
+        session.handshake = HandshakeState(kept, region, now, handshake_fields(kept))
+        session.reselect_rules()
+        rules = session.rules
         snapshot = self._server.psinet.snapshot
         platform = params["client_platform"]
         mobile = api.normalize_client_platform(platform) in ("Android", "iOS")
@@ -100,12 +107,14 @@ class APIHandler:
             client_region=region,
             client_address=join_host_port(session.peer_ip, session.peer_port),
             server_timestamp=rfc3339_seconds(now),
+            upstream_bytes_per_second=rules.read_bytes_per_second,
+            downstream_bytes_per_second=rules.write_bytes_per_second,
             padding=" " * api.pad_response_length(params),
         )
         return api.encode_handshake_response(response, cbor=api.wants_cbor_response(params))
 
     def _server_list(self, session: "ClientSession", params: dict) -> list[str]:
-        entries = list(self._server.discover(session.peer_ip))
+        entries = [] if session.rules.disable_discovery else list(self._server.discover(session.peer_ip))
         tag = params.get("missing_server_entry_signature") or params.get("missing_server_entry_provider_id")
         own = self._server.config.own_encoded_server_entries.get(tag) if isinstance(tag, str) else None
         if own:
@@ -122,7 +131,7 @@ class APIHandler:
             state.connected_timestamp = truncate_to_hour(now)
             last = params.get("last_connected")
             if not isinstance(last, str) or last == "None" or last[:10] < today:
-                self._server.events.unique_user(session)
+                self._server.events.unique_user(unique_user_fields(session, last))
         assert state.connected_timestamp is not None
         return api.encode_connected_response(ConnectedResponse(
             state.connected_timestamp, " " * api.pad_response_length(params)))
@@ -130,7 +139,7 @@ class APIHandler:
     def status(self, session: "ClientSession", params: dict) -> bytes:
         status_data = params.get("statusData")
         status_data = status_data if isinstance(status_data, dict) else {}
-        self._server.events.client_stats(session, status_data)
+        self._server.events.client_records(status_records(session, status_data))
         tags = status_data.get("check_server_entry_tags")
         invalid = self._server.invalid_server_entry_tags(tags if isinstance(tags, list) else [])
         return api.encode_status_response(StatusResponse(

@@ -2,7 +2,10 @@
 
 Key names follow Psiphon's server configuration where one exists (ServerIPAddress,
 TunnelProtocolPorts, SSHPrivateKey, SSHUserName, SSHPassword, ObfuscatedSSHKey,
-AllowBogons, SSHHandshakeTimeoutMilliseconds, PsinetDatabaseFilename, ...).
+AllowBogons, SSHHandshakeTimeoutMilliseconds, PsinetDatabaseFilename,
+GeoIPDatabaseFilenames, TrafficRulesFilename, UDPInterceptUdpgwServerAddress,
+DNSResolverIPAddress, LogFilename, HostID, ...). DNSResolverIPAddress may carry a port
+("IP:PORT", an onehop extension for tests); UDPInterceptUdpgwServerAddress "" turns UDP off.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import asyncssh
 from ..configtools import Checker, ip_check, nonempty_check, port_check, positive_check, read_json_file
 
 SUPPORTED_PROTOCOLS = ("OSSH", "SSH")
+#: Where clients send udpgw; Psiphon's generate uses the same address.
+DEFAULT_UDPGW_ADDRESS = ("127.0.0.1", 7300)
+DNS_PORT = 53
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class ServerConfig:
     log_filename: str | None = None
     host_id: str = ""
     discovery_value_hmac_key: str = ""
+    geoip_database_filenames: tuple[str, ...] = ()
+    traffic_rules_filename: str | None = None
+    udpgw_server_address: tuple[str, int] | None = DEFAULT_UDPGW_ADDRESS
+    dns_resolver_address: tuple[str, int] | None = None  # None: first nameserver of resolv.conf
     base_dir: str = "."
 
     def path(self, name: str) -> str:
@@ -75,6 +85,34 @@ def _port_list_check(value: list) -> str | None:
     return f"not port numbers: {bad}" if bad else None
 
 
+def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int] | None:
+    """(ip, port) from "IP:PORT", "[IPv6]:PORT" or, with ``default_port``, a bare IP."""
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else (None if rest else default_port)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = int(port_text) if port_text.isdigit() else None
+    if ip_check(host) or port is None or port_check(port):
+        return None
+    return host, port
+
+
+def _udpgw_check(value: str) -> str | None:
+    if value == "" or parse_host_port(value):
+        return None
+    return "must be IP:PORT (or empty to turn UDP off)"
+
+
+def _resolver_check(value: str) -> str | None:
+    return None if parse_host_port(value, DNS_PORT) else "must be an IP address (optionally IP:PORT)"
+
+
+def _filenames_check(value: list) -> str | None:
+    return None if all(isinstance(v, str) and v for v in value) else "must be a list of file names"
+
+
 def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> ServerConfig:
     """Validate ``raw``; raise ConfigError listing every problem."""
     c = Checker(raw, source)
@@ -98,7 +136,13 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
         log_filename=c.take("LogFilename", str, None),
         host_id=c.take("HostID", str, ""),
         discovery_value_hmac_key=c.take("DiscoveryValueHMACKey", str, ""),
+        geoip_database_filenames=tuple(c.take("GeoIPDatabaseFilenames", list, [], _filenames_check)),
+        traffic_rules_filename=c.take("TrafficRulesFilename", str, None, nonempty_check),
     )
+    udpgw = c.take("UDPInterceptUdpgwServerAddress", str, None, _udpgw_check)
+    values["udpgw_server_address"] = DEFAULT_UDPGW_ADDRESS if udpgw is None else parse_host_port(udpgw)
+    resolver = c.take("DNSResolverIPAddress", str, None, _resolver_check)
+    values["dns_resolver_address"] = parse_host_port(resolver, DNS_PORT) if resolver else None
     c.reject_unknown()
     c.raise_if_problems()
     return ServerConfig(**values, base_dir=base_dir)

@@ -1,8 +1,11 @@
 """The server's event log: JSON lines, never a client IP address.
 
 Events are named as Psiphon's server logs them (``server_tunnel``, ``unique_user``,
-``irregular_tunnel``). A write failure (full disk, read-only file) stops logging with
-one clear error while the server keeps serving.
+``irregular_tunnel``, ``remote_server_list``, ``failed_tunnel``; fields in ``stats``)
+and each carries the server's ``host_id``. Every line is flushed as it is written, with
+one write call per line, so a killed server loses nothing it logged. A write failure
+(full disk, read-only file) stops logging with one clear error while the server keeps
+serving.
 """
 
 from __future__ import annotations
@@ -15,26 +18,32 @@ from typing import Any, Callable, TextIO
 
 log = logging.getLogger(__name__)
 
+#: Large enough that a line always leaves in a single write call.
+WRITE_BUFFER = 1 << 20
+
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventLog:
-    def __init__(self, path: str | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float] = time.time,
+                 host_id: str | None = None) -> None:
         self.path = path
         self._clock = clock
+        self._host_id = host_id
         self._file: TextIO | None = None
         self.failed: str | None = None
+        self.written = 0
         if path:
             try:
-                self._file = open(path, "a", encoding="utf-8")
+                self._file = open(path, "a", encoding="utf-8", buffering=WRITE_BUFFER)
             except OSError as exc:
                 self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
         self.failed = f"event log {self.path} disabled: {exc.strerror or exc}"
-        log.error(self.failed)
+        log.error("%s; the server keeps serving without stats", self.failed)
         if self._file is not None:
             try:
                 self._file.close()
@@ -46,36 +55,34 @@ class EventLog:
         if self._file is None:
             return
         record = {**fields, "event_name": event_name, "timestamp": rfc3339(self._clock())}
+        if self._host_id is not None:
+            record["host_id"] = self._host_id
         try:
             self._file.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
             self._file.flush()
+            self.written += 1
         except OSError as exc:
             self._fail(exc)
 
-    def irregular_tunnel(self, listener: str, reason: str) -> None:
-        self.write("irregular_tunnel", listener_protocol=listener, tunnel_error=reason)
+    def irregular_tunnel(self, listener: str, reason: str, **geoip: str) -> None:
+        self.write("irregular_tunnel", listener_protocol=listener, tunnel_error=reason, **geoip)
 
-    def server_tunnel(self, session) -> None:
-        handshake = session.handshake
-        fields = dict(handshake.params) if handshake else {}
-        fields.update(relay_protocol=session.tunnel_protocol,
-                      client_region=handshake.client_region if handshake else "None",
-                      handshake_completed=handshake is not None,
-                      start_time=rfc3339(session.started),
-                      duration_ms=int((self._clock() - session.started) * 1000),
-                      bytes_up=session.bytes.up, bytes_down=session.bytes.down,
-                      port_forwards=session.forwards_opened,
-                      rejected_port_forwards=session.forwards_rejected)
+    def server_tunnel(self, fields: dict) -> None:
         self.write("server_tunnel", **fields)
 
-    def unique_user(self, session) -> None:
-        handshake = session.handshake
-        fields = dict(handshake.params) if handshake else {}
-        fields["client_region"] = handshake.client_region if handshake else "None"
+    def unique_user(self, fields: dict) -> None:
         self.write("unique_user", **fields)
 
-    def client_stats(self, session, status_data: dict) -> None:
-        """Persistent stats clients ship in status requests (detailed in later work)."""
+    def client_records(self, records: list[tuple[str, dict]]) -> None:
+        """``remote_server_list`` and ``failed_tunnel`` records from a status request."""
+        for event_name, fields in records:
+            self.write(event_name, **fields)
+
+    def geoip_database_error(self, database: str, error: str) -> None:
+        self.write("geoip_database_error", database=database, error=error)
+
+    def traffic_rules_error(self, filename: str, problems: list[str]) -> None:
+        self.write("traffic_rules_error", filename=filename, problems=problems)
 
     def close(self) -> None:
         if self._file is not None:

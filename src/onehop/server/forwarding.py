@@ -1,8 +1,9 @@
-"""Opening a client's TCP forward: resolve on the server, apply the policy, dial, relay.
+"""Opening a client's TCP forward: resolve on the server, apply the policy, dial.
 
 The destination is resolved here, the policy is applied to the resolved address, and
 that address is dialled (never re-resolved), so DNS cannot be used to slip past the
 bogon rule. Failures become SSH channel-open failures the client can map to SOCKS codes.
+The relay that follows lives in ``portforwards``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import asyncio
 import errno
 import ipaddress
 import socket
+from typing import Callable
 
 from asyncssh.misc import ChannelOpenError
-
-from ..tunnel.relay import ByteCounter, CountingForwarder
-from .policy import ForwardPolicy
 
 OPEN_ADMINISTRATIVELY_PROHIBITED = 1
 OPEN_CONNECT_FAILED = 2
@@ -61,18 +60,12 @@ def _dial_error(exc: BaseException) -> ChannelOpenError:
     return ChannelOpenError(OPEN_CONNECT_FAILED, "connection failed")
 
 
-async def open_forward(policy: ForwardPolicy, host: str, port: int, *,
-                       counter: ByteCounter, dial_timeout: float = 10.0) -> CountingForwarder:
-    """The channel-side forwarder of a new relay to (host, port), or ChannelOpenError."""
-    if not policy.check_port(port).allowed:
-        raise prohibited()
-    ip = await resolve(host)
-    if not policy.check(ip, port).allowed:
-        raise prohibited()
+async def dial(ip: str, port: int, protocol_factory: Callable[[], asyncio.BaseProtocol],
+               timeout: float | None) -> asyncio.BaseProtocol:
+    """Connect to ``ip``:``port``; the connected protocol, or ChannelOpenError."""
     loop = asyncio.get_running_loop()
     try:
-        _, peer = await asyncio.wait_for(loop.create_connection(
-            lambda: CountingForwarder(counter=counter, direction="down"), ip, port), dial_timeout)
+        _, protocol = await asyncio.wait_for(loop.create_connection(protocol_factory, ip, port), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise _dial_error(exc) from None
-    return CountingForwarder(peer, counter=counter, direction="up")
+    return protocol

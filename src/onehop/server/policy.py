@@ -2,7 +2,8 @@
 
 A destination is allowed only if its port passes the port rules and its (resolved) IP
 is a public unicast address that is not one of the server's own listening endpoints.
-``allow_bogons`` lifts the address rule (loopback tests, private deployments).
+``allow_bogons`` lifts the address rule (loopback tests, private deployments). These are
+the server-wide rules; each client's traffic rules (``core.trafficrules``) apply on top.
 """
 
 from __future__ import annotations
@@ -65,9 +66,16 @@ class ForwardPolicy:
         return Decision.allow()
 
     def check(self, ip_text: str, port: int) -> Decision:
+        """A TCP destination: the port rules, then ``check_address``."""
         decision = self.check_port(port)
         if not decision.allowed:
             return decision
+        return self.check_address(ip_text, port)
+
+    def check_address(self, ip_text: str, port: int) -> Decision:
+        """The address rules alone (UDP uses these; its ports are the traffic rules' job)."""
+        if not 0 <= port <= 65535:
+            return Decision.deny("invalid port")
         try:
             ip = canonical_ip(ipaddress.ip_address(ip_text.split("%", 1)[0]))
         except ValueError:

@@ -3,6 +3,9 @@
 One OSSH listener serves OSSH with and without prefix on the same port (as Psiphon
 does); an optional plain SSH listener serves the SSH protocol. Both hand accepted
 streams to asyncssh server connections whose decisions come from ``session``.
+Shared state: the event log, GeoIP, traffic rules and psinet snapshot; the files behind
+them are checked for changes every ``reload_interval`` seconds and reloaded in place.
+asyncssh's own logger is kept at WARNING: at INFO it writes addresses.
 """
 
 from __future__ import annotations
@@ -18,22 +21,28 @@ from ..core.ossh import SeedHistory
 from ..core.ossh.regen import generate
 from ..core.prng import SeededPRNG, salted_seed
 from ..errors import ProtocolError
-from ..net.listener import OSSHListener
 from ..tunnel.algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
-from ..tunnel.server import TunnelSSHServer, new_server_connection
+from ..tunnel.server import TunnelSSHServer
 from .api import APIHandler
 from .config import ServerConfig
+from .connection import new_connection
 from .discovery import ServerDiscovery
 from .events import EventLog
+from .geoip import GeoIPService
+from .listener import ServerOSSHListener
 from .policy import ForwardPolicy
 from .psinet import PsinetStore
 from .session import ClientSession
 from .sessions import SessionRegistry
+from .trafficrules import TrafficRulesStore
+from .udpgw import first_nameserver
 
 log = logging.getLogger(__name__)
 
 SSH_WINDOW = 8 * 1024 * 1024
 SSH_MAX_PACKET = 32768
+#: Seconds between checks of the GeoIP and traffic rules files.
+RELOAD_INTERVAL = 5.0
 
 
 def server_version_for(keyword: str) -> str:
@@ -49,7 +58,17 @@ class TunnelServer:
         self.config = config
         self.sessions = SessionRegistry()
         self.seed_history = SeedHistory()
-        self.events = EventLog(config.path(config.log_filename) if config.log_filename else None)
+        logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger("asyncssh").level))
+        self.events = EventLog(config.path(config.log_filename) if config.log_filename else None,
+                               host_id=config.host_id)
+        self.geoip = GeoIPService([config.path(p) for p in config.geoip_database_filenames],
+                                  self.events.geoip_database_error)
+        self.traffic_rules = TrafficRulesStore(
+            config.path(config.traffic_rules_filename) if config.traffic_rules_filename else None,
+            self.events.traffic_rules_error)
+        self.dns_resolver = config.dns_resolver_address or first_nameserver()
+        self.reload_interval = RELOAD_INTERVAL
+        self._reloader: asyncio.Task | None = None
         self.psinet = PsinetStore(config.path(config.psinet_database_filename)
                                   if config.psinet_database_filename else None)
         ports = config.tunnel_protocol_ports
@@ -64,14 +83,37 @@ class TunnelServer:
         self.api = APIHandler(self)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
-        self._ossh: OSSHListener | None = None
+        self._ossh: ServerOSSHListener | None = None
         self._stopped = asyncio.Event()
         self._options = self._ssh_options()
 
-    # -- services the API handlers use (GeoIP and discovery arrive with later work) ----
+    # -- services the sessions and API handlers use ---------------------------------------
 
     def client_region(self, client_ip: str) -> str:
-        return "None"
+        return self.geoip.lookup(client_ip).region
+
+    def is_udpgw_address(self, host: str, port: int) -> bool:
+        address = self.config.udpgw_server_address
+        return address is not None and port == address[1] and host.strip("[]") == address[0]
+
+    def irregular(self, listener: str, reason: str, peer_ip: str) -> None:
+        """An irregular connection: logged with the source's GeoIP names, never its address."""
+        self.events.irregular_tunnel(listener, reason, **self.geoip.lookup(peer_ip).log_fields())
+
+    def reload_files(self) -> None:
+        """Reload changed GeoIP databases and traffic rules (re-applied to every client)."""
+        self.geoip.reload_if_changed()
+        if self.traffic_rules.reload_if_changed():
+            for client in list(self.clients):
+                client.reselect_rules()
+
+    async def _reload_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval)
+            try:
+                self.reload_files()
+            except Exception:  # a reload bug must not stop later reloads; it is logged
+                log.exception("reloading the server's files failed")
 
     def discover(self, client_ip: str) -> list[str]:
         return self.discovery.select(self.psinet.snapshot, client_ip)
@@ -97,28 +139,28 @@ class TunnelServer:
         )
 
     def _ossh_connection(self, event, transport):
-        return new_server_connection(self._options, tunnel_protocol="OSSH",
-                                     ossh_prefix=event.prefix_spec_name,
-                                     upstream_ossh_padding=event.padding_length)
+        return new_connection(self._options, tunnel_protocol="OSSH", ossh_prefix=event.prefix_spec_name,
+                              upstream_ossh_padding=event.padding_length)
 
-    def _irregular(self, error: ProtocolError) -> None:
-        self.events.irregular_tunnel("OSSH", error.reason)
+    def _irregular_ossh(self, error: ProtocolError, peer_ip: str) -> None:
+        self.irregular("OSSH", error.reason, peer_ip)
 
     async def start(self) -> None:
         cfg = self.config
         host = cfg.listen_ip_address
         ports = cfg.tunnel_protocol_ports
         if "OSSH" in ports:
-            self._ossh = OSSHListener(cfg.obfuscated_ssh_key, self._ossh_connection,
-                                      history=self.seed_history,
-                                      handshake_timeout=cfg.handshake_timeout,
-                                      on_irregular=self._irregular)
+            self._ossh = ServerOSSHListener(cfg.obfuscated_ssh_key, self._ossh_connection,
+                                            history=self.seed_history,
+                                            handshake_timeout=cfg.handshake_timeout,
+                                            on_irregular_from=self._irregular_ossh)
             self._servers.append(await self._ossh.start(host, ports["OSSH"]))
         if "SSH" in ports:
             loop = asyncio.get_running_loop()
             self._servers.append(await loop.create_server(
-                lambda: new_server_connection(self._options, tunnel_protocol="SSH"),
+                lambda: new_connection(self._options, tunnel_protocol="SSH"),
                 host, ports["SSH"], reuse_address=True, backlog=1024))
+        self._reloader = asyncio.get_running_loop().create_task(self._reload_periodically())
         log.info("serving %s on %s", ", ".join(f"{p}:{n}" for p, n in ports.items()), host)
 
     def bound_ports(self) -> dict[str, int]:
@@ -126,6 +168,8 @@ class TunnelServer:
         return {name: server.sockets[0].getsockname()[1] for name, server in zip(names, self._servers)}
 
     async def stop(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
         for server in self._servers:
             server.close()
         if self._ossh is not None:
@@ -134,6 +178,7 @@ class TunnelServer:
             client.close()
         for server in self._servers:
             await server.wait_closed()
+        self.geoip.close()
         self.events.close()
         self._stopped.set()
 

@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Server load: memory per idle tunnel and accepted handshakes per second, onehop beside
+OpenSSH's sshd in the same run.
+
+One run starts, all on loopback:
+
+* a onehop server (``onehop server run``, its own process) on 127.0.0.2;
+* a private OpenSSH server (``/usr/sbin/sshd -D -e -f CONFIG``: own host key, RSA 2048 as
+  Psiphon servers use, own config with MaxStartups raised, a client key made for the run);
+
+and, for each, a load generator process (``tests/server/loadgen.py``) that opens N
+tunnels with at most C handshakes in flight and holds them: OSSH + SSH + password login
++ the API handshake for onehop (a real idle Psiphon tunnel), SSH + public-key login for
+sshd. Same SSH algorithms on both (curve25519, aes128-gcm, rsa-sha2 host key).
+
+It reports, per server: the accept rate (N / time to establish all N), the server's CPU
+seconds per handshake (steadier than the rate on a shared machine, and independent of
+the load generator, which is Python too and shares the two cores), and memory per idle
+tunnel (RSS and PSS growth of the server's processes while the N tunnels are held,
+divided by N; sshd runs one process per connection, so its PSS counts shared pages once).
+The last line is the headline against the targets: <= 100 KiB RSS per idle onehop tunnel,
+an accept rate >= 0.5x sshd's, all N tunnels held.
+
+    python bench/server_load.py                       # 1000 tunnels each
+    python bench/server_load.py --tunnels 300 --json out.json
+    python bench/server_load.py --profile prof/       # py-spy the onehop server while accepting
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from _common import (  # noqa: E402
+    BenchError, Processes, free_port, port_accepts, signals_raise_keyboard_interrupt,
+    summarize_collapsed, wait_until,
+)
+
+SSHD = "/usr/sbin/sshd"
+ONEHOP_IP = "127.0.0.2"
+INSTALL = "apt-get update && apt-get install -y openssh-server openssh-client"
+WARMUP = 20
+#: Same algorithms as onehop's server; MaxStartups raised so 1,000 logins may queue.
+SSHD_CONFIG = """\
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized}
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+AllowTcpForwarding yes
+Ciphers aes128-gcm@openssh.com
+KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
+MaxStartups 2000
+MaxSessions 10
+Compression no
+UseDNS no
+LogLevel ERROR
+"""
+
+
+# -- process memory ----------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                parents.setdefault(ppid, []).append(int(name))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(parents.get(p, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants, including children they reaped
+    (sshd's pre-authentication process exits once the login is done)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in _children(pid):
+        with contextlib.suppress(OSError, IndexError):
+            with open(f"/proc/{p}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def tree_memory_kib(pid: int) -> tuple[int, int, int]:
+    """(RSS, PSS, process count) of ``pid`` and its descendants, in KiB."""
+    rss = pss = count = 0
+    for p in _children(pid):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+            count += 1
+    return rss, pss, count
+
+
+# -- the servers -------------------------------------------------------------------------
+
+def onehop_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "onehop.cli", *args]
+
+
+def start_onehop(procs: Processes, root: str, protocol: str) -> tuple[int, str]:
+    server_dir = os.path.join(root, "onehop-server")
+    ossh_port, ssh_port = free_port(ONEHOP_IP), free_port(ONEHOP_IP)
+    gen = subprocess.run(onehop_cli("server", "generate", "--ip", ONEHOP_IP, "--ossh-port", str(ossh_port),
+                                    "--ssh-port", str(ssh_port), "--allow-bogons", "--out", server_dir),
+                         capture_output=True, text=True)
+    if gen.returncode != 0:
+        raise BenchError(f"onehop server generate failed: {gen.stderr.strip() or gen.stdout.strip()}")
+    server = procs.start("onehop-server", onehop_cli("server", "run", "--config",
+                                                     os.path.join(server_dir, "server.json")))
+    port = ossh_port if protocol == "OSSH" else ssh_port
+    wait_until(lambda: port_accepts(ONEHOP_IP, port), 30, "the onehop server to listen",
+               lambda: procs.check_alive("onehop-server", server))
+    return server.pid, os.path.join(server_dir, "server-entry.dat")
+
+
+def start_sshd(procs: Processes, root: str) -> tuple[int, int, str, str]:
+    """A private sshd; returns (pid, port, user, client key file)."""
+    d = os.path.join(root, "openssh")
+    os.makedirs(d)
+    host_key, client_key = os.path.join(d, "host_rsa"), os.path.join(d, "client_ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", host_key], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", client_key], check=True)
+    authorized = os.path.join(d, "authorized_keys")
+    shutil.copyfile(client_key + ".pub", authorized)
+    port = free_port("127.0.0.1")
+    config = os.path.join(d, "sshd_config")
+    with open(config, "w") as f:
+        f.write(SSHD_CONFIG.format(port=port, host_key=host_key, pid_file=os.path.join(d, "sshd.pid"),
+                                   authorized=authorized))
+    with contextlib.suppress(PermissionError):
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise BenchError(f"sshd rejected its config {config}: {check.stderr.strip()}")
+    sshd = procs.start("sshd", [SSHD, "-D", "-e", "-f", config])
+    wait_until(lambda: port_accepts("127.0.0.1", port), 15, "sshd to listen",
+               lambda: procs.check_alive("sshd", sshd))
+    return sshd.pid, port, pwd.getpwuid(os.getuid()).pw_name, client_key
+
+
+# -- one measurement -----------------------------------------------------------------------
+
+class LoadGen:
+    """One ``tests/server/loadgen.py`` process, read line by line."""
+
+    def __init__(self, procs: Processes, name: str, argv: list[str]) -> None:
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.server.loadgen", *argv], cwd=ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(os.path.join(procs.log_dir, f"{name}.log"), "wb"))
+        procs.procs.append((name, self.proc, os.path.join(procs.log_dir, f"{name}.log")))
+        self.procs = procs
+
+    def expect(self, event: str) -> dict:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise BenchError(f"{self.name} ended before {event!r}:\n{self.procs.log_tail(self.name)}")
+            found = json.loads(line)
+            if found["event"] == event:
+                return found
+
+    def finish(self) -> int:
+        self.proc.stdin.write(b"done\n")
+        self.proc.stdin.flush()
+        alive = self.expect("alive")["alive"]
+        self.proc.wait(120)
+        return alive
+
+
+def measure(procs: Processes, name: str, server_pid: int, loadgen_args: list[str], tunnels: int,
+            concurrency: int, profile_dir: str | None) -> dict:
+    warm = LoadGen(procs, f"{name}-warmup", loadgen_args + ["--tunnels", str(WARMUP)])
+    warm.expect("holding")
+    warm.finish()
+    time.sleep(1.0)
+    rss0, pss0, _ = tree_memory_kib(server_pid)
+    cpu0 = tree_cpu_seconds(server_pid)
+    profiler = start_profiler(profile_dir, name, server_pid)
+    gen = LoadGen(procs, f"{name}-load", loadgen_args + ["--tunnels", str(tunnels),
+                                                         "--concurrency", str(concurrency)])
+    established = gen.expect("established")
+    cpu1 = tree_cpu_seconds(server_pid)
+    stop_profiler(profiler, profile_dir, name)
+    gen.expect("holding")
+    time.sleep(3.0)  # idle: let keepalive-free tunnels settle
+    rss1, pss1, nproc = tree_memory_kib(server_pid)
+    alive = gen.finish()
+    n = max(1, established["count"])
+    return {
+        "server": name, "tunnels": established["count"], "failures": established["failures"],
+        "alive": alive, "seconds": established["seconds"], "accept_per_second": n / established["seconds"],
+        "server_cpu_ms_per_handshake": 1000 * (cpu1 - cpu0) / n,
+        "rss_kib_per_tunnel": (rss1 - rss0) / n, "pss_kib_per_tunnel": (pss1 - pss0) / n,
+        "server_rss_mib_held": rss1 / 1024, "server_processes_held": nproc,
+    }
+
+
+def start_profiler(profile_dir: str | None, name: str, pid: int):
+    if not profile_dir or name != "onehop":
+        return None
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    os.makedirs(profile_dir, exist_ok=True)
+    out = os.path.join(profile_dir, f"{name}-accept.txt")
+    return subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", "200", "--output", out,
+                             "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler, profile_dir: str | None, name: str) -> None:
+    if profiler is None:
+        return
+    profiler.send_signal(2)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        profiler.wait(30)
+    path = os.path.join(profile_dir, f"{name}-accept.txt")
+    if os.path.exists(path):
+        print(f"\npy-spy profile of the {name} server while accepting ({path}):")
+        print(summarize_collapsed(path, top=25))
+
+
+# -- the run ---------------------------------------------------------------------------
+
+def report(results: list[dict], tunnels: int) -> str:
+    rows = [("", "tunnels", "accept/s", "CPU ms/hs", "RSS KiB/t", "PSS KiB/t", "held RSS MiB", "procs")]
+    for r in results:
+        rows.append((r["server"], f"{r['tunnels']}/{tunnels}", f"{r['accept_per_second']:.1f}",
+                     f"{r['server_cpu_ms_per_handshake']:.2f}", f"{r['rss_kib_per_tunnel']:.1f}",
+                     f"{r['pss_kib_per_tunnel']:.1f}", f"{r['server_rss_mib_held']:.1f}",
+                     str(r["server_processes_held"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    by = {r["server"]: r for r in results}
+    one, ssh = by.get("onehop"), by.get("sshd")
+    if one and ssh:
+        lines.append(f"\naccept rate ratio onehop/sshd = {one['accept_per_second'] / ssh['accept_per_second']:.2f}x;"
+                     f" server CPU per handshake onehop/sshd = "
+                     f"{one['server_cpu_ms_per_handshake'] / max(1e-9, ssh['server_cpu_ms_per_handshake']):.2f}x")
+    if one:
+        ratio = f" = {one['accept_per_second'] / ssh['accept_per_second']:.2f}x sshd" if ssh else ""
+        lines.append(f"onehop: {one['alive']}/{tunnels} tunnels held, {one['rss_kib_per_tunnel']:.1f} KiB RSS per "
+                     f"idle tunnel (target <= 100), {one['accept_per_second']:.1f} handshakes/s{ratio} "
+                     f"(target >= 0.50x)")
+    return "\n".join(lines)
+
+
+def run(args) -> list[dict]:
+    root = tempfile.mkdtemp(prefix="onehop-server-load-")
+    procs = Processes(root)
+    results = []
+    try:
+        onehop_pid, entry = start_onehop(procs, root, args.protocol)
+        loadgen = ["onehop", "--entry", entry, "--protocol", args.protocol]
+        if not args.no_api_handshake:
+            loadgen.append("--api-handshake")
+        results.append(measure(procs, "onehop", onehop_pid, loadgen, args.tunnels, args.concurrency,
+                               args.profile))
+        if not args.skip_sshd:
+            sshd_pid, port, user, key = start_sshd(procs, root)
+            results.append(measure(procs, "sshd", sshd_pid, ["ssh", "--host", "127.0.0.1", "--port", str(port),
+                                                            "--user", user, "--key", key],
+                                   args.tunnels, args.concurrency, None))
+    finally:
+        procs.stop_all()
+        if args.keep_temp:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="onehop server load beside OpenSSH sshd")
+    parser.add_argument("--tunnels", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32, help="handshakes in flight (default 32)")
+    parser.add_argument("--protocol", choices=("OSSH", "SSH"), default="OSSH")
+    parser.add_argument("--no-api-handshake", action="store_true", help="onehop tunnels without the API handshake")
+    parser.add_argument("--skip-sshd", action="store_true")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the onehop server while it accepts")
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--keep-temp", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.skip_sshd and not os.access(SSHD, os.X_OK):
+        print(f"{SSHD} is missing; install it with: {INSTALL} (or use --skip-sshd)", file=sys.stderr)
+        return 3
+    try:
+        with signals_raise_keyboard_interrupt():
+            results = run(args)
+    except BenchError as exc:
+        print(f"server_load: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    print(report(results, args.tunnels))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

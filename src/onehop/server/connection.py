@@ -1,0 +1,56 @@
+"""The server's SSH connection: Psiphon's SSH protocol plus the upstream rate limit.
+
+Reads from the client's socket are charged to the client's upstream token bucket
+(``ReadBytesPerSecond``, as Psiphon throttles the whole connection); while the bucket
+is in debt the socket is not read, so nothing piles up in the server: the client's
+TCP window fills and it waits. Logins skip asyncssh's per-login config reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import asyncssh
+
+from ..tunnel.server import PsiphonServerConnection
+from .throttle import PausableReader
+
+
+class ServerConnection(PsiphonServerConnection):
+    #: Set by the session: charge n bytes read, get the seconds to pause reading.
+    charge_upstream: Callable[[int], float] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._upstream_reader = PausableReader()
+        self._upstream_reader.attach(transport)
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes, datatype=None) -> None:
+        super().data_received(data, datatype)
+        charge = self.charge_upstream
+        if charge is not None:
+            delay = charge(len(data))
+            if delay > 0:
+                self._upstream_reader.throttle(delay)
+
+    def connection_lost(self, exc: Exception | None = None) -> None:
+        self._upstream_reader.close()
+        super().connection_lost(exc)
+
+    async def reload_config(self) -> None:
+        """Keep the options as they are.
+
+        asyncssh re-evaluates OpenSSH-style config for every login: it rebuilds the whole
+        options object in a worker thread, including a ``socket.getfqdn()`` DNS lookup.
+        The server passes no config (``config=None``), so the result would be the same
+        options; skipping it saves that work on every handshake and keeps logins from
+        queueing behind a slow resolver.
+        """
+
+
+def new_connection(options: asyncssh.SSHServerConnectionOptions, **extra: Any) -> ServerConnection:
+    """A server connection for an accepted stream; ``extra`` goes to get_extra_info."""
+    conn = ServerConnection(asyncio.get_running_loop(), options)
+    conn.set_extra_info(**extra)
+    return conn
