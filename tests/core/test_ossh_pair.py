@@ -160,3 +160,42 @@ def test_seed_history_ttl_and_capacity():
         assert history.add_new(seed, 102)
     assert len(history) == 3
     assert history.add_new(b"a", 103)  # evicted by capacity
+
+
+def test_deferred_key_derivation_waits_for_provided_keys():
+    from onehop.core.ossh.cipher import derive_key
+    from onehop.core.ossh.events import KeysNeeded
+    client = ClientObfuscator(KEYWORD, seed=os.urandom(16), padding_prng_seed=os.urandom(32))
+    server = ServerObfuscator(KEYWORD, replay_check=lambda s: True, random_bytes=os.urandom,
+                              defer_key_derivation=True)
+    client.send(b"SSH-2.0-x\r\n")
+    server.receive_data(client.data_to_send())
+    event = server.next_event()
+    assert isinstance(event, KeysNeeded)
+    assert server.next_event() is None  # still waiting, and asks only once
+    server.provide_keys(event.seed, derive_key(event.seed, KEYWORD.encode(), b"client_to_server"),
+                        derive_key(event.seed, KEYWORD.encode(), b"server_to_client"))
+    assert isinstance(server.next_event(), PreambleReceived)
+    assert server.next_event() == DataReceived(b"SSH-2.0-x\r\n")
+
+
+def test_deferred_keys_for_a_prefixed_stream_are_asked_for_twice():
+    from onehop.core.ossh.cipher import derive_key
+    from onehop.core.ossh.events import KeysNeeded
+    client, _ = make_pair(prefix=True)
+    server = ServerObfuscator(KEYWORD, replay_check=lambda s: True, random_bytes=os.urandom,
+                              defer_key_derivation=True)
+    client.send(b"SSH-2.0-x\r\n")
+    server.receive_data(client.data_to_send())
+    asked = []
+    while True:
+        event = server.next_event()
+        if isinstance(event, KeysNeeded):
+            asked.append(event.seed)
+            server.provide_keys(event.seed, derive_key(event.seed, KEYWORD.encode(), b"client_to_server"),
+                                derive_key(event.seed, KEYWORD.encode(), b"server_to_client"))
+            continue
+        if isinstance(event, PreambleReceived):
+            break
+    assert len(asked) == 2  # the prefix's first 24 bytes, then the real seed
+    assert event.prefix_spec_name == "http-get"

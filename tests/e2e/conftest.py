@@ -41,7 +41,8 @@ class Network:
         generated = generate_server(ip, ossh_port=free_port(ip) if ossh else None,
                                     ssh_port=free_port(ip) if ssh else None,
                                     allow_bogons=allow_bogons, region=region)
-        config = dict(generated.config, **extra)
+        # One key-derivation worker per server: the production path, at a small cost.
+        config = dict(generated.config, OSSHKeyDerivationWorkers=1, **extra)
         if handshake_timeout_ms is not None:
             config["SSHHandshakeTimeoutMilliseconds"] = handshake_timeout_ms
         server = TunnelServer(parse_server_config(config, "test", str(self.tmp_path)))

@@ -265,3 +265,26 @@ async def test_psiphon_channel_types_no_split_tunnel_and_random(network, echo_se
     await asyncio.wait_for(closed, 5)
     assert len(got) == 70000
     tunnel.client.close()
+
+
+async def test_operator_defined_prefixes_on_both_ends(network, make_client, page):
+    """OSSHPrefixSpecs on the client and ServerOSSHPrefixSpecs on the server: a TLS-looking
+    first flight, answered with a TLS-looking server flight."""
+    from onehop.core.ossh import ClientObfuscator, PrefixSpec
+    client_pattern = r"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03[\x00-\xff]{32}"
+    server_pattern = r"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03[\x00-\xff]{32}"
+    running = await network.add(ServerOSSHPrefixSpecs={"tls-ish": server_pattern})
+    probe = ClientObfuscator(running.entry.ssh_obfuscated_key, seed=os.urandom(16),
+                             padding_prng_seed=os.urandom(32), prefix=PrefixSpec("tls-ish", client_pattern),
+                             prefix_seed=os.urandom(32))
+    probe.send(b"SSH-2.0-OpenSSH_8.9\r\n")
+    reader, writer = await asyncio.open_connection(running.entry.ip_address, running.entry.ssh_obfuscated_port)
+    writer.write(probe.data_to_send())
+    first = await asyncio.wait_for(reader.readexactly(5), 5)
+    assert first == b"\x16\x03\x03\x00\x5a"
+    writer.close()
+    client = await make_client([running.entry], protocols=("OSSH-PREFIX",),
+                               ossh_prefix_specs={"tls-ish": client_pattern}, ossh_prefix_spec="tls-ish")
+    body, port = page
+    assert await http_get_via_socks(client.socks_port, "127.0.0.1", port) == body
+    assert sessions(running)[0].ossh_prefix == "tls-ish"

@@ -4,6 +4,9 @@ A connection whose preamble is invalid, replayed, or simply incomplete gets no b
 back. The server keeps reading and discarding until the peer closes or the handshake
 deadline passes, then sends FIN (never RST: everything received has been read) and
 closes shortly after. The behaviour is identical whatever, and however much, was sent.
+Rejections, timeouts and half-sent preambles are reported to ``on_irregular`` with the
+peer's address (for a GeoIP region computed in memory; the address goes no further).
+Key derivation can run in worker processes (``key_deriver``) instead of on the loop.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import time
 from typing import Callable, Mapping
 
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, SeedHistory, ServerObfuscator
-from ..errors import ProtocolError
+from ..core.ossh.events import KeysNeeded
+from ..errors import ProtocolError, RemoteProtocolError
+from .keypool import KeyDeriver
 from .ossh import ObfuscatedTransport, ObfuscatedWire
 
 log = logging.getLogger(__name__)
@@ -25,6 +30,7 @@ DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 CLOSE_LINGER = 10.0
 
 SSHFactory = Callable[[PreambleReceived, ObfuscatedTransport], asyncio.Protocol]
+IrregularReport = Callable[[ProtocolError, str], None]
 
 
 class ProbeSilentConnection(ObfuscatedWire):
@@ -32,11 +38,14 @@ class ProbeSilentConnection(ObfuscatedWire):
 
     def __init__(self, listener: "OSSHListener") -> None:
         obfuscator = ServerObfuscator(listener.keyword, replay_check=listener.replay_check,
-                                      random_bytes=os.urandom, prefix_specs=listener.prefix_specs)
-        super().__init__(obfuscator, on_preamble=self._preamble, on_error=self._rejected)
+                                      random_bytes=os.urandom, prefix_specs=listener.prefix_specs,
+                                      defer_key_derivation=listener.deriver is not None)
+        super().__init__(obfuscator, on_preamble=self._preamble, on_error=self._rejected,
+                         on_event=self._other_event)
         self._listener = listener
         self._deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self._derivations: set[asyncio.Task] = set()
         self.established = False
 
     def connection_made(self, transport) -> None:
@@ -45,19 +54,39 @@ class ProbeSilentConnection(ObfuscatedWire):
         self._deadline = loop.call_later(self._listener.handshake_timeout, self._deadline_passed)
         self._listener.connections.add(self)
 
+    def _peer_ip(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return peer[0] if peer else ""
+
     def _preamble(self, event: PreambleReceived, transport: ObfuscatedTransport) -> asyncio.Protocol:
         self.established = True  # from here the SSH layer's own login timeout applies
         if self._deadline is not None:
             self._deadline.cancel()
         return self._listener.ssh_factory(event, transport)
 
+    def _other_event(self, event) -> None:
+        if isinstance(event, KeysNeeded) and self._listener.deriver is not None:
+            task = asyncio.get_running_loop().create_task(self._derive(event.seed))
+            self._derivations.add(task)
+            task.add_done_callback(self._derivations.discard)
+
+    async def _derive(self, seed: bytes) -> None:
+        keys = await self._listener.deriver.derive(seed, self._listener.keyword.encode("utf-8"))
+        if self.transport is None or self.transport.is_closing() or self.failed:
+            return
+        self._obfuscator.provide_keys(seed, *keys)
+        self._drain_events()
+
     def _rejected(self, error: ProtocolError) -> None:
-        self._listener.report_irregular(error)
+        self._listener.report_irregular(error, self._peer_ip())
 
     def _deadline_passed(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if not self.established and not self.failed:
+            self._listener.report_irregular(
+                RemoteProtocolError("handshake_timeout", "no complete preamble in time"), self._peer_ip())
         self.failed = True
         if transport.can_write_eof():
             transport.write_eof()  # FIN; we keep draining so close never resets
@@ -67,6 +96,10 @@ class ProbeSilentConnection(ObfuscatedWire):
 
     def eof_received(self):
         if self.failed or not self.established:
+            if not self.failed and self.bytes_received:
+                self._listener.report_irregular(
+                    RemoteProtocolError("incomplete_preamble", "closed before a complete preamble"),
+                    self._peer_ip())
             self.failed = True
             return None  # the peer gave up: close quietly
         return super().eof_received()
@@ -75,6 +108,8 @@ class ProbeSilentConnection(ObfuscatedWire):
         for timer in (self._deadline, self._linger):
             if timer is not None:
                 timer.cancel()
+        for task in list(self._derivations):
+            task.cancel()
         self._listener.connections.discard(self)
         super().connection_lost(exc)
 
@@ -86,13 +121,15 @@ class OSSHListener:
                  history: SeedHistory | None = None,
                  handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
                  prefix_specs: Mapping[str, str] = DEFAULT_SERVER_PREFIX_SPECS,
-                 on_irregular: Callable[[ProtocolError], None] | None = None,
+                 on_irregular: IrregularReport | None = None,
+                 key_deriver: KeyDeriver | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.keyword = keyword
         self.ssh_factory = ssh_factory
         self.history = history if history is not None else SeedHistory()
         self.handshake_timeout = handshake_timeout
         self.prefix_specs = dict(prefix_specs)
+        self.deriver = key_deriver
         self._on_irregular = on_irregular
         self._clock = clock
         self.connections: set[ProbeSilentConnection] = set()
@@ -101,10 +138,10 @@ class OSSHListener:
     def replay_check(self, seed: bytes) -> bool:
         return self.history.add_new(seed, self._clock())
 
-    def report_irregular(self, error: ProtocolError) -> None:
+    def report_irregular(self, error: ProtocolError, peer_ip: str = "") -> None:
         log.info("irregular OSSH connection: %s", error.reason)
         if self._on_irregular is not None:
-            self._on_irregular(error)
+            self._on_irregular(error, peer_ip)
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()

@@ -130,11 +130,13 @@ class ObfuscatedWire(asyncio.Protocol):
                  upstream: asyncio.Protocol | None = None,
                  on_preamble: Callable[[PreambleReceived, ObfuscatedTransport], asyncio.Protocol] | None = None,
                  on_error: Callable[[ProtocolError], None] | None = None,
+                 on_event: Callable[[object], None] | None = None,
                  split_delay: float = 0.0) -> None:
         self._obfuscator = obfuscator
         self._upstream = upstream
         self._on_preamble = on_preamble
         self._on_error = on_error
+        self._on_event = on_event
         self._split_delay = split_delay
         self.transport: asyncio.Transport | None = None
         self.upstream_transport: ObfuscatedTransport | None = None
@@ -191,6 +193,8 @@ class ObfuscatedWire(asyncio.Protocol):
                 keep_open = self._upstream.eof_received()
                 if not keep_open and self.transport is not None:
                     self.transport.close()
+        elif self._on_event is not None:
+            self._on_event(event)
 
     def pause_writing(self) -> None:
         if self._upstream is not None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import asyncssh
 
+from ..core.ossh.prefix import DEFAULT_SERVER_PREFIX_SPECS, PrefixSpec
+
 from ..configtools import Checker, ip_check, nonempty_check, port_check, positive_check, read_json_file
 
 SUPPORTED_PROTOCOLS = ("OSSH", "SSH")
@@ -49,6 +51,8 @@ class ServerConfig:
     traffic_rules_filename: str | None = None
     udpgw_server_address: tuple[str, int] | None = DEFAULT_UDPGW_ADDRESS
     dns_resolver_address: tuple[str, int] | None = None  # None: first nameserver of resolv.conf
+    ossh_prefix_specs: dict[str, str] = field(default_factory=dict)  # spec name -> reply pattern
+    ossh_key_workers: int = 0  # worker processes for OSSH key derivation; 0: on the event loop
     base_dir: str = "."
 
     def path(self, name: str) -> str:
@@ -78,6 +82,18 @@ def _key_check(value: str) -> str | None:
     except (asyncssh.KeyImportError, ValueError) as exc:
         return f"not a usable private key ({exc})"
     return None if key.algorithm == b"ssh-rsa" else "must be an RSA key (Psiphon clients pin ssh-rsa)"
+
+
+def _prefix_specs_check(value: dict) -> str | None:
+    """ServerOSSHPrefixSpecs: client spec name -> the pattern the server answers with."""
+    for name, pattern in value.items():
+        if not isinstance(pattern, str):
+            return f"{name}: the pattern must be a string"
+        try:
+            PrefixSpec(name, pattern)
+        except ValueError as exc:
+            return f"{name}: {exc}"
+    return None
 
 
 def _port_list_check(value: list) -> str | None:
@@ -138,6 +154,10 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
         discovery_value_hmac_key=c.take("DiscoveryValueHMACKey", str, ""),
         geoip_database_filenames=tuple(c.take("GeoIPDatabaseFilenames", list, [], _filenames_check)),
         traffic_rules_filename=c.take("TrafficRulesFilename", str, None, nonempty_check),
+        ossh_prefix_specs={**DEFAULT_SERVER_PREFIX_SPECS,
+                           **c.take("ServerOSSHPrefixSpecs", dict, {}, _prefix_specs_check)},
+        ossh_key_workers=c.take("OSSHKeyDerivationWorkers", int, os.cpu_count() or 1,
+                                lambda v: None if 0 <= v <= 64 else "must be between 0 and 64"),
     )
     udpgw = c.take("UDPInterceptUdpgwServerAddress", str, None, _udpgw_check)
     values["udpgw_server_address"] = DEFAULT_UDPGW_ADDRESS if udpgw is None else parse_host_port(udpgw)

@@ -27,9 +27,10 @@ from .api import APIHandler
 from .config import ServerConfig
 from .connection import new_connection
 from .discovery import ServerDiscovery
+from ..net.keypool import KeyDeriver
+from ..net.listener import OSSHListener
 from .events import EventLog
 from .geoip import GeoIPService
-from .listener import ServerOSSHListener
 from .policy import ForwardPolicy
 from .psinet import PsinetStore
 from .session import ClientSession
@@ -83,7 +84,8 @@ class TunnelServer:
         self.api = APIHandler(self)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
-        self._ossh: ServerOSSHListener | None = None
+        self._ossh: OSSHListener | None = None
+        self._key_deriver: KeyDeriver | None = None
         self._stopped = asyncio.Event()
         self._options = self._ssh_options()
 
@@ -150,10 +152,15 @@ class TunnelServer:
         host = cfg.listen_ip_address
         ports = cfg.tunnel_protocol_ports
         if "OSSH" in ports:
-            self._ossh = ServerOSSHListener(cfg.obfuscated_ssh_key, self._ossh_connection,
-                                            history=self.seed_history,
-                                            handshake_timeout=cfg.handshake_timeout,
-                                            on_irregular_from=self._irregular_ossh)
+            if cfg.ossh_key_workers:
+                self._key_deriver = KeyDeriver(cfg.ossh_key_workers)
+                await self._key_deriver.start()
+            self._ossh = OSSHListener(cfg.obfuscated_ssh_key, self._ossh_connection,
+                                      history=self.seed_history,
+                                      handshake_timeout=cfg.handshake_timeout,
+                                      prefix_specs=cfg.ossh_prefix_specs,
+                                      key_deriver=self._key_deriver,
+                                      on_irregular=self._irregular_ossh)
             self._servers.append(await self._ossh.start(host, ports["OSSH"]))
         if "SSH" in ports:
             loop = asyncio.get_running_loop()
@@ -178,6 +185,8 @@ class TunnelServer:
             client.close()
         for server in self._servers:
             await server.wait_closed()
+        if self._key_deriver is not None:
+            await self._key_deriver.close()
         self.geoip.close()
         self.events.close()
         self._stopped.set()

@@ -14,6 +14,17 @@ class PreambleReceived:
 
 
 @dataclass(frozen=True)
+class KeysNeeded:
+    """(Server, deferred key derivation) give ``provide_keys`` the RC4 keys for ``seed``.
+
+    The OSSH key derivation is 6000 SHA-1 rounds per direction; a server may run it off
+    its event loop and hand the result back.
+    """
+
+    seed: bytes
+
+
+@dataclass(frozen=True)
 class DataReceived:
     """De-obfuscated SSH bytes for the SSH library (upstream)."""
 
@@ -25,4 +36,4 @@ class EOFReceived:
     """The peer closed its sending direction."""
 
 
-Event = PreambleReceived | DataReceived | EOFReceived
+Event = PreambleReceived | KeysNeeded | DataReceived | EOFReceived

@@ -17,7 +17,7 @@ from .cipher import RC4Stream, derive_key
 from .constants import (CLIENT_TO_SERVER_LABEL, MAGIC_VALUE, MAX_PADDING, MIN_CLIENT_PADDING,
                         PADDING_PRNG_SALT, PREAMBLE_HEADER_LENGTH, SEED_LENGTH,
                         SERVER_TO_CLIENT_LABEL)
-from .events import PreambleReceived
+from .events import KeysNeeded, PreambleReceived
 from .prefix import (DEFAULT_SERVER_PREFIX_SPECS, TerminatorScanner, parse_prefix_header_fixed,
                      server_reply_pattern, terminated_prefix)
 from .sshframing import server_line_padding
@@ -31,13 +31,19 @@ class ServerObfuscator(ObfuscatedStream):
 
     ``replay_check(seed)`` returns True for a fresh seed (bind it to a SeedHistory and a
     clock); ``random_bytes(n)`` supplies randomness for the prefix reply and for legacy
-    clients that send fewer than 32 padding bytes.
+    clients that send fewer than 32 padding bytes. With ``defer_key_derivation`` the
+    server emits ``KeysNeeded(seed)`` and waits for ``provide_keys`` instead of deriving
+    the keys itself.
     """
 
     def __init__(self, keyword: str, *, replay_check: Callable[[bytes], bool],
                  random_bytes: Callable[[int], bytes],
-                 prefix_specs: Mapping[str, str] = DEFAULT_SERVER_PREFIX_SPECS) -> None:
+                 prefix_specs: Mapping[str, str] = DEFAULT_SERVER_PREFIX_SPECS,
+                 defer_key_derivation: bool = False) -> None:
         super().__init__(keyword)
+        self._defer_keys = defer_key_derivation
+        self._keys: dict[bytes, tuple[bytes, bytes]] = {}
+        self._keys_requested: set[bytes] = set()
         self._replay_check = replay_check
         self._random_bytes = random_bytes
         self._prefix_specs = dict(prefix_specs)
@@ -50,6 +56,22 @@ class ServerObfuscator(ObfuscatedStream):
         self._prefix_name_length = 0
         self.prefix_spec_name: str | None = None
         self.padding_length: int | None = None  # our line padding: downstream_ossh_padding
+
+    def provide_keys(self, seed: bytes, c2s_key: bytes, s2c_key: bytes) -> None:
+        """The derived (client-to-server, server-to-client) keys for ``seed``."""
+        self._keys[bytes(seed)] = (c2s_key, s2c_key)
+
+    def _key_pair(self, seed: bytes) -> tuple[bytes, bytes] | None:
+        if seed in self._keys:
+            return self._keys[seed]
+        if not self._defer_keys:
+            self._keys[seed] = (derive_key(seed, self._keyword, CLIENT_TO_SERVER_LABEL),
+                                derive_key(seed, self._keyword, SERVER_TO_CLIENT_LABEL))
+            return self._keys[seed]
+        if seed not in self._keys_requested:
+            self._keys_requested.add(seed)
+            self._events.append(KeysNeeded(seed))
+        return None
 
     def send(self, data: bytes) -> None:
         if self._read_state is ReadState.PREAMBLE or self._read_state is ReadState.ERROR:
@@ -82,7 +104,10 @@ class ServerObfuscator(ObfuscatedStream):
             return False
         header = bytes(self._inbox[:PREAMBLE_HEADER_LENGTH])
         seed = header[:SEED_LENGTH]
-        c2s = RC4Stream(derive_key(seed, self._keyword, CLIENT_TO_SERVER_LABEL))
+        keys = self._key_pair(seed)
+        if keys is None:
+            return False  # waiting for provide_keys
+        c2s = RC4Stream(keys[0])
         magic, padding_length = struct.unpack(">Ii", c2s.apply(header[SEED_LENGTH:]))
         if magic != MAGIC_VALUE:
             if self._prefix_removed:
@@ -146,7 +171,7 @@ class ServerObfuscator(ObfuscatedStream):
     def _finish_preamble(self) -> None:
         # The c2s stream continues into the identification line; s2c starts fresh.
         self._read_cipher = self._c2s
-        self._write_cipher = RC4Stream(derive_key(self._seed, self._keyword, SERVER_TO_CLIENT_LABEL))
+        self._write_cipher = RC4Stream(self._keys[self._seed][1])
         self._read_state = ReadState.IDENTIFICATION_LINES
         self._events.append(PreambleReceived(self._client_padding_length, self.prefix_spec_name))
 
