@@ -1,0 +1,179 @@
+"""Per-channel client builds (one runnable file) and their signed upgrade packages.
+
+A build is a shiv zipapp: the staged runtime (``staging``) plus a top-level package
+``onehop_embedded`` holding ``config.json`` (Psiphon key names: channel and sponsor
+IDs, client version, remote list / upgrade / feedback URLs and keys) and
+``server_list.dat`` (the channel's embedded list). ``python FILE client ...`` runs
+the client with them. Builds are reproducible (fixed timestamps, sorted entries), so
+the same inputs give the same bytes: publishing skips unchanged builds, and a cache
+keyed by the inputs avoids rebuilding them. See docs/client-builds.md for the why.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.authpackage import compress_gzip
+from .errors import BuildError
+from .fileio import write_atomic
+from .keys import NetworkKeys
+from .signing import PackageSigner
+from .staging import ENTRY_POINT, stage_runtime, tree_digest
+
+EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.app looks for
+SHEBANG = "/usr/bin/env python3"
+UPGRADE_SUFFIX = ".upgrade"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "onehop" / "builds"
+
+
+def transfer_urls(urls: tuple[str, ...] | list[str]) -> list[dict]:
+    """Psiphon TransferURL objects: the URL base64-encoded, tried from the first attempt."""
+    return [{"URL": base64.b64encode(u.encode("utf-8")).decode("ascii"), "OnlyAfterAttempts": 0,
+             "SkipVerify": False} for u in urls]
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything a (channel, sponsor) build embeds, besides the network's public keys."""
+
+    channel_id: str
+    sponsor_id: str
+    client_version: str
+    server_list: tuple[str, ...]
+    remote_list_urls: tuple[str, ...] = ()
+    upgrade_urls: tuple[str, ...] = ()
+    feedback_urls: tuple[str, ...] = ()
+
+
+def client_config(spec: BuildSpec, keys: NetworkKeys) -> dict:
+    public = keys.public_keys()
+    return {
+        "PropagationChannelId": spec.channel_id,
+        "SponsorId": spec.sponsor_id,
+        "ClientVersion": spec.client_version,
+        "RemoteServerListURLs": transfer_urls(spec.remote_list_urls),
+        "RemoteServerListSignaturePublicKey": public["RemoteServerListSignaturePublicKey"],
+        "ServerEntrySignaturePublicKey": public["ServerEntrySignaturePublicKey"],
+        "FeedbackUploadURLs": transfer_urls(spec.feedback_urls),
+        "FeedbackEncryptionPublicKey": public["FeedbackEncryptionPublicKey"],
+        "UpgradeDownloadURLs": transfer_urls(spec.upgrade_urls),
+        "UpgradeSignaturePublicKey": public["UpgradeSignaturePublicKey"],
+    }
+
+
+def embedded_files(spec: BuildSpec, keys: NetworkKeys) -> dict[str, bytes]:
+    config = json.dumps(client_config(spec, keys), indent=2, sort_keys=True) + "\n"
+    return {"__init__.py": b'"""Configuration embedded in this client build by onehop network."""\n',
+            "config.json": config.encode("utf-8"),
+            "server_list.dat": ("\n".join(spec.server_list) + "\n").encode("ascii")}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    sha256: str
+    size: int
+    cached: bool
+
+
+class Builder:
+    """Stages the runtime once, then makes any number of builds (cached by inputs)."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir or default_cache_dir()
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._base: Path | None = None
+        self._base_digest = ""
+
+    def __enter__(self) -> "Builder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _stage(self) -> tuple[Path, str]:
+        if self._base is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="onehop-build-")
+            self._base = Path(self._tmp.name) / "runtime"
+            self._base.mkdir()
+            stage_runtime(self._base)
+            self._base_digest = tree_digest(self._base)
+        return self._base, self._base_digest
+
+    def build(self, spec: BuildSpec, keys: NetworkKeys, out: Path) -> BuildResult:
+        """Write the build for ``spec`` to ``out`` atomically."""
+        base, digest = self._stage()
+        files = embedded_files(spec, keys)
+        key = hashlib.sha256(digest.encode() + b"".join(
+            name.encode() + b"\0" + hashlib.sha256(data).digest() for name, data in sorted(files.items()))).hexdigest()
+        cached = self.cache_dir / f"{key}.pyz"
+        hit = cached.is_file()
+        if not hit:
+            self._shiv(base, files, cached)
+        data = cached.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not hit:
+            write_atomic(cached.with_suffix(".sha256"), sha256.encode("ascii"))
+        try:
+            write_atomic(out, data, 0o755)
+        except OSError as exc:
+            raise BuildError(f"cannot write {out}: {exc.strerror or exc}") from None
+        return BuildResult(out, sha256, len(data), hit)
+
+    def _shiv(self, base: Path, files: dict[str, bytes], cached: Path) -> None:
+        assert self._tmp is not None
+        extra = Path(tempfile.mkdtemp(dir=self._tmp.name, prefix="embedded-"))
+        package = extra / EMBEDDED_PACKAGE
+        package.mkdir()
+        for name, data in files.items():
+            (package / name).write_bytes(data)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.tmp{os.getpid()}")
+        command = [sys.executable, "-m", "shiv", "--site-packages", str(base), "--site-packages", str(extra),
+                   "-e", ENTRY_POINT, "-p", SHEBANG, "-o", str(partial), "--reproducible", "--compressed"]
+        env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BuildError(f"cannot run shiv: {exc}") from None
+        finally:
+            shutil.rmtree(extra, ignore_errors=True)
+        if done.returncode != 0 or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            raise BuildError(f"shiv failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
+        os.replace(partial, cached)
+
+
+def find_cached_build(cache_dir: Path, sha256: str) -> Path | None:
+    """A cached build with this content hash, if one is still in the cache."""
+    if not cache_dir.is_dir():
+        return None
+    for index in cache_dir.glob("*.sha256"):
+        build = index.with_suffix(".pyz")
+        if index.read_text(encoding="ascii").strip() == sha256 and build.is_file():
+            return build
+    return None
+
+
+def upgrade_package(build: bytes, signer: PackageSigner) -> bytes:
+    """Psiphon's upgrade package: data = base64 of the build, signed with the upgrade
+    key (``signer``), gzip-compressed."""
+    return compress_gzip(signer.sign(base64.b64encode(build).decode("ascii")))

@@ -1,0 +1,222 @@
+"""The schema of the network database (SQLAlchemy 2, typed ``Mapped[]`` columns).
+
+Migrations in ``migrations/versions`` create exactly these tables; a test compares
+the two. Times are stored as naive UTC and read back as aware UTC datetimes.
+Secrets (private keys, passwords, obfuscation keys) are stored in clear: operators
+protect the database file (SQLite is created with mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out (stored naive UTC everywhere)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class JSONText(TypeDecorator):
+    """A JSON value stored as text (portable between SQLite and PostgreSQL)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+LIVE = text("retired_at IS NULL")
+
+
+class NetworkKey(Base):
+    """A network-wide key; the active one of a kind has no ``retired_at``."""
+
+    __tablename__ = "network_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    private_key: Mapped[str] = mapped_column(Text)
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (Index("uq_network_keys_active_kind", "kind", unique=True,
+                            sqlite_where=LIVE, postgresql_where=LIVE),)
+
+
+class Setting(Base):
+    __tablename__ = "network_settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Sponsor(Base):
+    __tablename__ = "sponsors"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    home_pages: Mapped[list["HomePage"]] = relationship(
+        back_populates="sponsor", order_by="HomePage.position", cascade="all, delete-orphan")
+
+
+class HomePage(Base):
+    """One home page URL of a sponsor for a region (``None`` = the default)."""
+
+    __tablename__ = "sponsor_home_pages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sponsor_id: Mapped[str] = mapped_column(ForeignKey("sponsors.id"), index=True)
+    region: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str] = mapped_column(Text)
+    mobile: Mapped[bool] = mapped_column(Boolean)
+    position: Mapped[int] = mapped_column(Integer)
+    sponsor: Mapped[Sponsor] = relationship(back_populates="home_pages")
+
+
+class Channel(Base):
+    """A propagation channel; ``site_id`` names its unguessable publishing prefix."""
+
+    __tablename__ = "propagation_channels"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    site_id: Mapped[str] = mapped_column(String(32), unique=True)
+    max_discovery_age_days: Mapped[int] = mapped_column(Integer)
+    max_propagation_age_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Campaign(Base):
+    """Channel x sponsor x mechanism (an e-mail address or a static download site)."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("propagation_channels.id"), index=True)
+    sponsor_id: Mapped[str] = mapped_column(ForeignKey("sponsors.id"), index=True)
+    mechanism: Mapped[str] = mapped_column(String(32))
+    email_address: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    site_id: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[Channel] = relationship()
+    sponsor: Mapped[Sponsor] = relationship()
+
+
+class Host(Base):
+    """A machine; its name is unique forever (removed hosts stay, archived)."""
+
+    __tablename__ = "hosts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    ip_address: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(2))
+    provider: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    datacenter: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    ssh_port: Mapped[int] = mapped_column(Integer)
+    ssh_username: Mapped[str] = mapped_column(String(64))
+    ssh_host_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_server_number: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Server(Base):
+    """One server (IP address) on a host, with every secret its config needs.
+
+    ``id`` is a human-readable alias (``<host>-<n>``), never reused. Embedded servers
+    have no discovery window; discovery servers are never embedded.
+    """
+
+    __tablename__ = "servers"
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("propagation_channels.id"), index=True)
+    ip_address: Mapped[str] = mapped_column(String(64))
+    listen_ip_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ossh_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ssh_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    capabilities: Mapped[list] = mapped_column(JSONText)
+    ssh_username: Mapped[str] = mapped_column(String(64))
+    ssh_password: Mapped[str] = mapped_column(String(128))
+    ssh_private_key: Mapped[str] = mapped_column(Text)
+    ssh_host_key: Mapped[str] = mapped_column(Text)
+    obfuscated_ssh_key: Mapped[str] = mapped_column(String(128))
+    web_server_secret: Mapped[str] = mapped_column(String(128))
+    allow_bogons: Mapped[bool] = mapped_column(Boolean)
+    is_embedded: Mapped[bool] = mapped_column(Boolean)
+    is_permanent: Mapped[bool] = mapped_column(Boolean)
+    discovery_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    discovery_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    unembedded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    host: Mapped[Host] = relationship()
+    channel: Mapped[Channel] = relationship()
+    __table_args__ = (Index("uq_servers_live_ip", "ip_address", unique=True,
+                            sqlite_where=LIVE, postgresql_where=LIVE),)
+
+    @property
+    def is_discovery(self) -> bool:
+        return self.discovery_start is not None
+
+
+class ClientVersion(Base):
+    __tablename__ = "client_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("platform", "version", name="uq_client_versions_platform_version"),)
+
+
+class Publication(Base):
+    """What the last publish put where (one row per target and path)."""
+
+    __tablename__ = "publications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    campaign_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    path: Mapped[str] = mapped_column(String(500))
+    url: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("target", "path", name="uq_publications_target_path"),)
+
+
+class AuditRecord(Base):
+    """Who changed what, when: written in the same transaction as the change."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_ids: Mapped[list] = mapped_column(JSONText)
+    details: Mapped[dict] = mapped_column(JSONText)
