@@ -44,8 +44,14 @@ def public_key_digest(public_key_b64: str) -> str:
     return base64.b64encode(hashlib.sha256(public_key_b64.encode("ascii")).digest()).decode("ascii")
 
 
-def _load_private_key(key: str | bytes) -> rsa.RSAPrivateKey:
-    """PEM (PKCS#1 or PKCS#8), DER bytes, or base64 DER text (Go's generator output)."""
+def load_private_key(key: "str | bytes | rsa.RSAPrivateKey") -> rsa.RSAPrivateKey:
+    """PEM (PKCS#1 or PKCS#8), DER bytes, or base64 DER text (Go's generator output).
+
+    Loading and validating an RSA-4096 key costs about 0.3 s here: callers that sign many
+    packages load the key once and pass the loaded key to ``make_package``.
+    """
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key
     if isinstance(key, str):
         key = key.encode("ascii") if key.lstrip().startswith("-----BEGIN") else _b64_or_local(key)
     try:
@@ -79,7 +85,7 @@ def _load_public_key(public_key_b64: str) -> rsa.RSAPublicKey:
 
 def public_key_b64_from_private(private_key: str | bytes) -> str:
     """The base64 DER SubjectPublicKeyInfo that client configs carry for this key."""
-    der = _load_private_key(private_key).public_key().public_bytes(
+    der = load_private_key(private_key).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(der).decode("ascii")
 
@@ -98,13 +104,13 @@ def generate_rsa_keypair(key_size: int = 4096, public_exponent: int = 65537) -> 
 
 # ----------------------------------------------------------------------- writing
 
-def make_package(data: str, private_key: str | bytes, public_key_b64: str, *, streamable: bool = True) -> bytes:
+def make_package(data: str, private_key: "str | bytes | rsa.RSAPrivateKey", public_key_b64: str, *, streamable: bool = True) -> bytes:
     """Sign ``data`` and return the package JSON exactly as Go's json.Marshal writes it.
 
     With ``streamable`` (default) data that Psiphon's streaming reader cannot handle
     (characters escaped as anything other than ``\\n``) is refused.
     """
-    key = _load_private_key(private_key)
+    key = load_private_key(private_key)
     signature = key.sign(data.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
     data_json = canonicaljson.encode_string(data)
     if streamable and "\\" in data_json.replace("\\n", ""):
