@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import threading
 import sys
 from datetime import datetime, timezone
 
@@ -82,6 +84,18 @@ def build_config(args) -> ClientConfig:
         target_server_entry=args.target_server_entry, open_home_page=args.open_home_page)
 
 
+EXIT_GRACE_SECONDS = 10.0
+
+
+def _stop(main: asyncio.Task) -> None:
+    """Cancel the client; if shutdown then hangs (a resolver thread stuck in getaddrinfo
+    keeps asyncio from finishing), leave anyway after a grace period."""
+    main.cancel()
+    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
+
+
 def open_store(config: ClientConfig, notices: Notices):
     """The target server alone (in memory), or the persistent datastore seeded with the
     embedded and --server-list entries (which never overwrite newer stored ones)."""
@@ -123,7 +137,7 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
         from .terminal_view import TerminalView
         view = loop.create_task(TerminalView(controller).run())
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, main.cancel)
+        loop.add_signal_handler(sig, _stop, main)
     try:
         await main
     except asyncio.CancelledError:
