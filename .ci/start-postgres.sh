@@ -3,6 +3,8 @@
 # Usage: eval "$(.ci/start-postgres.sh)"   (exports ONEHOP_TEST_POSTGRES_URL)
 set -euo pipefail
 PORT="${ONEHOP_PG_PORT:-55432}"
+# Another server (a developer's, another run) may hold the port: take the next free one.
+while (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; do PORT=$((PORT + 1)); done
 BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 if [ -z "$BIN" ]; then
   echo "echo 'PostgreSQL server binaries not found (apt-get install -y postgresql)' >&2; exit 1"
