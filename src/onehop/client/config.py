@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..configtools import Checker, read_json_file
+from ..core.ossh.prefix import prefix_specs_problem
 from ..core.upstreamproxy import ProxySpec, parse_proxy_url
 from ..errors import ConfigError
 
@@ -102,19 +103,6 @@ def _platform_check(value: str) -> str | None:
     return None if value and not any(c.isspace() for c in value) else "must be non-empty without spaces"
 
 
-def _prefix_specs_check(value: dict) -> str | None:
-    """OSSHPrefixSpecs: name -> generator pattern (regex syntax, see core/ossh/regen.py)."""
-    from ..core.ossh.prefix import PrefixSpec
-    for name, pattern in value.items():
-        if not isinstance(pattern, str):
-            return f"{name}: the pattern must be a string"
-        try:
-            PrefixSpec(name, pattern)
-        except ValueError as exc:
-            return f"{name}: {exc}"
-    return None
-
-
 def prefix_patterns(config: "ClientConfig") -> dict[str, str]:
     """Every prefix spec the client knows: the built-in ones plus OSSHPrefixSpecs."""
     from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS
@@ -148,7 +136,7 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         tunnel_connect_timeout=float(c.take("TunnelConnectTimeoutSeconds", (int, float), d.tunnel_connect_timeout, _positive)),
         establish_pause=float(c.take("EstablishTunnelPausePeriodSeconds", (int, float), d.establish_pause, _positive)),
         keepalive_interval=float(c.take("SSHKeepAlivePeriodSeconds", (int, float), d.keepalive_interval, _positive)),
-        ossh_prefix_specs=c.take("OSSHPrefixSpecs", dict, {}, _prefix_specs_check),
+        ossh_prefix_specs=c.take("OSSHPrefixSpecs", dict, {}, prefix_specs_problem),
         ossh_prefix_spec=c.take("OSSHPrefixSpecName", str, d.ossh_prefix_spec),
         ossh_prefix_split_delay=float(c.take("OSSHPrefixSplitDelaySeconds", (int, float), 0.0,
                                              lambda v: None if v >= 0 else "must not be negative")),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncssh
 
-from ..core.ossh.prefix import DEFAULT_SERVER_PREFIX_SPECS, PrefixSpec
+from ..core.ossh.prefix import DEFAULT_SERVER_PREFIX_SPECS, prefix_specs_problem
 
 from ..configtools import Checker, ip_check, nonempty_check, port_check, positive_check, read_json_file
 
@@ -84,18 +84,6 @@ def _key_check(value: str) -> str | None:
     return None if key.algorithm == b"ssh-rsa" else "must be an RSA key (Psiphon clients pin ssh-rsa)"
 
 
-def _prefix_specs_check(value: dict) -> str | None:
-    """ServerOSSHPrefixSpecs: client spec name -> the pattern the server answers with."""
-    for name, pattern in value.items():
-        if not isinstance(pattern, str):
-            return f"{name}: the pattern must be a string"
-        try:
-            PrefixSpec(name, pattern)
-        except ValueError as exc:
-            return f"{name}: {exc}"
-    return None
-
-
 def _port_list_check(value: list) -> str | None:
     bad = [p for p in value if isinstance(p, bool) or not isinstance(p, int) or port_check(p)]
     return f"not port numbers: {bad}" if bad else None
@@ -155,7 +143,7 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
         geoip_database_filenames=tuple(c.take("GeoIPDatabaseFilenames", list, [], _filenames_check)),
         traffic_rules_filename=c.take("TrafficRulesFilename", str, None, nonempty_check),
         ossh_prefix_specs={**DEFAULT_SERVER_PREFIX_SPECS,
-                           **c.take("ServerOSSHPrefixSpecs", dict, {}, _prefix_specs_check)},
+                           **c.take("ServerOSSHPrefixSpecs", dict, {}, prefix_specs_problem)},
         ossh_key_workers=c.take("OSSHKeyDerivationWorkers", int, os.cpu_count() or 1,
                                 lambda v: None if 0 <= v <= 64 else "must be between 0 and 64"),
     )

@@ -56,6 +56,18 @@ class PrefixSpec:
         regen.compile_pattern(self.pattern)  # fail early on a bad pattern
 
 
+def prefix_specs_problem(specs: dict) -> str | None:
+    """What is wrong with a name -> pattern mapping of prefix specs, or None."""
+    for name, pattern in specs.items():
+        if not isinstance(pattern, str):
+            return f"{name}: the pattern must be a string"
+        try:
+            PrefixSpec(name, pattern)
+        except ValueError as exc:
+            return f"{name}: {exc}"
+    return None
+
+
 def default_client_prefix(name: str = HTTP_GET_SPEC_NAME) -> PrefixSpec:
     return PrefixSpec(name, DEFAULT_CLIENT_PREFIX_SPECS[name])
 
