@@ -12,15 +12,17 @@ from alembic.runtime.migration import MigrationContext
 
 from onehop.network import migrate
 from onehop.network.db import Database
-from onehop.network.models import Base
+from onehop.network.models import schema_metadata
 from tests.network.conftest import TEST_RSA_BITS, NetworkCLI
+
+HEAD = "0004_client_builds"
 
 
 def test_init_creates_schema_and_keys_then_is_idempotent(db_url):
     cli = NetworkCLI(db_url)
     first = cli.ok("init", "--rsa-bits", TEST_RSA_BITS)
     assert first["previous_revision"] is None
-    assert first["revision"] == migrate.head_revision() == "0001_network"
+    assert first["revision"] == migrate.head_revision() == HEAD
     assert sorted(first["keys_created"]) == sorted(
         ["remote_server_list", "server_entry", "feedback", "upgrade", "discovery_hmac"])
     again = cli.ok("init", "--rsa-bits", TEST_RSA_BITS)
@@ -32,7 +34,7 @@ def test_init_creates_schema_and_keys_then_is_idempotent(db_url):
 def test_models_match_the_migrations(cli):
     engine = sa.create_engine(cli.url)
     with engine.connect() as connection:
-        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        diffs = compare_metadata(MigrationContext.configure(connection), schema_metadata())
     engine.dispose()
     assert diffs == []
 
@@ -59,7 +61,7 @@ def test_an_unknown_revision_is_named(cli):
         connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
     engine.dispose()
     err = cli.fails("channel", "list")
-    assert "9999_future" in err and "0001_network" in err and "run onehop network init" in err
+    assert "9999_future" in err and HEAD in err and "run onehop network init" in err
 
 
 def test_missing_sqlite_file_is_not_created(tmp_path):
@@ -108,6 +110,30 @@ def test_bad_database_urls_are_config_errors(tmp_path):
 def test_schema_check_reports_revisions(cli):
     db = Database.open(cli.url)
     try:
-        assert db.revisions() == ("0001_network", "0001_network")
+        assert db.revisions() == (HEAD, HEAD)
     finally:
         db.close()
+
+
+def test_the_history_is_linear_and_upgrades_step_by_step(db_url):
+    """Every revision has one parent, and a database at any revision upgrades to head
+    (and downgrades back) without losing the rows it had."""
+    from alembic.script import ScriptDirectory
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    chain = [r.revision for r in script.walk_revisions()][::-1]
+    assert chain == ["0001_network", "0002_stats", "0003_feedback", "0004_client_builds"]
+    assert all(len(r._all_down_revisions) <= 1 for r in script.walk_revisions())
+    engine = sa.create_engine(db_url)
+    with engine.begin() as connection:
+        migrate.upgrade(connection, "0001_network")
+        connection.execute(sa.text("INSERT INTO network_settings (name, value) VALUES ('build-platform', 'Other')"))
+    for revision in chain[1:]:
+        with engine.begin() as connection:
+            migrate.upgrade(connection, revision)
+    with engine.begin() as connection:
+        assert migrate.current_revision(connection) == HEAD
+        migrate.downgrade(connection, "0001_network")
+        tables = set(sa.inspect(connection).get_table_names())
+        assert not tables & {"stats_events", "stats_log_files", "feedback_records", "client_builds"}
+        assert connection.execute(sa.text("SELECT value FROM network_settings")).scalar() == "Other"
+    engine.dispose()

@@ -84,6 +84,10 @@ def _hosts_servers(sub) -> None:
     p.add_argument("--all", action="store_true", help="include removed (archived) hosts")
     p = _leaf(g, "remove", "archive a host and retire its servers", "commands.host_remove")
     p.add_argument("--name", required=True)
+    p = _leaf(g, "set-key", "pin the host's management SSH host key (checked out of band)",
+              "commands_ops.host_set_key")
+    p.add_argument("--name", required=True)
+    p.add_argument("--ssh-host-key", required=True, help="'ssh-ed25519 AAAA...' (as in known_hosts)")
 
     g = _group(sub, "server", "servers")
     p = _leaf(g, "add", "add a server (generates every secret)", "commands.server_add")
@@ -110,10 +114,13 @@ def _hosts_servers(sub) -> None:
 
 def _versions_keys_settings(sub) -> None:
     g = _group(sub, "client-version", "client versions per platform")
-    p = _leaf(g, "add", "add a client version (default: the next number)", "commands.version_add")
+    p = _leaf(g, "add", "add a client version (default: the next number); with --file, its signed "
+              "upgrade package (and a delta from the previous build when smaller)", "commands.version_add")
     p.add_argument("--platform", default="Other", help="Android, iOS, Windows or Other (onehop builds)")
     p.add_argument("--version", type=int)
     p.add_argument("--description", default="")
+    p.add_argument("--file", help="the client build of this version: publish uploads its upgrade packages")
+    p.add_argument("--name", help="the build's published file name (default: the --file name)")
     _leaf(g, "list", "list client versions", "commands.version_list")
 
     g = _group(sub, "keys", "network keys")
@@ -161,6 +168,46 @@ def _files(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
 
 
+def _operations(sub) -> None:
+    g = _group(sub, "stats", "server statistics: ingest event logs, report")
+    p = _leaf(g, "ingest", "load server event logs (idempotent: only new complete lines are added)",
+              "commands_ops.stats_ingest")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR|ssh://HOST/PATH",
+                   help="a directory of logs, or a directory on a host of the database over SSH")
+    p.add_argument("--ssh-key", action="append", default=[], metavar="FILE",
+                   help="management SSH private key (default: your usual keys and agent); repeatable")
+    p = _leaf(g, "report", "connections, unique users and bytes per day; likely blocks",
+              "commands_ops.stats_report")
+    p.add_argument("--days", type=int, default=7, help="days to report, ending --until (default 7)")
+    p.add_argument("--until", help="the last day reported, YYYY-MM-DD (default: today, UTC)")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the report into a PNG")
+    p.add_argument("--block-ratio", type=float, default=0.3,
+                   help="flag a region whose daily mean fell below this share of the week before (0.3)")
+    p.add_argument("--min-daily", type=float, default=10.0,
+                   help="only regions with at least this many connections a day the week before (10)")
+    p = _leaf(sub, "deploy", "push a host's servers over SSH, install onehop, (re)start and check them",
+              "commands_ops.deploy")
+    p.add_argument("--host", required=True)
+    p.add_argument("--from-export", metavar="DIR", help="deploy the files of an earlier export (default: "
+                   "computed from the database now)")
+    p.add_argument("--source", metavar="PATH_OR_WHEEL", help="onehop source tree or wheel to install "
+                   "(default: the tree this onehop runs from)")
+    p.add_argument("--python", default="/usr/bin/python3", help="the host's Python 3.11+ (default /usr/bin/python3)")
+    p.add_argument("--root", default="/opt/onehop", help="where onehop lives on the host (default /opt/onehop)")
+    p.add_argument("--service", choices=("auto", "systemd", "nohup"), default="auto",
+                   help="how servers run: systemd units, or nohup with a pidfile (default: systemd if present)")
+    p.add_argument("--geoip", action="append", default=[], metavar="FILE.mmdb",
+                   help="a GeoIP database to upload and configure; repeatable")
+    p.add_argument("--restart", action="store_true", help="restart every server even if nothing changed")
+    p.add_argument("--stop", action="store_true", help="stop every onehop server on the host instead")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not pin the host's dependencies to the versions installed here")
+    p.add_argument("--ssh-key", action="append", default=[], metavar="FILE",
+                   help="management SSH private key (default: your usual keys and agent); repeatable")
+    p.add_argument("--check-timeout", type=float, default=60.0,
+                   help="seconds to wait for each server to answer (default 60)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("network", help="the central network database: provisioning, exports, publishing",
                        description="Manage the network database (sponsors, channels, hosts, servers, keys), "
@@ -174,3 +221,4 @@ def register(sub) -> None:
     _hosts_servers(nsub)
     _versions_keys_settings(nsub)
     _files(nsub)
+    _operations(nsub)

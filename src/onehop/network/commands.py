@@ -7,13 +7,15 @@ a table for people or, with ``--json``, the record(s) for scripts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from . import audit, channels, hosts, keys, lifecycle, lookup, servers, settings, sponsors, versions
+from ..errors import ConfigError, ConfigProblem
+from . import audit, channels, hosts, keys, lifecycle, lookup, servers, settings, sponsors, upgrades, versions
 from .db import Database
 from .render import output, record, table
 
@@ -226,14 +228,54 @@ def prune(args) -> int:
     return run(args, work, record)
 
 
+def _read_build(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("--file", f"cannot read {path}: {exc.strerror}")]) from None
+    if not data:
+        raise ConfigError([ConfigProblem("--file", f"{path} is empty")])
+    return data
+
+
+def _version_with_build(args) -> int:
+    name = upgrades.check_name(args.name or os.path.basename(args.file))
+    build = _read_build(args.file)
+    with session_for(args) as session:
+        plan = upgrades.plan_version(session, args.platform, args.version)
+        upgrade_key = keys.load(session).upgrade
+    artifacts = upgrades.make_packages(name, build, plan, upgrade_key)  # outside any transaction: slow
+    ctx = audit.Context()
+    with session_for(args) as session:
+        row = upgrades.store(session, ctx, plan, args.description, name, build, artifacts)
+        result = {**versions.version_dict(row), **upgrades.packages_dict(plan, name, build, artifacts)}
+    lines = [record(result, ["id", "platform", "version", "description", "created_at"]),
+             f"build: {name}, {len(build)} bytes"]
+    for package in result["upgrade_packages"]:
+        saving = f", {package['saving']:.0%} smaller than the full package" if package["saving"] is not None else ""
+        lines.append(f"{package['kind']} package: {package['path']} ({package['size']} bytes{saving})")
+    lines.append("publish uploads them; export makes servers offer the version to older clients")
+    output(args.json, result, "\n".join(lines))
+    return 0
+
+
 def version_add(args) -> int:
+    if args.file:
+        return _version_with_build(args)
+    if args.name:
+        raise ConfigError([ConfigProblem("--name", "only with --file")])
     return run(args, lambda s, ctx: versions.version_dict(versions.add_version(
         s, ctx, args.platform, args.version, args.description)), record)
 
 
 def version_list(args) -> int:
     with session_for(args) as session:
-        rows = [versions.version_dict(v) for v in versions.list_versions(session)]
-    output(args.json, rows, table(rows, [("PLATFORM", "platform"), ("VERSION", "version"),
-                                         ("DESCRIPTION", "description"), ("ADDED", "created_at")]))
+        built = upgrades.builds_by_version(session)
+        rows = [{**versions.version_dict(v), "build": built.get(v.id)} for v in versions.list_versions(session)]
+    for row in rows:
+        row["build_text"] = f"{row['build']['name']} ({row['build']['size']} bytes)" if row["build"] else None
+    output(args.json, [{k: v for k, v in r.items() if k != "build_text"} for r in rows],
+           table(rows, [("PLATFORM", "platform"), ("VERSION", "version"), ("BUILD", "build_text"),
+                        ("DESCRIPTION", "description"), ("ADDED", "created_at")]))
     return 0

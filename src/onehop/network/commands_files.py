@@ -25,6 +25,7 @@ from .render import record as render_record
 from .simulate import random_hmac_key, simulate, synthetic_pool
 from .state import NetworkState, load_state
 from .targets import join_url, open_target
+from .upgrades import published_packages
 
 
 def _cache(args) -> Path:
@@ -51,8 +52,9 @@ def publish(args) -> int:
     target = open_target(args.to, base_url=args.base_url, s3_endpoint=args.s3_endpoint)
     with session_for(args) as session:
         state = load_state(session, ctx.now)
+        packages = [] if args.no_builds else published_packages(session)
     builder = None if args.no_builds else Builder(_cache(args))
-    publisher = Publisher(state, target, builder)
+    publisher = Publisher(state, target, builder, packages)
     for warning in publisher.warnings:
         print(f"onehop: warning: {warning}", file=sys.stderr)
     try:

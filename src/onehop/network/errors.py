@@ -35,3 +35,12 @@ class PublishError(NetworkError):
 
 class BuildError(NetworkError):
     """A client build could not be produced."""
+
+
+class RemoteError(NetworkError):
+    """A host could not be reached, authenticated or verified over SSH, or a command on
+    it failed; the message names the host and what failed."""
+
+
+class DeployError(NetworkError):
+    """A deployment step failed; the message says which and what is left in place."""

@@ -99,3 +99,15 @@ def host_dict(host: Host, live_servers: int | None = None) -> dict:
     if live_servers is not None:
         out["live_servers"] = live_servers
     return out
+
+
+def set_host_key(session: Session, ctx: audit.Context, host: Host, key: str) -> Host:
+    """Pin (or re-pin, after a reinstall checked out of band) the management host key."""
+    problem = host_key_problem(key)
+    if problem:
+        raise ConfigError([ConfigProblem("--ssh-host-key", problem)])
+    old = host.ssh_host_key
+    host.ssh_host_key = " ".join(key.split())
+    audit.record(session, ctx, "host.set-key", "host", [host.name], algorithm=key.split()[0],
+                 replaced=old is not None)
+    return host

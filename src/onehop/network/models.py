@@ -1,7 +1,8 @@
 """The schema of the network database (SQLAlchemy 2, typed ``Mapped[]`` columns).
 
-Migrations in ``migrations/versions`` create exactly these tables; a test compares
-the two. Times are stored as naive UTC and read back as aware UTC datetimes.
+Migrations in ``migrations/versions`` create exactly these tables plus the feedback
+table (``onehop.feedback.models``, SQLAlchemy Core); a test compares the two through
+:func:`schema_metadata`. Times are stored as naive UTC and read back as aware UTC datetimes.
 Secrets (private keys, passwords, obfuscation keys) are stored in clear: operators
 protect the database file (SQLite is created with mode 0600).
 """
@@ -9,10 +10,24 @@ protect the database file (SQLite is created with mode 0600).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -220,3 +235,112 @@ class AuditRecord(Base):
     object_type: Mapped[str] = mapped_column(String(32))
     object_ids: Mapped[list] = mapped_column(JSONText)
     details: Mapped[dict] = mapped_column(JSONText)
+
+
+
+# -- server event logs (revision 0002) ----------------------------------------------------
+
+#: 64-bit keys on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit (and the
+#: only type it auto-increments).
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class StatsLogFile(Base):
+    """One server event log file, as far as it has been ingested.
+
+    Identified by the host that wrote it, the SHA-256 of its first line (so a renamed
+    or rotated file is still the same file) and a locator (the server ID its path
+    names, or "" when it names none). ``consumed_bytes``
+    always ends at a line end; ``prefix_sha256`` is the SHA-256 of those bytes, so a
+    rewritten or truncated file is noticed instead of being mis-read.
+    """
+
+    __tablename__ = "stats_log_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(100))
+    first_line_sha256: Mapped[str] = mapped_column(String(64))
+    locator: Mapped[str] = mapped_column(String(300))
+    server_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    source: Mapped[str] = mapped_column(String(500))
+    path: Mapped[str] = mapped_column(String(1000))
+    consumed_bytes: Mapped[int] = mapped_column(BigInteger)
+    prefix_sha256: Mapped[str] = mapped_column(String(64))
+    events: Mapped[int] = mapped_column(Integer)
+    malformed: Mapped[int] = mapped_column(Integer)
+    first_ingested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_ingested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("host_id", "first_line_sha256", "locator", name="uq_stats_log_files_identity"),)
+
+
+class StatsEvent(Base):
+    """One server event (never a client IP: the server does not log it, and ingest
+    redacts anything that looks like an address before storing)."""
+
+    __tablename__ = "stats_events"
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("stats_log_files.id"))
+    line_offset: Mapped[int] = mapped_column(BigInteger)
+    event_name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    day: Mapped[date] = mapped_column(Date)
+    host_id: Mapped[str] = mapped_column(String(100))
+    server_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    region: Mapped[str] = mapped_column(String(8))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    sponsor_id: Mapped[str] = mapped_column(String(32))
+    client_platform: Mapped[str] = mapped_column(String(64))
+    client_version: Mapped[str] = mapped_column(String(32))
+    relay_protocol: Mapped[str] = mapped_column(String(32))
+    handshake_completed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    bytes_up: Mapped[int] = mapped_column(BigInteger)
+    bytes_down: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    details: Mapped[dict] = mapped_column(JSONText)
+    __table_args__ = (UniqueConstraint("file_id", "line_offset", name="uq_stats_events_file_offset"),
+                      Index("ix_stats_events_day_event", "day", "event_name"),
+                      Index("ix_stats_events_server_day", "server_id", "day"))
+
+
+# -- client builds and their upgrade packages (revision 0004) ---------------------------
+
+class ClientBuild(Base):
+    """The build a client version was added with (``client-version add --file``);
+    kept so the next version can get a binary delta against it."""
+
+    __tablename__ = "client_builds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_version_id: Mapped[int] = mapped_column(ForeignKey("client_versions.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    site_id: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    client_version: Mapped[ClientVersion] = relationship()
+
+
+class UpgradePackage(Base):
+    """A signed upgrade package of a client build: the full one, or a bsdiff4 delta
+    from an earlier version (kept only when smaller). ``publish`` uploads them."""
+
+    __tablename__ = "upgrade_packages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_build_id: Mapped[int] = mapped_column(ForeignKey("client_builds.id"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(8))
+    from_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("client_build_id", "name", name="uq_upgrade_packages_build_name"),)
+
+
+def schema_metadata() -> MetaData:
+    """Every table the migrations create: this module's and the feedback table."""
+    from ..feedback.models import feedback_records
+    combined = MetaData()
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(combined)
+    feedback_records.to_metadata(combined)
+    return combined

@@ -175,3 +175,13 @@ def server_dict(server: Server) -> dict:
             "allow_bogons": server.allow_bogons,
             "discovery_start": _stamp(server.discovery_start), "discovery_end": _stamp(server.discovery_end),
             "created_at": _stamp(server.created_at), "retired_at": _stamp(server.retired_at)}
+
+
+def server_ids_by_ip(session: Session) -> dict[str, str]:
+    """{IP address: server ID} for every server ever (retired ones too), to replace server
+    addresses in feedback; where an address was reused, its live (else newest) server wins."""
+    rows = session.execute(select(Server.ip_address, Server.id, Server.retired_at, Server.created_at)).all()
+    mapping: dict[str, str] = {}
+    for ip, server_id, _, _ in sorted(rows, key=lambda r: (r[2] is None, r[3], r[1])):
+        mapping[ip] = server_id
+    return mapping

@@ -33,7 +33,7 @@ class Target(Protocol):
 
     def check(self) -> None: ...
 
-    def put(self, path: str, data: bytes, content_type: str) -> bool: ...
+    def put(self, path: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool: ...
 
     def finish(self) -> None: ...
 
@@ -85,7 +85,8 @@ class DirTarget:
         if not os.access(self.root, os.W_OK):
             raise PublishError(f"{self.root} is not writable")
 
-    def put(self, path: str, data: bytes, content_type: str) -> bool:
+    def put(self, path: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        """``metadata`` (S3 user metadata) has no place in a directory: ignored."""
         try:
             return self._batch.write(self.root / path, data, 0o644)
         except OSError as exc:
@@ -141,7 +142,7 @@ class S3Target:
         except (BotoCoreError, ClientError) as exc:
             raise self._fail("checking the bucket", exc) from None
 
-    def unchanged(self, path: str, data: bytes) -> bool:
+    def unchanged(self, path: str, data: bytes, metadata: dict[str, str] | None = None) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
         try:
             head = self._client.head_object(Bucket=self.location.bucket, Key=self.key(path))
@@ -151,19 +152,22 @@ class S3Target:
             raise self._fail(f"reading {path}", exc) from None
         except BotoCoreError as exc:
             raise self._fail(f"reading {path}", exc) from None
-        sha256 = head.get("Metadata", {}).get("sha256")
+        stored = head.get("Metadata", {})
+        if any(stored.get(k) != v for k, v in (metadata or {}).items()):
+            return False
+        sha256 = stored.get("sha256")
         if sha256:
             return sha256 == hashlib.sha256(data).hexdigest()
         return head.get("ETag", "").strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
-    def put(self, path: str, data: bytes, content_type: str) -> bool:
+    def put(self, path: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
-        if self.unchanged(path, data):
+        if self.unchanged(path, data, metadata):
             return False
         try:
             self._client.put_object(Bucket=self.location.bucket, Key=self.key(path), Body=data,
                                     ContentType=content_type,
-                                    Metadata={"sha256": hashlib.sha256(data).hexdigest()})
+                                    Metadata={**(metadata or {}), "sha256": hashlib.sha256(data).hexdigest()})
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(f"writing {path}", exc) from None
         return True
