@@ -110,21 +110,34 @@ def db_urls() -> list[str]:
     return urls
 
 
+def migrated(url: str) -> str:
+    """``url`` with the network schema at head (the migrations own feedback_records);
+    no keys are made: what ``onehop network init`` does, minus the RSA key generation."""
+    from onehop.network.db import Database
+    db = Database.open(url, create=True, check_schema=False)
+    try:
+        db.upgrade()
+    finally:
+        db.close()
+    return url
+
+
+def sqlite_db(tmp_path, name: str = "network.db") -> str:
+    return migrated(f"sqlite:///{tmp_path / name}")
+
+
 @pytest.fixture(params=db_urls())
 def feedback_store(request, tmp_path):
-    """A SqlFeedbackStore on a SQLite file, and on PostgreSQL (own schema) when configured."""
-    from sqlalchemy import create_engine, text
-
+    """A SqlFeedbackStore on the network database: a SQLite file, and PostgreSQL (its own
+    schema) when configured."""
     from onehop.feedback.store import SqlFeedbackStore
+    from tests.network.conftest import postgres_schema
     if request.param == "sqlite":
-        yield SqlFeedbackStore.open(f"sqlite:///{tmp_path / 'network.db'}")
+        store = SqlFeedbackStore.open(sqlite_db(tmp_path))
+        yield store
+        store.close()
         return
-    schema = f"fb_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(os.environ["ONEHOP_TEST_POSTGRES_URL"])
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = admin.execution_options(schema_translate_map={None: schema})
-    yield SqlFeedbackStore(engine)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema() as url:
+        store = SqlFeedbackStore.open(migrated(url))
+        yield store
+        store.close()

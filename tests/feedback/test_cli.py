@@ -10,6 +10,7 @@ from onehop.cli import main
 from onehop.client.transfer_urls import encode_transfer_url
 from onehop.core.feedbackcrypto import encrypt
 from tests.conftest import load_vectors
+from tests.feedback.conftest import sqlite_db
 
 
 def write_config(tmp_path, public: str, url: str) -> str:
@@ -39,7 +40,7 @@ async def test_send_collect_list(tmp_path, feedback_keys, upload_server, capsys)
                       "--email", "a@b.c", "--config", config, "--json"]) == 0
     sent = json.loads(capsys.readouterr().out)
     assert sent["uploaded"] and sent["pending"] == []
-    db = f"sqlite:///{tmp_path / 'network.db'}"
+    db = sqlite_db(tmp_path)
     assert await run(["feedback", "collect", "--db", db, "--from", upload_server.upload_dir,
                       "--key", str(key_file), "--server-ids", str(tmp_path / "ids.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stored"] == [f"fb/{sent['upload_id']}"]
@@ -80,7 +81,7 @@ async def test_collect_reports_rejections_and_exits_1(tmp_path, feedback_keys, c
     uploads.mkdir()
     (uploads / "good").write_bytes(encrypt(b'{"Feedback": {"Message": {"text": "ok"}}}', public, os.urandom))
     (uploads / "bad").write_bytes(b'{"iv": "x"}')
-    db = f"sqlite:///{tmp_path / 'n.db'}"
+    db = sqlite_db(tmp_path, "n.db")
     assert await run(["feedback", "collect", "--db", db, "--from", str(uploads), "--key", str(key_file)]) == 1
     captured = capsys.readouterr()
     assert "stored 1" in captured.out and "rejected bad: invalid_blob" in captured.err

@@ -16,7 +16,7 @@ from onehop.feedback.send import send_feedback
 from onehop.feedback.sources import DirectorySource, S3Source, open_source
 from onehop.feedback.upload import UploadPolicy
 from tests.conftest import load_vectors
-from tests.feedback.conftest import client_config
+from tests.feedback.conftest import client_config, sqlite_db
 
 FAST = UploadPolicy(max_attempts=3, backoff=(0.0, 0.0), timeout=5.0)
 SERVER_IP, SERVER_ID = "192.0.2.10", "host-1"
@@ -81,7 +81,7 @@ def test_no_address_reaches_the_database_file(tmp_path, feedback_keys):
     private, public = feedback_keys
     uploads = tmp_path / "uploads"
     write(uploads, "a", encrypt(psiphon_document(f"me: {USER_IP}, server {SERVER_IP}"), public, os.urandom))
-    store = SqlFeedbackStore.open(f"sqlite:///{tmp_path / 'fb.db'}")
+    store = SqlFeedbackStore.open(sqlite_db(tmp_path, "fb.db"))
     collect(DirectorySource(str(uploads)), store, private, server_ids={SERVER_IP: SERVER_ID})
     store.engine.dispose()
     raw = b"".join(open(p, "rb").read() for p in tmp_path.glob("fb.db*"))
@@ -197,4 +197,4 @@ def test_an_unreachable_s3_endpoint_is_a_clear_error(feedback_keys, tmp_path):
     client = boto3.client("s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1}))
     source = S3Source("nothing-here", "p", client=client)
     with pytest.raises(SourceError, match="s3://nothing-here/p/"):
-        collect(source, SqlFeedbackStore.open(f"sqlite:///{tmp_path / 'db'}"), feedback_keys[0])
+        collect(source, SqlFeedbackStore.open(sqlite_db(tmp_path, "db")), feedback_keys[0])

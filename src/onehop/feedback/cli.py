@@ -5,7 +5,7 @@
     onehop feedback send --message TEXT [--email ADDR] [--no-diagnostics]
                          [--config FILE | --data-dir DIR] [--attempts N] [--json]
     onehop feedback flush [--config FILE | --data-dir DIR] [--attempts N] [--json]
-    onehop feedback collect --db URL --from DIR|s3://bucket/prefix --key FILE
+    onehop feedback collect --db URL --from DIR|s3://bucket/prefix [--key FILE]
                             [--s3-endpoint URL] [--server-ids FILE] [--max-size BYTES] [--json]
     onehop feedback decrypt --key FILE BLOB|- [--raw]
     onehop feedback list --db URL [--limit N] [--json]
@@ -14,6 +14,12 @@
 uploaded yet (the client, or ``flush``, uploads it later). ``collect`` exits 0 when
 every upload was stored or skipped, 1 when some were rejected or failed (they are left
 in place). Heavy imports happen inside the handlers.
+
+``collect`` and ``list`` use the network database (``onehop network init`` creates the
+table): by default ``collect`` decrypts with the network's feedback keys (the active
+one, then retired ones, so uploads made before a rotation still decrypt) and replaces
+the address of every server the network ever had with its server ID; ``--key`` and
+``--server-ids`` override them.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ def register(sub) -> None:
     _client_flags(f)
     f.set_defaults(func=_flush)
     c = fsub.add_parser("collect", help="decrypt and store uploaded feedback, then delete the uploads")
-    c.add_argument("--db", help="database URL (default: the network database)")
+    c.add_argument("--db", help="network database URL (default: the network's default database)")
     c.add_argument("--from", dest="source", required=True, help="upload directory or s3://bucket/prefix")
-    c.add_argument("--key", required=True, help="the feedback private key (PEM or base64 DER file)")
+    c.add_argument("--key", help="the feedback private key (PEM or base64 DER file); default: the network "
+                   "database's feedback keys")
     c.add_argument("--s3-endpoint", help="S3-compatible endpoint URL")
-    c.add_argument("--server-ids", help='JSON file {"<server ip>": "<server id>", ...}')
+    c.add_argument("--server-ids", help='JSON file {"<server ip>": "<server id>", ...}, added to (and '
+                   "overriding) the network database's servers")
     c.add_argument("--max-size", type=int, help="largest upload accepted, in bytes (default 8 MiB)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_collect)
@@ -53,7 +61,7 @@ def register(sub) -> None:
     d.add_argument("--raw", action="store_true", help="print the plaintext without redacting it")
     d.set_defaults(func=_decrypt)
     ls = fsub.add_parser("list", help="list stored feedback (decrypted, redacted)")
-    ls.add_argument("--db", help="database URL (default: the network database)")
+    ls.add_argument("--db", help="network database URL (default: the network's default database)")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
@@ -179,19 +187,50 @@ def _server_ids(path: str | None) -> dict[str, str]:
     return mapping
 
 
-def _open_store(url: str | None):
-    from .store import SqlFeedbackStore, default_db_url
-    return SqlFeedbackStore.open(url or default_db_url())
+def _network_facts(store, with_keys: bool) -> tuple[list[str], dict[str, str]]:
+    """(the network's feedback private keys, active first; {server IP: server ID})."""
+    from sqlalchemy.orm import Session
+
+    from ..network.keys import private_keys
+    from ..network.servers import server_ids_by_ip
+    with Session(store.engine) as session:
+        keys = private_keys(session, "feedback") if with_keys else []
+        return keys, server_ids_by_ip(session)
+
+
+def _merge(reports: list):
+    """One report of several passes (one per key) over the same uploads: everything
+    stored by any pass; the rejections and errors of the last pass (still in place)."""
+    from .collect import CollectReport
+    stored = tuple(k for r in reports for k in r.stored)
+    duplicates = tuple(k for r in reports for k in r.duplicates)
+    return CollectReport(stored, duplicates, reports[-1].rejected, reports[-1].errors)
 
 
 def _collect(args) -> int:
     from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, load_private_key
+    from ..errors import ConfigError, ConfigProblem
     from .collect import collect
     from .sources import open_source
-    key = load_private_key(_read_file(args.key, "--key", binary=True))
-    source = open_source(args.source, s3_endpoint=args.s3_endpoint)
-    report = collect(source, _open_store(args.db), key, server_ids=_server_ids(args.server_ids),
-                     max_size=args.max_size or DEFAULT_MAX_BLOB_SIZE)
+    from .store import SqlFeedbackStore
+    store = SqlFeedbackStore.open(args.db)
+    try:
+        keys, server_ids = _network_facts(store, with_keys=not args.key)
+        if args.key:
+            keys = [_read_file(args.key, "--key", binary=True)]
+        if not keys:
+            raise ConfigError([ConfigProblem("--key", "the network database has no feedback key: give --key")])
+        server_ids.update(_server_ids(args.server_ids))
+        source = open_source(args.source, s3_endpoint=args.s3_endpoint)
+        reports = []
+        for key in keys:  # keys after the first only see uploads the others could not open
+            reports.append(collect(source, store, load_private_key(key), server_ids=server_ids,
+                                   max_size=args.max_size or DEFAULT_MAX_BLOB_SIZE))
+            if not any(r.reason == "foreign_key" for r in reports[-1].rejected):
+                break
+        report = _merge(reports)
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
@@ -218,7 +257,12 @@ def _decrypt(args) -> int:
 
 
 def _list(args) -> int:
-    records = _open_store(args.db).list(limit=max(1, args.limit))
+    from .store import SqlFeedbackStore
+    store = SqlFeedbackStore.open(args.db)
+    try:
+        records = store.list(limit=max(1, args.limit))
+    finally:
+        store.close()
     if args.json:
         print(json.dumps([r.as_dict() for r in records], ensure_ascii=False))
         return 0

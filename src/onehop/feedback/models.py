@@ -1,7 +1,9 @@
-"""The ``feedback_records`` table (SQLAlchemy Core, its own ``MetaData`` for now).
+"""The ``feedback_records`` table of the network database (SQLAlchemy Core).
 
-Meant to move into the network database's migrations unchanged: portable types only
-(no JSON/JSONB: documents are JSON text), explicit constraint names, no foreign keys.
+The network database's migrations create it (revision ``0003_feedback`` of
+``onehop.network``; ``onehop.network.models.schema_metadata`` adds it to the schema a
+test compares with the migrations): portable types only (no JSON/JSONB: documents are
+JSON text), explicit constraint names, no foreign keys.
 One row per collected upload; ``upload_id`` (the object's key below the collected
 directory or S3 prefix) is unique, which is what makes collection idempotent. Every
 text column holds redacted data only: no client address is ever stored.

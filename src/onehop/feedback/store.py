@@ -2,9 +2,10 @@
 
 The collector needs three operations (``exists``, ``add``, ``list``); anything that
 provides them will do. :class:`SqlFeedbackStore` keeps records in the
-``feedback_records`` table (``onehop.feedback.models``) of any SQLAlchemy database —
-today a SQLite file or PostgreSQL created with ``create_all``, later the network
-database, whose migrations will own the table. ``add`` commits before it returns, and
+``feedback_records`` table (``onehop.feedback.models``) of the network database
+(SQLite or PostgreSQL), whose migrations own the table (revision ``0003_feedback``):
+the store never creates it, and :meth:`SqlFeedbackStore.open` refuses a database whose
+schema is not at the head revision (``onehop network init``). ``add`` commits before it returns, and
 a second ``add`` of the same upload is a no-op (the unique ``upload_id``), so a
 collector that crashed between storing and deleting an upload never duplicates it.
 Library exceptions become :class:`~onehop.feedback.errors.FeedbackError` here.
@@ -13,15 +14,12 @@ Library exceptions become :class:`~onehop.feedback.errors.FeedbackError` here.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Protocol
 
-from ..errors import ConfigError, ConfigProblem
 from .errors import FeedbackError
 
 
@@ -68,38 +66,25 @@ class FeedbackStore(Protocol):
 
 def default_db_url() -> str:
     """The network database's default (``$XDG_DATA_HOME/onehop/network.db``)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return f"sqlite:///{Path(base) / 'onehop' / 'network.db'}"
+    from ..network.db import default_url
+    return default_url()
 
 
 class SqlFeedbackStore:
-    """``FeedbackStore`` on a SQLAlchemy engine (SQLite or PostgreSQL)."""
+    """``FeedbackStore`` on the network database's engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine, *, create: bool = True) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from .models import metadata
+    def __init__(self, engine) -> None:
         self.engine = engine
-        if create:
-            try:
-                metadata.create_all(engine)
-            except SQLAlchemyError as exc:
-                raise FeedbackError(f"cannot prepare the feedback table: {_short(exc)}") from None
 
     @classmethod
-    def open(cls, url: str, *, create: bool = True) -> SqlFeedbackStore:
-        from sqlalchemy import create_engine
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise ConfigError([ConfigProblem("--db", f"not a database URL: {url!r}")]) from None
-        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ConfigError([ConfigProblem("--db", "use sqlite:///PATH or postgresql+psycopg://...")])
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            _private_file(Path(parsed.database).expanduser())
-        return cls(create_engine(parsed), create=create)
+    def open(cls, url: str | None = None) -> SqlFeedbackStore:
+        """The store of the network database at ``url`` (default: the network's default
+        database); its schema must be at the head revision (SchemaError otherwise)."""
+        from ..network.db import Database
+        return cls(Database.open(url or default_db_url()).engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def exists(self, upload_id: str) -> bool:
         from sqlalchemy import select
@@ -129,18 +114,6 @@ class SqlFeedbackStore:
         query = select(t).order_by(t.c.stored_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
         with _db_errors(), self.engine.connect() as connection:
             return [_record(row) for row in connection.execute(query).mappings()]
-
-
-def _private_file(path: Path) -> None:
-    if path.exists():
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise FeedbackError(f"cannot create the database {path}: {exc}") from None
 
 
 def _row(record: FeedbackRecord) -> dict:
