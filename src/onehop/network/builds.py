@@ -1,4 +1,5 @@
-"""Per-channel client builds (one runnable file) and their signed upgrade packages.
+"""Per-channel client builds (one runnable file); their signed upgrade packages are made
+by ``onehop.upgrade.package.make_upgrade_package`` (see ``publish``).
 
 A build is a shiv zipapp: the staged runtime (``staging``) plus a top-level package
 ``onehop_embedded`` holding ``config.json`` (Psiphon key names: channel and sponsor
@@ -22,11 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.authpackage import compress_gzip
 from .errors import BuildError
 from .fileio import write_atomic
 from .keys import NetworkKeys
-from .signing import PackageSigner
 from .staging import ENTRY_POINT, stage_runtime, tree_digest
 
 EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.app looks for
@@ -171,9 +170,3 @@ def find_cached_build(cache_dir: Path, sha256: str) -> Path | None:
         if index.read_text(encoding="ascii").strip() == sha256 and build.is_file():
             return build
     return None
-
-
-def upgrade_package(build: bytes, signer: PackageSigner) -> bytes:
-    """Psiphon's upgrade package: data = base64 of the build, signed with the upgrade
-    key (``signer``), gzip-compressed."""
-    return compress_gzip(signer.sign(base64.b64encode(build).decode("ascii")))

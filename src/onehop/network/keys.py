@@ -123,3 +123,11 @@ def load(session: Session) -> NetworkKeys:
             raise DatabaseError(f"the network has no active {kind} key: run onehop network init")
         pairs[kind] = KeyPair(key.private_key, key.public_key)
     return NetworkKeys(**pairs)
+
+
+def private_keys(session: Session, kind: str) -> list[str]:
+    """Every private key of ``kind``: the active one first, then retired ones, newest
+    first (feedback encrypted to a key before its rotation still decrypts)."""
+    query = select(NetworkKey).where(NetworkKey.kind == kind).order_by(NetworkKey.id.desc())
+    found = list(session.scalars(query))
+    return [k.private_key for k in sorted(found, key=lambda k: k.retired_at is not None)]

@@ -8,6 +8,9 @@ random so one published URL does not lead to the others):
 * ``<channel site>/embedded_server_list``    the embedded list, one entry per line
 * ``<campaign site>/onehop-client.pyz``      the campaign's client build
 * ``<campaign site>/onehop-client.pyz.upgrade``  its upgrade package (signed, gzip)
+* ``<platform site>/<name>.upgrade`` (and ``<name>.<from>-<to>.delta.upgrade``): the
+  packages of each platform's newest ``client-version add --file`` build (``upgrades``);
+  on S3 the full package carries ``x-amz-meta-psiphon-client-version``
 
 Order: the target is checked first (an unreachable endpoint fails before anything is
 built or written), then builds and upgrade packages, then lists, so a list never
@@ -27,24 +30,31 @@ from pathlib import Path
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from ..core.authpackage import load_private_key
+from ..upgrade.package import make_upgrade_package
 from . import audit
-from .builds import UPGRADE_SUFFIX, Builder, BuildSpec, upgrade_package
+from .builds import UPGRADE_SUFFIX, Builder, BuildSpec
 from .entries import EntryBook
 from .lists import EMBEDDED_LIST_NAME, REMOTE_LIST_NAME, embedded_list, list_text, remote_list_package
 from .models import Publication
 from .signing import PackageSigner
 from .state import CampaignRecord, NetworkState
 from .targets import Target, join_url
+from .upgrades import PublishedPackage
 
 BUILD_NAME = "onehop-client.pyz"
 CONTENT_TYPES = {"remote-server-list": "application/octet-stream", "embedded-server-list": "text/plain",
-                 "client-build": "application/zip", "upgrade-package": "application/octet-stream"}
+                 "client-build": "application/zip", "upgrade-package": "application/octet-stream",
+                 "client-upgrade": "application/octet-stream"}
+#: S3 metadata naming the version of a full upgrade package, for clients whose config has
+#: UpgradeDownloadClientVersionHeader x-amz-meta-psiphon-client-version (Psiphon's HEAD check).
+VERSION_METADATA = "psiphon-client-version"
 
 
 @dataclass(frozen=True)
 class ManifestItem:
     kind: str
-    channel: str
+    channel: str | None
     campaign: str | None
     sponsor: str | None
     path: str
@@ -91,21 +101,24 @@ def build_spec(state: NetworkState, book: EntryBook, channel_id: str, sponsor_id
 class Publisher:
     """One publish run against one target."""
 
-    def __init__(self, state: NetworkState, target: Target, builder: Builder | None) -> None:
+    def __init__(self, state: NetworkState, target: Target, builder: Builder | None,
+                 upgrades: list[PublishedPackage] | None = None) -> None:
         self.state = state
         self.target = target
         self.builder = builder
+        self.upgrades = upgrades or []
         self.book = EntryBook.build(state.servers, state.keys)
         self.list_signer = PackageSigner(state.keys.remote_server_list)
-        self.upgrade_signer = PackageSigner(state.keys.upgrade) if builder is not None else None
+        self.upgrade_key = load_private_key(state.keys.upgrade.private_key) if builder is not None else None
         self.items: list[ManifestItem] = []
         self.warnings: list[str] = []
         if builder is not None and not web_urls((target.base_url,)):
             self.warnings.append(f"builds carry no remote list or upgrade URLs: {target.base_url} is not an "
                                  "http(s) URL (give --base-url with the public address of the target)")
 
-    def _put(self, kind: str, channel: str, campaign: CampaignRecord | None, path: str, data: bytes) -> None:
-        changed = self.target.put(path, data, CONTENT_TYPES[kind])
+    def _put(self, kind: str, channel: str | None, campaign: CampaignRecord | None, path: str, data: bytes,
+             metadata: dict[str, str] | None = None) -> None:
+        changed = self.target.put(path, data, CONTENT_TYPES[kind], metadata)
         self.items.append(ManifestItem(kind, channel, campaign.id if campaign else None,
                                        campaign.sponsor_id if campaign else None, path,
                                        join_url(self.target.base_url, path),
@@ -122,7 +135,13 @@ class Publisher:
         data = result.path.read_bytes()
         self._put("client-build", channel.id, campaign, path, data)
         self._put("upgrade-package", channel.id, campaign, path + UPGRADE_SUFFIX,
-                  upgrade_package(data, self.upgrade_signer))
+                  make_upgrade_package(data, self.upgrade_key, self.state.keys.upgrade.public_key),
+                  {VERSION_METADATA: spec.client_version})
+
+    def _client_upgrades(self) -> None:
+        for package in self.upgrades:
+            metadata = {VERSION_METADATA: str(package.version)} if package.kind == "full" else None
+            self._put("client-upgrade", None, None, package.path, package.data, metadata)
 
     def _channel_lists(self) -> None:
         for channel in self.state.channels:
@@ -139,6 +158,7 @@ class Publisher:
                 with tempfile.TemporaryDirectory(prefix="onehop-publish-") as workdir:
                     for campaign in self.state.campaigns:
                         self._campaign_build(campaign, Path(workdir))
+                self._client_upgrades()
             self._channel_lists()
         except BaseException:
             self.target.abort()
@@ -155,5 +175,5 @@ def record(session: Session, ctx: audit.Context, target: Target, items: list[Man
                                 campaign_id=item.campaign, path=item.path, url=item.url, sha256=item.sha256,
                                 size=item.size, published_at=ctx.now))
     changed = [item.path for item in items if item.changed]
-    audit.record(session, ctx, "publish", "publication", sorted({i.channel for i in items}),
+    audit.record(session, ctx, "publish", "publication", sorted({i.channel for i in items if i.channel}),
                  target=target.name, objects=len(items), changed=len(changed))

@@ -18,8 +18,7 @@ def latest(session: Session, platform: str) -> int | None:
     return session.scalar(query)
 
 
-def add_version(session: Session, ctx: audit.Context, platform: str, version: int | None = None,
-                description: str = "") -> ClientVersion:
+def check_request(platform: str, version: int | None) -> None:
     problems = []
     if platform not in PLATFORMS:
         problems.append(ConfigProblem("--platform", f"must be one of {', '.join(PLATFORMS)}"))
@@ -27,6 +26,11 @@ def add_version(session: Session, ctx: audit.Context, platform: str, version: in
         problems.append(ConfigProblem("--version", "must be a positive whole number"))
     if problems:
         raise ConfigError(problems)
+
+
+def add_version(session: Session, ctx: audit.Context, platform: str, version: int | None = None,
+                description: str = "") -> ClientVersion:
+    check_request(platform, version)
     current = latest(session, platform)
     if version is None:
         version = (current or 0) + 1
