@@ -222,7 +222,7 @@ class Socks4aProxy(CountingProxy):
     async def _socks5(self, reader, writer):  # dispatched as the non-http kind
         head = await reader.readexactly(8)
         port = int.from_bytes(head[2:4], "big")
-        user = await reader.readuntil(b"\x00")
+        await reader.readuntil(b"\x00")  # the SOCKS4 user id, unused
         host = await reader.readuntil(b"\x00") if head[4:7] == b"\x00\x00\x00" else None
         address = host[:-1].decode() if host else ".".join(str(b) for b in head[4:8])
         writer.write(b"\x00\x5a" + b"\x00" * 6)

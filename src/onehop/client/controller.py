@@ -15,7 +15,6 @@ import random
 import webbrowser
 from typing import Callable
 
-import asyncssh
 
 from ..core.serverentry import ServerEntry, decode_server_list
 from ..errors import OnehopError, TunnelError, UpstreamProxyError

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-import asyncssh
 from asyncssh.public_key import KeyImportError, decode_ssh_public_key
 
 from ..core import api
