@@ -56,6 +56,23 @@ async def test_connect_through_http_proxy_and_socks_domain(network, make_client,
     writer.close()
 
 
+@pytest.mark.parametrize("protocol", ["OSSH", "SSH"])
+async def test_keyed_connections_receive_into_growable_buffers(network, make_client, echo_server, protocol):
+    """tunnel/tuning.py swaps asyncssh's receive buffer for a bytearray after NEWKEYS; an
+    asyncssh release that renames its internals must fail here, not silently slow down."""
+    running = await network.add()
+    client = await make_client([running.entry], protocols=(protocol,))
+    reader, writer, code = await socks5_connect(client.socks_port, "127.0.0.1", echo_server)
+    assert code == 0
+    payload = os.urandom(1_000_000)  # many packets, most arriving in several reads
+    writer.write(payload)
+    assert await reader.readexactly(len(payload)) == payload
+    writer.close()
+    (session,) = sessions(running)
+    for conn in (client.active.client.conn, session.conn):
+        assert type(conn._inpbuf) is bytearray
+
+
 async def test_socks_reply_codes_for_refused_and_forbidden(network, make_client):
     open_server = await network.add(allow_bogons=True)
     closed_port = network.servers[0].entry.ssh_obfuscated_port + 1000

@@ -20,7 +20,7 @@ from ..core.ossh import ClientObfuscator, PrefixSpec
 from ..errors import TunnelError
 from ..net.ossh import ObfuscatedWire
 from .algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
-from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, skip_filler_ignores
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, tune_client_connection
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ class _StreamConnector:
         sock = await self._open_socket(self._target.host, self._target.port)
         params = self._target.obfuscation
         if params is None:
-            return await loop.create_connection(lambda: skip_filler_ignores(session_factory()), sock=sock)
+            return await loop.create_connection(lambda: tune_client_connection(session_factory()), sock=sock)
         self.obfuscator = ClientObfuscator(params.keyword, seed=params.seed,
                                            padding_prng_seed=params.padding_prng_seed,
                                            prefix=params.prefix, prefix_seed=params.prefix_seed)
-        conn = skip_filler_ignores(session_factory())
+        conn = tune_client_connection(session_factory())
         wire = ObfuscatedWire(self.obfuscator, upstream=conn, split_delay=params.prefix_split_delay)
         await loop.create_connection(lambda: wire, sock=sock)
         assert wire.upstream_transport is not None

@@ -20,7 +20,7 @@ import asyncssh
 from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
-from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, use_growable_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,10 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
     def send_packet(self, pkttype: int, *args: bytes, handler=None) -> None:
         if not is_filler_ignore(pkttype, args):  # see tuning.py
             super().send_packet(pkttype, *args, handler=handler)
+
+    def data_received(self, data: bytes, datatype=None) -> None:
+        use_growable_receive_buffer(self)  # see tuning.py
+        super().data_received(data, datatype)
 
     def _answer_api_request(self, name: str, packet: SSHPacket) -> None:
         payload = packet.get_remaining_payload()
