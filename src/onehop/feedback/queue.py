@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 
+from ..atomicfile import replace_file
 from .errors import FeedbackError
 
 PENDING_DIR = ("feedback", "pending")
@@ -35,19 +35,6 @@ def pending_dir(data_dir: str) -> str:
     return os.path.join(data_dir, *PENDING_DIR)
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class FeedbackQueue:
     def __init__(self, data_dir: str) -> None:
         self.directory = pending_dir(data_dir)
@@ -60,15 +47,9 @@ class FeedbackQueue:
         path = os.path.join(self.directory, f"{upload_id}.json")
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                json.dump(envelope, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            replace_file(path, json.dumps(envelope).encode("ascii"), 0o600)
         except OSError as exc:
             raise FeedbackError(f"cannot save the feedback package in {self.directory}: {exc}") from None
-        _fsync_dir(self.directory)
         return PendingFeedback(upload_id, key_digest, blob, path)
 
     def pending(self) -> list[PendingFeedback]:

@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from ..atomicfile import replace_file
 from .store import StoreError
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -48,18 +49,7 @@ class Blobs:
 
     def _write(self, digest: str, data: bytes) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        final = self.path(digest)
-        tmp = self.directory / f".{digest}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_file(self.path(digest), data, 0o600)
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()

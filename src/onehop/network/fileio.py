@@ -16,6 +16,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from ..atomicfile import fsync_directory
+
 SMALL_BATCH = 16
 
 
@@ -38,19 +40,6 @@ def _write_temp(tmp: Path, data: bytes, mode: int, sync: bool) -> None:
             view = view[os.write(fd, view):]
         if sync:
             os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 
@@ -112,7 +101,7 @@ class FileBatch:
             os.sync()
         else:
             for directory in dirs:
-                fsync_dir(directory)
+                fsync_directory(directory)
 
     def _place_link(self, source: Path, path: Path) -> bool:
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncssh
 
 from ..core.serverentry import derive_tag, encode_server_entry
+from ..atomicfile import replace_file
 from ..errors import ConfigError, ConfigProblem
 from .config import parse_server_config, server_config_to_json
 
@@ -82,17 +83,7 @@ def write_server_dir(out_dir: str | os.PathLike, generated: GeneratedServer) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config_path, entry_path = out / "server.json", out / "server-entry.dat"
-    _atomic_write(config_path, server_config_to_json(generated.config), mode=0o600)
-    _atomic_write(entry_path, generated.encoded_entry + "\n", mode=0o644)
+    replace_file(config_path, server_config_to_json(generated.config).encode("utf-8"), mode=0o600)
+    replace_file(entry_path, (generated.encoded_entry + "\n").encode("ascii"), mode=0o644)
     return config_path, entry_path
 
-
-def _atomic_write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    os.fchmod(fd, mode)  # a leftover temp file keeps its old mode otherwise
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

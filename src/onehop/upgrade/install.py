@@ -23,10 +23,10 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
+from ..atomicfile import fsync_directory, replace_file, write_beside
 from .errors import UpgradeError
 
 PREVIOUS_SUFFIX = ".previous"
@@ -59,19 +59,6 @@ def detect_installation(argv0: str | None = None, executable: str | None = None)
 
 # ----------------------------------------------------------------------- replacing
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _link_or_copy(source: str, destination: str) -> None:
     """``destination`` becomes a complete copy of ``source`` (atomically replaced)."""
     tmp = destination + ".tmp"
@@ -82,22 +69,6 @@ def _link_or_copy(source: str, destination: str) -> None:
     except OSError:
         shutil.copy2(source, tmp)
     os.replace(tmp, destination)
-
-
-def write_beside(target: str, data: bytes, mode: int) -> str:
-    """A fsynced temporary file holding ``data`` in ``target``'s directory."""
-    directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".new")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-    except BaseException:
-        os.remove(tmp)
-        raise
-    return tmp
 
 
 @dataclass(frozen=True)
@@ -122,7 +93,7 @@ def install_file(target: str, build: bytes) -> InstallResult:
     except OSError as exc:
         _quiet_remove(tmp)
         raise UpgradeError(f"cannot install the new build at {target}: {exc}") from None
-    _fsync_dir(os.path.dirname(os.path.abspath(target)))
+    fsync_directory(os.path.dirname(os.path.abspath(target)))
     return InstallResult(target, previous)
 
 
@@ -153,7 +124,7 @@ def rollback(target: str) -> RollbackResult:
         os.replace(previous, target)
     except OSError as exc:
         raise UpgradeError(f"cannot roll back {target}: {exc}") from None
-    _fsync_dir(os.path.dirname(os.path.abspath(target)))
+    fsync_directory(os.path.dirname(os.path.abspath(target)))
     return RollbackResult(target, rolled)
 
 
@@ -175,8 +146,7 @@ def load_state(data_dir: str) -> dict:
 def save_state(data_dir: str, state: dict) -> None:
     path = state_path(data_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = write_beside(path, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"), 0o600)
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"), 0o600)
 
 
 def record_install(data_dir: str, version: str, previous_version: str, path: str | None) -> None:
@@ -242,7 +212,7 @@ def pip_instructions(directory: str, build: bytes, version: str, installation: I
     path = os.path.join(directory, name)
     try:
         os.makedirs(directory, exist_ok=True)
-        os.replace(write_beside(path, build, 0o644 if wheel else 0o755), path)
+        replace_file(path, build, 0o644 if wheel else 0o755)
     except OSError as exc:
         raise UpgradeError(f"cannot save the verified build as {path}: {exc}") from None
     python = shlex.quote(installation.python)

@@ -1,0 +1,62 @@
+"""Replacing one file so that a crash leaves the old content or the new, never half.
+
+Shared by every part that keeps state in files (server configs, the feedback queue, the
+mail responder's attachments, installed client builds). It imports nothing from onehop.
+The recipe: write a uniquely named temporary file in the target's directory with the
+final mode, fsync it, rename it over the target, fsync the directory so the rename
+itself survives a power cut. Batches of many files (exports, publishing) use
+``onehop.network.fileio`` instead, which makes them durable with one sync.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+StrPath = str | os.PathLike
+
+
+def fsync_directory(directory: StrPath) -> None:
+    """Make renames in ``directory`` durable; best effort (some file systems refuse)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_beside(target: StrPath, data: bytes, mode: int) -> str:
+    """A fsynced temporary file holding ``data`` with ``mode``, in ``target``'s directory.
+
+    The caller renames it into place (or removes it). The name is unique, so concurrent
+    writers never share a temporary file, and it starts with a dot.
+    """
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # mkstemp creates 0600 whatever the umask
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.remove(tmp)
+        raise
+    return tmp
+
+
+def replace_file(target: StrPath, data: bytes, mode: int = 0o644) -> None:
+    """Atomically make ``target`` hold ``data`` with ``mode``; raises OSError, leaving no temp."""
+    tmp = write_beside(target, data, mode)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_directory(os.path.dirname(os.path.abspath(target)))
