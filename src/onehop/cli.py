@@ -17,6 +17,24 @@ from .errors import ConfigError, ConfigProblem, OnehopError
 #: Packages whose ``cli.register`` adds subcommands, in help order.
 SUBCOMMAND_MODULES = ("client", "server", "network", "mail", "feedback", "lab")
 
+#: Third-party packages that come with an extra, by top-level module name.
+EXTRA_OF_MODULE = {
+    "sqlalchemy": "network", "alembic": "network", "psycopg": "network", "boto3": "network",
+    "botocore": "network", "shiv": "network",
+    "aiosmtpd": "mail", "aiosmtplib": "mail", "dkim": "mail",
+    "nfstream": "lab", "pyroute2": "lab", "matplotlib": "lab",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """What to tell a user whose install lacks the extra a command needs (None: a bug)."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return (f"this command needs {module}, which comes with the '{extra}' extra: "
+            f"pip install 'onehop[{extra}]'")
+
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run a local network on loopback and fetch a page through it")
@@ -66,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(f"onehop: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
