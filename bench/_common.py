@@ -28,6 +28,8 @@ import contextlib
 import ctypes
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import struct
@@ -148,26 +150,128 @@ def signals_raise_keyboard_interrupt():
             signal.signal(s, h)
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds of ``pid`` and its live descendants (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    info: dict[int, tuple[int, float]] = {}
+def _stat_fields(pid: int | str) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (so fields[1] is the ppid)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (Linux /proc)."""
+    children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        info[int(name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    total, todo = 0.0, [pid]
+        if name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                children.setdefault(int(_stat_fields(name)[1]), []).append(int(name))
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
-        if p in info:
-            total += info[p][1]
-        todo.extend(c for c, (ppid, _) in info.items() if ppid == p)
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int, include_reaped: bool = False) -> float:
+    """User+system CPU seconds of ``pid`` and its live descendants; with ``include_reaped``
+    also of children they already reaped (sshd's pre-authentication process, say)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    last = 15 if include_reaped else 13  # utime stime [cutime cstime]
+    total = 0.0
+    for p in descendants(pid):
+        with contextlib.suppress(OSError, IndexError):
+            total += sum(int(x) for x in _stat_fields(p)[11:last]) / tick
     return total
+
+
+# -- the servers under test --------------------------------------------------------------
+
+SSHD = "/usr/sbin/sshd"
+OPENSSH_INSTALL = "apt-get update && apt-get install -y openssh-server openssh-client"
+
+SSHD_CONFIG = """\
+ListenAddress 127.0.0.1
+Port {port}
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized}
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+AllowTcpForwarding yes
+Ciphers aes128-gcm@openssh.com
+{extra}Compression no
+UseDNS no
+LogLevel ERROR
+"""
+
+
+def onehop_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "onehop.cli", *args]
+
+
+@dataclass
+class OnehopServer:
+    proc: subprocess.Popen
+    ossh_port: int
+    ssh_port: int
+    entry_file: str
+
+
+def start_onehop_server(procs: "Processes", root: str, ip: str, listening_port: str) -> OnehopServer:
+    """``onehop server generate`` + ``run`` on ``ip`` (OSSH and SSH ports); waits until
+    the port named by ``listening_port`` ('ossh' or 'ssh') accepts connections."""
+    server_dir = os.path.join(root, "onehop-server")
+    ossh_port, ssh_port = free_port(ip), free_port(ip)
+    gen = subprocess.run(onehop_cli("server", "generate", "--ip", ip, "--ossh-port", str(ossh_port),
+                                    "--ssh-port", str(ssh_port), "--allow-bogons", "--out", server_dir),
+                         capture_output=True, text=True)
+    if gen.returncode != 0:
+        raise BenchError(f"onehop server generate failed: {gen.stderr.strip() or gen.stdout.strip()}")
+    proc = procs.start("onehop-server", onehop_cli("server", "run", "--config",
+                                                   os.path.join(server_dir, "server.json")))
+    port = ossh_port if listening_port == "ossh" else ssh_port
+    wait_until(lambda: port_accepts(ip, port), 30, "the onehop server to listen",
+               lambda: procs.check_alive("onehop-server", proc))
+    return OnehopServer(proc, ossh_port, ssh_port, os.path.join(server_dir, "server-entry.dat"))
+
+
+@dataclass
+class PrivateSshd:
+    proc: subprocess.Popen
+    port: int
+    user: str
+    client_key: str
+
+
+def start_private_sshd(procs: "Processes", root: str, host_key_args: Sequence[str],
+                       extra_config: str = "") -> PrivateSshd:
+    """Debian's sshd with its own config, host key (``ssh-keygen`` ``host_key_args``) and a
+    client key for the current user, on a free port of 127.0.0.1."""
+    d = os.path.join(root, "openssh")
+    os.makedirs(d)
+    host_key, client_key = os.path.join(d, "host_key"), os.path.join(d, "client_ed25519")
+    for key, key_args in ((host_key, host_key_args), (client_key, ("-t", "ed25519"))):
+        subprocess.run(["ssh-keygen", "-q", *key_args, "-N", "", "-C", "onehop-bench", "-f", key],
+                       check=True, stdin=subprocess.DEVNULL)
+    authorized = os.path.join(d, "authorized_keys")
+    shutil.copyfile(client_key + ".pub", authorized)
+    port = free_port("127.0.0.1")
+    config = os.path.join(d, "sshd_config")
+    with open(config, "w") as f:
+        f.write(SSHD_CONFIG.format(port=port, host_key=host_key, pid_file=os.path.join(d, "sshd.pid"),
+                                   authorized=authorized, extra=extra_config))
+    with contextlib.suppress(PermissionError):
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise BenchError(f"sshd rejected its config {config}: {check.stderr.strip()}")
+    sshd = procs.start("sshd", [SSHD, "-D", "-e", "-f", config])
+    wait_until(lambda: port_accepts("127.0.0.1", port), 15, "sshd to listen",
+               lambda: procs.check_alive("sshd", sshd))
+    return PrivateSshd(sshd, port, pwd.getpwuid(os.getuid()).pw_name, client_key)
 
 
 # -- the sink --------------------------------------------------------------------------

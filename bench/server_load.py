@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -44,73 +43,27 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from _common import (  # noqa: E402
-    BenchError, Processes, free_port, port_accepts, signals_raise_keyboard_interrupt,
-    summarize_collapsed, wait_until,
+    SSHD, BenchError, Processes, descendants, signals_raise_keyboard_interrupt, start_onehop_server,
+    start_private_sshd, summarize_collapsed, tree_cpu_seconds,
 )
+from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
 
-SSHD = "/usr/sbin/sshd"
 ONEHOP_IP = "127.0.0.2"
-INSTALL = "apt-get update && apt-get install -y openssh-server openssh-client"
 WARMUP = 20
 #: Same algorithms as onehop's server; MaxStartups raised so 1,000 logins may queue.
-SSHD_CONFIG = """\
-ListenAddress 127.0.0.1
-Port {port}
-HostKey {host_key}
-PidFile {pid_file}
-AuthorizedKeysFile {authorized}
-UsePAM no
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-AllowTcpForwarding yes
-Ciphers aes128-gcm@openssh.com
+SSHD_EXTRA_CONFIG = """\
 KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
 MaxStartups 2000
 MaxSessions 10
-Compression no
-UseDNS no
-LogLevel ERROR
 """
 
 
 # -- process memory ----------------------------------------------------------------------
 
-def _children(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    parents: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-                parents.setdefault(ppid, []).append(int(name))
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(parents.get(p, []))
-    return found
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live descendants, including children they reaped
-    (sshd's pre-authentication process exits once the login is done)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in _children(pid):
-        with contextlib.suppress(OSError, IndexError):
-            with open(f"/proc/{p}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
-    return total
-
-
 def tree_memory_kib(pid: int) -> tuple[int, int, int]:
     """(RSS, PSS, process count) of ``pid`` and its descendants, in KiB."""
     rss = pss = count = 0
-    for p in _children(pid):
+    for p in descendants(pid):
         with contextlib.suppress(OSError):
             with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
@@ -120,53 +73,6 @@ def tree_memory_kib(pid: int) -> tuple[int, int, int]:
                         pss += int(line.split()[1])
             count += 1
     return rss, pss, count
-
-
-# -- the servers -------------------------------------------------------------------------
-
-def onehop_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "onehop.cli", *args]
-
-
-def start_onehop(procs: Processes, root: str, protocol: str) -> tuple[int, str]:
-    server_dir = os.path.join(root, "onehop-server")
-    ossh_port, ssh_port = free_port(ONEHOP_IP), free_port(ONEHOP_IP)
-    gen = subprocess.run(onehop_cli("server", "generate", "--ip", ONEHOP_IP, "--ossh-port", str(ossh_port),
-                                    "--ssh-port", str(ssh_port), "--allow-bogons", "--out", server_dir),
-                         capture_output=True, text=True)
-    if gen.returncode != 0:
-        raise BenchError(f"onehop server generate failed: {gen.stderr.strip() or gen.stdout.strip()}")
-    server = procs.start("onehop-server", onehop_cli("server", "run", "--config",
-                                                     os.path.join(server_dir, "server.json")))
-    port = ossh_port if protocol == "OSSH" else ssh_port
-    wait_until(lambda: port_accepts(ONEHOP_IP, port), 30, "the onehop server to listen",
-               lambda: procs.check_alive("onehop-server", server))
-    return server.pid, os.path.join(server_dir, "server-entry.dat")
-
-
-def start_sshd(procs: Processes, root: str) -> tuple[int, int, str, str]:
-    """A private sshd; returns (pid, port, user, client key file)."""
-    d = os.path.join(root, "openssh")
-    os.makedirs(d)
-    host_key, client_key = os.path.join(d, "host_rsa"), os.path.join(d, "client_ed25519")
-    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", host_key], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", client_key], check=True)
-    authorized = os.path.join(d, "authorized_keys")
-    shutil.copyfile(client_key + ".pub", authorized)
-    port = free_port("127.0.0.1")
-    config = os.path.join(d, "sshd_config")
-    with open(config, "w") as f:
-        f.write(SSHD_CONFIG.format(port=port, host_key=host_key, pid_file=os.path.join(d, "sshd.pid"),
-                                   authorized=authorized))
-    with contextlib.suppress(PermissionError):
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True)
-    if check.returncode != 0:
-        raise BenchError(f"sshd rejected its config {config}: {check.stderr.strip()}")
-    sshd = procs.start("sshd", [SSHD, "-D", "-e", "-f", config])
-    wait_until(lambda: port_accepts("127.0.0.1", port), 15, "sshd to listen",
-               lambda: procs.check_alive("sshd", sshd))
-    return sshd.pid, port, pwd.getpwuid(os.getuid()).pw_name, client_key
 
 
 # -- one measurement -----------------------------------------------------------------------
@@ -207,12 +113,12 @@ def measure(procs: Processes, name: str, server_pid: int, loadgen_args: list[str
     warm.finish()
     time.sleep(1.0)
     rss0, pss0, _ = tree_memory_kib(server_pid)
-    cpu0 = tree_cpu_seconds(server_pid)
+    cpu0 = tree_cpu_seconds(server_pid, include_reaped=True)
     profiler = start_profiler(profile_dir, name, server_pid)
     gen = LoadGen(procs, f"{name}-load", loadgen_args + ["--tunnels", str(tunnels),
                                                          "--concurrency", str(concurrency)])
     established = gen.expect("established")
-    cpu1 = tree_cpu_seconds(server_pid)
+    cpu1 = tree_cpu_seconds(server_pid, include_reaped=True)
     stop_profiler(profiler, profile_dir, name)
     gen.expect("holding")
     time.sleep(3.0)  # idle: let keepalive-free tunnels settle
@@ -283,16 +189,17 @@ def run(args) -> list[dict]:
     procs = Processes(root)
     results = []
     try:
-        onehop_pid, entry = start_onehop(procs, root, args.protocol)
-        loadgen = ["onehop", "--entry", entry, "--protocol", args.protocol]
+        onehop = start_onehop_server(procs, root, ONEHOP_IP, "ossh" if args.protocol == "OSSH" else "ssh")
+        loadgen = ["onehop", "--entry", onehop.entry_file, "--protocol", args.protocol]
         if not args.no_api_handshake:
             loadgen.append("--api-handshake")
-        results.append(measure(procs, "onehop", onehop_pid, loadgen, args.tunnels, args.concurrency,
+        results.append(measure(procs, "onehop", onehop.proc.pid, loadgen, args.tunnels, args.concurrency,
                                args.profile))
         if not args.skip_sshd:
-            sshd_pid, port, user, key = start_sshd(procs, root)
-            results.append(measure(procs, "sshd", sshd_pid, ["ssh", "--host", "127.0.0.1", "--port", str(port),
-                                                            "--user", user, "--key", key],
+            sshd = start_private_sshd(procs, root, ("-t", "rsa", "-b", "2048"), SSHD_EXTRA_CONFIG)
+            results.append(measure(procs, "sshd", sshd.proc.pid, ["ssh", "--host", "127.0.0.1",
+                                                                 "--port", str(sshd.port), "--user", sshd.user,
+                                                                 "--key", sshd.client_key],
                                    args.tunnels, args.concurrency, None))
     finally:
         procs.stop_all()

@@ -27,11 +27,9 @@ own cipher (aes128-gcm here as in OpenSSH), plus Python's per-packet overhead.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
-import pwd
 import shutil
 import signal
 import statistics
@@ -43,14 +41,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (  # noqa: E402
-    BenchError, NoticeReader, Processes, direct, free_port, port_accepts,
-    signals_raise_keyboard_interrupt, summarize_collapsed, transfer, tree_cpu_seconds, via_socks5,
-    wait_until,
+    SSHD, BenchError, NoticeReader, Processes, direct, free_port, onehop_cli, port_accepts,
+    signals_raise_keyboard_interrupt, start_onehop_server, start_private_sshd, summarize_collapsed,
+    transfer, tree_cpu_seconds, via_socks5, wait_until,
 )
+from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
 
 COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py")
-SSHD = "/usr/sbin/sshd"
-INSTALL = "apt-get update && apt-get install -y openssh-server openssh-client"
 CIPHER = "aes128-gcm@openssh.com"
 ONEHOP_IP = "127.0.0.2"
 SINK_HOST = "127.0.0.1"
@@ -90,45 +87,9 @@ def start_sink(procs: Processes) -> int:
 
 def start_openssh(procs: Processes, root: str, sink_port: int) -> tuple[int, dict[str, int]]:
     """A private sshd and ``ssh -N -L``; returns (the local forwarded port, pids)."""
-    d = os.path.join(root, "openssh")
-    os.makedirs(d)
-    host_key, client_key = os.path.join(d, "host_ed25519"), os.path.join(d, "client_ed25519")
-    for key in (host_key, client_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "onehop-bench", "-f", key],
-                       check=True, stdin=subprocess.DEVNULL)
-    authorized = os.path.join(d, "authorized_keys")
-    shutil.copyfile(client_key + ".pub", authorized)
-    port = free_port("127.0.0.1")
-    config = os.path.join(d, "sshd_config")
-    with open(config, "w") as f:
-        f.write(f"""\
-ListenAddress 127.0.0.1
-Port {port}
-HostKey {host_key}
-PidFile {os.path.join(d, "sshd.pid")}
-AuthorizedKeysFile {authorized}
-UsePAM no
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-AllowTcpForwarding yes
-Ciphers {CIPHER}
-Compression no
-UseDNS no
-LogLevel ERROR
-""")
-    with contextlib.suppress(PermissionError):
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True)
-    if check.returncode != 0:
-        raise BenchError(f"sshd rejected its config {config}: {check.stderr.strip()}")
-    sshd = procs.start("sshd", [SSHD, "-D", "-e", "-f", config])
-    wait_until(lambda: port_accepts("127.0.0.1", port), 15, "sshd to listen",
-               lambda: procs.check_alive("sshd", sshd))
+    sshd = start_private_sshd(procs, root, ("-t", "ed25519"))
+    port, user, client_key = sshd.port, sshd.user, sshd.client_key
     lport = free_port("127.0.0.1")
-    user = pwd.getpwuid(os.getuid()).pw_name
     ssh = procs.start("ssh", [
         "ssh", "-N", "-F", "/dev/null", "-L", f"{lport}:{SINK_HOST}:{sink_port}",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -136,30 +97,15 @@ LogLevel ERROR
         "-o", "ExitOnForwardFailure=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
         "-i", client_key, "-p", str(port), f"{user}@127.0.0.1"])
     wait_until(lambda: port_accepts("127.0.0.1", lport), 20, "ssh -L to listen",
-               lambda: (procs.check_alive("ssh", ssh), procs.check_alive("sshd", sshd)))
-    return lport, {"client": ssh.pid, "server": sshd.pid}
-
-
-def onehop_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "onehop.cli", *args]
+               lambda: (procs.check_alive("ssh", ssh), procs.check_alive("sshd", sshd.proc)))
+    return lport, {"client": ssh.pid, "server": sshd.proc.pid}
 
 
 def start_onehop(procs: Processes, root: str, protocol: str, runner: str) -> tuple[int, dict[str, int]]:
     """A onehop server and client (separate processes); returns (SOCKS port, pids)."""
-    server_dir = os.path.join(root, "onehop-server")
-    ossh_port, ssh_port = free_port(ONEHOP_IP), free_port(ONEHOP_IP)
-    gen = subprocess.run(onehop_cli("server", "generate", "--ip", ONEHOP_IP, "--ossh-port", str(ossh_port),
-                                    "--ssh-port", str(ssh_port), "--allow-bogons", "--out", server_dir),
-                         capture_output=True, text=True)
-    if gen.returncode != 0:
-        raise BenchError(f"onehop server generate failed: {gen.stderr.strip() or gen.stdout.strip()}")
-    server = procs.start("onehop-server", onehop_cli("server", "run", "--config",
-                                                     os.path.join(server_dir, "server.json")))
-    wait_until(lambda: port_accepts(ONEHOP_IP, ssh_port), 30, "the onehop server to listen",
-               lambda: procs.check_alive("onehop-server", server))
-
+    started = start_onehop_server(procs, root, ONEHOP_IP, "ssh")
+    server, entry = started.proc, started.entry_file
     socks_port, http_port = free_port(), free_port()
-    entry = os.path.join(server_dir, "server-entry.dat")
     data_dir = os.path.join(root, "onehop-client")
     if runner == "auto":
         runner = "cli" if importlib.util.find_spec("onehop.client.app") else "bench"
