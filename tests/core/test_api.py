@@ -266,11 +266,17 @@ def test_every_missing_required_param_is_reported():
 
 
 @pytest.mark.parametrize("name,value", [
-    ("propagation_channel_id", "XYZ"), ("propagation_channel_id", ""), ("sponsor_id", ["AB"]),
-    ("client_version", "1.0"), ("client_version", "v1"), ("client_platform", "Android 13"),
-    ("client_platform", ""), ("relay_protocol", "FOO"), ("client_features", "VPN"),
-    ("device_region", ["US"]), ("split_tunnel_regions", "US"), ("authorizations", [1]),
-    ("speed_test_samples", ["x"]), ("padding", 5),
+    ("propagation_channel_id", "XYZ"), ("sponsor_id", ["AB"]), ("sponsor_id", "ABCD"),
+    ("client_version", "1.0"), ("client_version", "v1"), ("client_version", str(2**63)),
+    ("client_platform", "Android 13"), ("relay_protocol", "FOO"), ("client_features", "VPN"),
+    ("client_features", ["a", 1]), ("device_region", ["US"]), ("split_tunnel_regions", "US"),
+    ("split_tunnel_regions", ["us"]), ("authorizations", [1]), ("authorizations", "x"),
+    ("padding", 5), ("egress_region", "USA"), ("egress_region", ""), ("client_build_rev", "xyz"),
+    ("device_location", "a"), ("upstream_proxy_type", "https"), ("meek_dial_address", "a:b"),
+    ("meek_resolved_ip_address", "fe80::1%eth0"), ("is_replay", "true"),
+    ("network_latency_multiplier", "1e999"), ("server_entry_timestamp", "2026-02-30T00:00:00Z"),
+    ("server_entry_source", "FOO"), ("missing_server_entry_signature", "a"),
+    ("inproxy_connection_id", "YQ=="), ("meek_sni_server_name", "-a.example"),
 ])
 def test_bad_handshake_param_is_reported(name, value):
     problems = handshake_param_problems({**REQUEST_PARAMS, name: value})
@@ -278,6 +284,64 @@ def test_bad_handshake_param_is_reported(name, value):
     with pytest.raises(RemoteProtocolError) as info:
         validate_handshake_params({**REQUEST_PARAMS, name: value})
     assert info.value.reason == "invalid_handshake_params"
+
+
+@pytest.mark.parametrize("name,value", [
+    # psiphond's checks let these through, so onehop does too.
+    ("propagation_channel_id", ""), ("client_platform", ""), ("client_build_rev", ""),
+    ("speed_test_samples", ["x"]), ("speed_test_samples", 5), ("client_features", []),
+    ("server_entry_source", "TARGET_SERVER"), ("network_latency_multiplier", "+Inf"),
+    ("network_latency_multiplier", "0x1p-2"), ("meek_sni_server_name", "a_b.example."),
+    ("server_entry_timestamp", "2026-07-31T10:20:30.123456789+0100"), ("egress_region", "DE"),
+    ("missing_server_entry_signature", "YWJj\n"), ("inproxy_connection_id", "YWI"),
+    ("meek_host_header", "example.org:443"), ("upstream_proxy_type", "SOCKS5"),
+])
+def test_what_psiphond_accepts_is_accepted(name, value):
+    assert handshake_param_problems({**REQUEST_PARAMS, name: value}) == []
+
+
+@pytest.mark.parametrize("name", ["client_features", "split_tunnel_regions", "authorizations",
+                                  "device_region", "speed_test_samples", "egress_region"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_null_optional_params_count_as_absent(name, packed):
+    """Go writes a nil slice as null (Psiphon's client sends client_features so)."""
+    if packed:
+        spec = api.PACKED_BY_NAME[name]
+        payload = api.PACKED_PAYLOAD_PREFIX + dumps(
+            {**loads(bytes.fromhex(REQUEST["cbor_payload"])[2:]), spec.key: None})
+        if spec.converter != api.CONV_NONE:  # Go's unpack converters refuse a nil, and so do we
+            with pytest.raises(RemoteProtocolError):
+                decode_request_params(payload)
+            return
+    else:
+        payload = json.dumps({**REQUEST_PARAMS, name: None}).encode()
+    params = decode_request_params(payload)
+    assert name not in params
+    assert handshake_param_problems(params) == []
+
+
+def test_null_required_param_is_missing():
+    params = decode_request_params(json.dumps({**REQUEST_PARAMS, "sponsor_id": None}).encode())
+    assert handshake_param_problems(params) == ["sponsor_id: missing"]
+
+
+def test_connected_and_status_params_are_checked_like_psiphond():
+    base = {k: REQUEST_PARAMS[k] for k in ("propagation_channel_id", "sponsor_id", "client_version",
+                                            "client_platform")}
+    assert api.connected_param_problems({**base, "last_connected": "None"}) == []
+    assert api.connected_param_problems({**base, "last_connected": "2026-07-31T10:00:00Z"}) == []
+    assert api.connected_param_problems(base) == ["last_connected: missing"]
+    assert api.connected_param_problems({**base, "last_connected": "yesterday"}) == [
+        "last_connected: invalid value"]
+    assert api.connected_param_problems({**base, "last_connected": "None",
+                                         "establishment_duration": "1.5"}) == [
+        "establishment_duration: invalid value"]
+    assert api.status_param_problems({**base, "statusData": {}}) == []
+    assert api.status_param_problems(base) == ["statusData: missing"]
+    assert api.status_param_problems({**base, "statusData": []}) == ["statusData: not a JSON object"]
+    assert api.status_param_problems({"statusData": {}}) == [
+        "propagation_channel_id: missing", "sponsor_id: missing", "client_version: missing",
+        "client_platform: missing"]
 
 
 def test_optional_and_unknown_params():

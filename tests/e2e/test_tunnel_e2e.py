@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 
 import asyncssh
@@ -163,6 +164,7 @@ async def test_forwards_need_a_handshake_and_api_order_is_enforced(network, echo
 
 
 CBOR_REQUEST = vector_cases("api", name="handshake_request")[0]
+CBOR_PARAMS = json.loads(CBOR_REQUEST["json_payload"])
 
 
 @pytest.mark.parametrize("encoding", ["cbor", "json"])
@@ -186,8 +188,10 @@ async def test_server_answers_psiphons_own_handshake_payload(network, encoding):
     assert response.client_region == "None"
     assert response.client_address.startswith("127.0.0.1:")
     assert response.server_timestamp.endswith("Z")
+    base = {name: CBOR_PARAMS[name] for name in ("propagation_channel_id", "sponsor_id",
+                                                  "client_version", "client_platform")}
     connected = await tunnel.api_request("psiphon-connected", api.encode_request_params(
-        {"last_connected": "None"}, packed=True))
+        {**base, "last_connected": "None"}, packed=True))
     assert api.decode_connected_response(connected).connected_timestamp.endswith(":00:00Z")
     tunnel.close()
 

@@ -72,10 +72,15 @@ class APIHandler:
             return self.handshake(session, params)
         if session.handshake is None:
             return None  # everything else needs a completed handshake
-        if name == api.REQUEST_CONNECTED:
-            return self.connected(session, params)
-        if name == api.REQUEST_STATUS:
-            return self.status(session, params)
+        checks = {api.REQUEST_CONNECTED: (api.connected_param_problems, self.connected),
+                  api.REQUEST_STATUS: (api.status_param_problems, self.status)}
+        if name in checks:
+            check, answer = checks[name]
+            problems = check(params)
+            if problems:  # psiphond fails the request and keeps the tunnel
+                log.info("%s rejected: %s", name, "; ".join(problems))
+                return None
+            return answer(session, params)
         if name == api.REQUEST_CLIENT_VERIFICATION:
             return b"{}"
         return None

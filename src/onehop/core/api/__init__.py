@@ -49,8 +49,9 @@ from .password import (
     SESSION_ID_LENGTH, SPONSOR_ID_LENGTH, SSHPasswordPayload, encode_ssh_password, parse_ssh_password,
 )
 from .requests import (
-    decode_request_params, encode_request_params, handshake_param_problems, normalize_client_platform,
-    pad_response_length, validate_handshake_params, wants_cbor_response,
+    connected_param_problems, decode_request_params, encode_request_params, handshake_param_problems,
+    normalize_client_platform, pad_response_length, status_param_problems, validate_handshake_params,
+    wants_cbor_response,
 )
 from .responses import _HANDSHAKE_FIELDS  # noqa: F401  (used by tests/core/test_api.py)
 from .responses import (
@@ -80,6 +81,7 @@ __all__ = [
     # requests
     "encode_request_params", "decode_request_params", "normalize_client_platform", "wants_cbor_response",
     "pad_response_length", "handshake_param_problems", "validate_handshake_params",
+    "connected_param_problems", "status_param_problems",
     # responses
     "HandshakeResponse", "encode_handshake_response", "decode_handshake_response",
     "ConnectedResponse", "StatusResponse", "encode_connected_response", "encode_status_response",

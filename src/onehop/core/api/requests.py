@@ -1,13 +1,13 @@
 """API request payloads: encoding and decoding parameters, and what the server reads from them.
 
 A payload is a Go-JSON object of parameters or ``00 01`` + the canonical CBOR packed map.
-The rest reads decoded parameters the way Psiphon's server does: handshake validation,
-response padding, the CBOR-response switch and the platform class.
+The rest reads decoded parameters the way Psiphon's server does: request validation (the
+lists live in ``params``), response padding, the CBOR-response switch and the platform class.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Collection, Mapping
 
 from onehop.core.cbor import dumps as cbor_dumps
 from onehop.core.cbor import loads as cbor_loads
@@ -15,14 +15,12 @@ from onehop.errors import RemoteProtocolError
 
 from .gojson import go_json, is_string_list, parse_json_object
 from .names import (
-    API_RESPONSE_VERSION_CBOR, DECIMAL, HEX, KNOWN_TUNNEL_PROTOCOLS, MAX_PAD_RESPONSE,
-    PACKED_PAYLOAD_PREFIX, PARAM_AUTHORIZATIONS, PARAM_CLIENT_FEATURES, PARAM_CLIENT_PLATFORM,
-    PARAM_CLIENT_VERSION, PARAM_PAD_RESPONSE, PARAM_PROPAGATION_CHANNEL_ID,
-    PARAM_PSIPHON_API_RESPONSE_VERSION, PARAM_RELAY_PROTOCOL, PARAM_SPEED_TEST_SAMPLES,
-    PARAM_SPLIT_TUNNEL_REGIONS, PARAM_SPONSOR_ID, PARAM_STATUS_DATA, PLATFORM_ANDROID,
-    PLATFORM_IOS, PLATFORM_OTHER, PLATFORM_WINDOWS,
+    API_RESPONSE_VERSION_CBOR, DECIMAL, MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX,
+    PARAM_AUTHORIZATIONS, PARAM_PAD_RESPONSE, PARAM_PSIPHON_API_RESPONSE_VERSION,
+    PARAM_STATUS_DATA, PLATFORM_ANDROID, PLATFORM_IOS, PLATFORM_OTHER, PLATFORM_WINDOWS,
 )
-from .packed import PACKED_BY_NAME, pack_value, unpack_value
+from .packed import pack_value, unpack_value
+from .params import CONNECTED_PARAMS, HANDSHAKE_PARAMS, STATUS_PARAMS, param_problems
 
 
 def encode_request_params(params: Mapping[str, Any], packed: bool) -> bytes:
@@ -41,7 +39,7 @@ def decode_request_params(payload: bytes) -> dict[str, Any]:
     """
     payload = bytes(payload)
     if not payload.startswith(b"\x00"):
-        return parse_json_object(payload, "request_params")
+        return _without_nulls(parse_json_object(payload, "request_params"))
     if not payload.startswith(PACKED_PAYLOAD_PREFIX):
         raise RemoteProtocolError("unsupported_packed_version", payload[1:2].hex() or "missing version")
     packed = cbor_loads(payload[len(PACKED_PAYLOAD_PREFIX):])
@@ -52,7 +50,13 @@ def decode_request_params(payload: bytes) -> dict[str, Any]:
         entry = unpack_value(key, value)
         if entry is not None:
             params[entry[0]] = entry[1]
-    return params
+    return _without_nulls(params)
+
+
+def _without_nulls(params: dict[str, Any]) -> dict[str, Any]:
+    """Drop null parameters: Go writes a nil slice or map as null, and psiphond reads
+    ``params[name] == nil`` as absent, so a null optional parameter is no parameter."""
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def normalize_client_platform(client_platform: str) -> str:
@@ -79,48 +83,36 @@ def pad_response_length(params: Mapping[str, Any]) -> int:
     return max(0, min(int(value), MAX_PAD_RESPONSE))
 
 
-# ------------------------------------------------------------- handshake parameters
-
-_STRING_LIST_PARAMS = frozenset({PARAM_CLIENT_FEATURES, PARAM_SPLIT_TUNNEL_REGIONS, PARAM_AUTHORIZATIONS})
-
-
-def _optional_param_ok(name: str, value: Any) -> bool:
-    if name in _STRING_LIST_PARAMS:
-        return is_string_list(value)
-    if name == "upstream_proxy_custom_header_names":
-        return isinstance(value, str) or is_string_list(value)
-    if name == PARAM_SPEED_TEST_SAMPLES:
-        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
-    if name == PARAM_STATUS_DATA:
-        return True
-    return isinstance(value, str)
+# ------------------------------------------------------------- parameter checks
 
 
 def handshake_param_problems(params: Mapping[str, Any],
                              relay_protocols: Collection[str] | None = None) -> list[str]:
-    """Every problem with handshake parameters (empty list = valid), like Psiphon's checks.
+    """Every problem with handshake parameters (empty list = valid), as psiphond checks them.
 
     ``relay_protocols`` are the protocols this server runs (default: every known name).
-    Parameters outside the packed table are ignored.
+    Parameters psiphond does not check are ignored; null counts as absent.
     """
-    allowed = KNOWN_TUNNEL_PROTOCOLS if relay_protocols is None else relay_protocols
-    required: dict[str, Callable[[str], bool]] = {
-        PARAM_PROPAGATION_CHANNEL_ID: lambda v: bool(HEX.fullmatch(v)),
-        PARAM_SPONSOR_ID: lambda v: bool(HEX.fullmatch(v)),
-        PARAM_CLIENT_VERSION: lambda v: bool(DECIMAL.fullmatch(v)),
-        PARAM_CLIENT_PLATFORM: lambda v: bool(v) and not any(c.isspace() for c in v),
-        PARAM_RELAY_PROTOCOL: lambda v: v in allowed,
-    }
-    problems = []
-    for name, check in required.items():
-        value = params.get(name)
-        if value is None:
-            problems.append(f"{name}: missing")
-        elif not isinstance(value, str) or not check(value):
-            problems.append(f"{name}: invalid value")
-    for name, value in params.items():
-        if name not in required and name in PACKED_BY_NAME and not _optional_param_ok(name, value):
-            problems.append(f"{name}: wrong type {type(value).__name__}")
+    problems = param_problems(params, HANDSHAKE_PARAMS, relay_protocols)
+    authorizations = params.get(PARAM_AUTHORIZATIONS)
+    if authorizations is not None and not is_string_list(authorizations):
+        problems.append(f"{PARAM_AUTHORIZATIONS}: not a list of strings")
+    return problems
+
+
+def connected_param_problems(params: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``psiphon-connected`` parameters, as psiphond checks them."""
+    return param_problems(params, CONNECTED_PARAMS)
+
+
+def status_param_problems(params: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``psiphon-status`` parameters: the base set and a statusData object."""
+    problems = param_problems(params, STATUS_PARAMS)
+    status_data = params.get(PARAM_STATUS_DATA)
+    if status_data is None:
+        problems.append(f"{PARAM_STATUS_DATA}: missing")
+    elif not isinstance(status_data, dict):
+        problems.append(f"{PARAM_STATUS_DATA}: not a JSON object")
     return problems
 
 
