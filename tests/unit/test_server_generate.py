@@ -171,7 +171,9 @@ def test_write_server_dir(tmp_path, both):
 def test_rewriting_keeps_server_json_private(tmp_path, both, second):
     write_server_dir(tmp_path, both)
     os.chmod(tmp_path / "server.json", 0o644)  # an operator loosened it
-    write_server_dir(tmp_path, second)
+    with pytest.raises(ConfigError):  # replacing secrets needs force
+        write_server_dir(tmp_path, second)
+    write_server_dir(tmp_path, second, force=True)
     assert stat.S_IMODE(os.stat(tmp_path / "server.json").st_mode) == 0o600
     assert load_server_config(tmp_path / "server.json").web_server_secret == second.config["WebServerSecret"]
 

@@ -28,8 +28,10 @@ def rfc3339(ts: float) -> str:
 
 class EventLog:
     def __init__(self, path: str | None, clock: Callable[[], float] = time.time,
-                 host_id: str | None = None) -> None:
+                 host_id: str | None = None, stream: TextIO | None = None) -> None:
+        """Events go to ``path`` or, without one, to ``stream`` (not closed here), or nowhere."""
         self.path = path
+        self.stream = None if path else stream
         self._clock = clock
         self._host_id = host_id
         self._file: TextIO | None = None
@@ -40,6 +42,8 @@ class EventLog:
                 self._file = open(path, "a", encoding="utf-8", buffering=WRITE_BUFFER)
             except OSError as exc:
                 self._fail(exc)
+        elif self.stream is not None:
+            self._file = self.stream
 
     def _fail(self, exc: OSError) -> None:
         self.failed = f"event log {self.path} disabled: {exc.strerror or exc}"
@@ -85,6 +89,9 @@ class EventLog:
         self.write("traffic_rules_error", filename=filename, problems=problems)
 
     def close(self) -> None:
+        if self._file is not None and self._file is self.stream:
+            self._file.flush()
+            self._file = None
         if self._file is not None:
             try:
                 self._file.close()

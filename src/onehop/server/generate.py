@@ -78,11 +78,20 @@ def entry_fields(config: dict, key: asyncssh.SSHKey, region: str = "") -> dict:
     return fields
 
 
-def write_server_dir(out_dir: str | os.PathLike, generated: GeneratedServer) -> tuple[Path, Path]:
-    """Write DIR/server.json (mode 0600: it holds secrets) and DIR/server-entry.dat."""
+def write_server_dir(out_dir: str | os.PathLike, generated: GeneratedServer,
+                     force: bool = False) -> tuple[Path, Path]:
+    """Write DIR/server.json (mode 0600: it holds secrets) and DIR/server-entry.dat.
+
+    A directory that already holds a server.json is refused unless ``force``: new secrets
+    would silently break every server entry already handed out.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config_path, entry_path = out / "server.json", out / "server-entry.dat"
+    if config_path.exists() and not force:
+        raise ConfigError([ConfigProblem("--out", (
+            f"{config_path} already exists; replacing it makes new keys and passwords, and every "
+            "server entry already handed out for this server stops working (--force to replace it)"))])
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     replace_file(config_path, server_config_to_json(generated.config).encode("utf-8"), mode=0o600)
     replace_file(entry_path, (generated.encoded_entry + "\n").encode("ascii"), mode=0o644)
     return config_path, entry_path

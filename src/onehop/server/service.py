@@ -11,16 +11,19 @@ asyncssh's own logger is kept at WARNING: at INFO it writes addresses.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
+import os
 import signal
+from typing import Callable, TextIO
 
 import asyncssh
 
 from ..core.ossh import SeedHistory
 from ..core.ossh.regen import generate
 from ..core.prng import SeededPRNG, salted_seed
-from ..errors import ProtocolError
+from ..errors import ConfigError, ConfigProblem, ProtocolError
 from ..tunnel.algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
 from ..tunnel.server import TunnelSSHServer
 from .api import APIHandler
@@ -52,16 +55,26 @@ def server_version_for(keyword: str) -> str:
     return generate(r"OpenSSH_[7-8]\.[0-9]", SeededPRNG(seed)).decode("ascii")
 
 
+def listen_problem(host: str, ports: dict[str, int], exc: OSError) -> str:
+    """One line saying why the listeners could not start (asyncio's message repeats itself)."""
+    where = ", ".join(f"{protocol} {host}:{port}" for protocol, port in ports.items())
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno == errno.EACCES and min(ports.values()) < 1024:
+        reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return f"cannot listen on {where}: {reason}"
+
+
 class TunnelServer:
     """All listeners and shared state of one server process."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, event_stream: TextIO | None = None) -> None:
+        """``event_stream``: where events go when the config names no LogFilename."""
         self.config = config
         self.sessions = SessionRegistry()
         self.seed_history = SeedHistory()
         logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger("asyncssh").level))
         self.events = EventLog(config.path(config.log_filename) if config.log_filename else None,
-                               host_id=config.host_id)
+                               host_id=config.host_id, stream=event_stream)
         self.geoip = GeoIPService([config.path(p) for p in config.geoip_database_filenames],
                                   self.events.geoip_database_error)
         self.traffic_rules = TrafficRulesStore(
@@ -151,6 +164,16 @@ class TunnelServer:
         cfg = self.config
         host = cfg.listen_ip_address
         ports = cfg.tunnel_protocol_ports
+        try:
+            await self._listen(host, ports)
+        except OSError as exc:
+            await self.stop()
+            raise ConfigError([ConfigProblem("TunnelProtocolPorts", listen_problem(host, ports, exc))]) from None
+        self._reloader = asyncio.get_running_loop().create_task(self._reload_periodically())
+        log.info("serving %s on %s", ", ".join(f"{p}:{n}" for p, n in ports.items()), host)
+
+    async def _listen(self, host: str, ports: dict[str, int]) -> None:
+        cfg = self.config
         if "OSSH" in ports:
             if cfg.ossh_key_workers:
                 self._key_deriver = KeyDeriver(cfg.ossh_key_workers)
@@ -167,8 +190,15 @@ class TunnelServer:
             self._servers.append(await loop.create_server(
                 lambda: new_connection(self._options, tunnel_protocol="SSH"),
                 host, ports["SSH"], reuse_address=True, backlog=1024))
-        self._reloader = asyncio.get_running_loop().create_task(self._reload_periodically())
-        log.info("serving %s on %s", ", ".join(f"{p}:{n}" for p, n in ports.items()), host)
+
+    def start_line(self) -> str:
+        """One line for the operator's terminal: what listens where, and where events go."""
+        cfg, bound = self.config, self.bound_ports()
+        names = {"OSSH": "OSSH (with and without prefix)", "SSH": "SSH"}
+        listening = ", ".join(f"{names[p]} on {cfg.listen_ip_address}:{port}" for p, port in bound.items())
+        events = (self.events.path if self.events.path else
+                  "stderr (JSON lines)" if self.events.stream is not None else "nowhere (no LogFilename)")
+        return f"onehop server: serving {listening}; events to {events}; SIGTERM stops it"
 
     def bound_ports(self) -> dict[str, int]:
         names = [p for p in ("OSSH", "SSH") if p in self.config.tunnel_protocol_ports]
@@ -191,9 +221,11 @@ class TunnelServer:
         self.events.close()
         self._stopped.set()
 
-    async def serve_until_signalled(self) -> None:
+    async def serve_until_signalled(self, on_started: Callable[[], None] | None = None) -> None:
         """Start, then stop cleanly on SIGTERM or SIGINT."""
         await self.start()
+        if on_started is not None:
+            on_started()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
