@@ -8,7 +8,8 @@
 
 ``Metadata.version`` is the version of this document format (an integer, as Psiphon's
 apps send it), not the client's version, which is in
-``DiagnosticInfo.SystemInformation``. ``Metadata.id`` is the upload ID, so an operator
+``DiagnosticInfo.SystemInformation`` (``clientVersion`` from onehop,
+``PsiphonInfo.CLIENT_VERSION`` from Psiphon's Android and Windows apps). ``Metadata.id`` is the upload ID, so an operator
 can match a stored record to the object it came from.
 """
 
@@ -76,7 +77,9 @@ def _text(value: Any) -> str:
 def summarize(document: Any) -> FeedbackSummary:
     """Pick the listed fields out of a document of Psiphon's shape (missing ones are '')."""
     system = _dig(document, "DiagnosticInfo", "SystemInformation")
-    client_version = _dig(system, "clientVersion") or _dig(system, "build") or ""
+    # onehop's own field; then Psiphon's apps (Android and Windows): PsiphonInfo.CLIENT_VERSION
+    client_version = (_dig(system, "clientVersion") or _dig(system, "PsiphonInfo", "CLIENT_VERSION")
+                      or _dig(system, "build") or "")
     return FeedbackSummary(
         feedback_id=_text(_dig(document, "Metadata", "id")),
         platform=_text(_dig(document, "Metadata", "platform")),
