@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 API_REQUEST_NAMES = ("psiphon-handshake", "psiphon-connected", "psiphon-status",
                      "psiphon-client-verification")
 RANDOM_STREAM_MAX_BYTES = 10 * 1024 * 1024
+#: Random streams one connection may have open at once (a liveness test needs one).
+MAX_OPEN_RANDOM_STREAMS = 4
+RANDOM_STREAM_CHUNK = 16384
+random_bytes = os.urandom  # one name, so tests can count what random streams make
 OPEN_ADMINISTRATIVELY_PROHIBITED = 1
 
 
@@ -40,6 +44,10 @@ class TunnelServerPolicy(Protocol):
     def open_forward(self, host: str, port: int) -> Awaitable[asyncssh.SSHTCPSession]: ...
 
     def random_stream_allowed(self) -> bool: ...
+
+    def charge_upstream(self, n: int) -> float: ...
+
+    def charge_downstream(self, n: int) -> float: ...
 
     def connection_closed(self, exc: Exception | None) -> None: ...
 
@@ -136,39 +144,75 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
             downstream = int(request.get("d", 0))
         except (ValueError, TypeError, AttributeError):
             raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
+        open_streams = getattr(self, "_open_random_streams", 0)
         if not (0 <= upstream <= RANDOM_STREAM_MAX_BYTES and 0 <= downstream <= RANDOM_STREAM_MAX_BYTES) \
-                or not self._owner.policy.random_stream_allowed():
+                or open_streams >= MAX_OPEN_RANDOM_STREAMS or not self._owner.policy.random_stream_allowed():
             raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
-        return self.create_tcp_channel(), RandomStreamSession(upstream, downstream)
+        self._open_random_streams = open_streams + 1
+        return self.create_tcp_channel(), RandomStreamSession(
+            upstream, downstream, self._owner.policy, on_closed=self._random_stream_closed)
+
+    def _random_stream_closed(self) -> None:
+        self._open_random_streams -= 1
 
 
 class RandomStreamSession(asyncssh.SSHTCPSession):
-    """Psiphon's liveness test: discard ``upstream`` bytes, send ``downstream`` random ones."""
+    """Psiphon's liveness test: discard ``upstream`` bytes, send ``downstream`` random ones.
 
-    def __init__(self, upstream: int, downstream: int) -> None:
+    Random bytes are made only as the channel's window takes them (asyncssh pauses writing
+    when its send buffer is full) and are charged to the client's traffic rules both ways,
+    so a client cannot make the server buffer or send more than its rules allow.
+    """
+
+    def __init__(self, upstream: int, downstream: int, policy: TunnelServerPolicy,
+                 on_closed=lambda: None) -> None:
         self._expect = upstream
         self._send = downstream
+        self._policy = policy
+        self._on_closed = on_closed
         self._chan: asyncssh.SSHTCPChannel | None = None
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, chan) -> None:
         self._chan = chan
 
     def session_started(self) -> None:
-        assert self._chan is not None
-        remaining = self._send
-        while remaining > 0:
-            chunk = min(remaining, 32768)
-            self._chan.write(os.urandom(chunk))
-            remaining -= chunk
+        self._pump()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def _pump(self) -> None:
+        self._timer = None
+        while self._send > 0 and not self._paused and self._chan is not None:
+            chunk = min(self._send, RANDOM_STREAM_CHUNK)
+            self._send -= chunk
+            self._chan.write(random_bytes(chunk))
+            delay = self._policy.charge_downstream(chunk)
+            if delay > 0:  # throttled: come back when the rules allow more
+                self._timer = asyncio.get_running_loop().call_later(delay, self._pump)
+                return
         self._maybe_close()
 
     def data_received(self, data: bytes, datatype) -> None:
         self._expect -= len(data)
+        self._policy.charge_upstream(len(data))
         self._maybe_close()
 
     def _maybe_close(self) -> None:
-        if self._expect <= 0 and self._chan is not None:
+        if self._expect <= 0 and self._send <= 0 and self._chan is not None:
             self._chan.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._chan = None
+        self._on_closed()
 
 
 def new_server_connection(options: asyncssh.SSHServerConnectionOptions,

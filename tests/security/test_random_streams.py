@@ -1,0 +1,94 @@
+"""random@psiphon.ca channels cannot make the server buffer or send beyond a client's limits.
+
+Before: the server wrote the whole requested amount (up to 10 MiB) into asyncssh's buffer at
+once, whatever the channel window, with no cap on streams and no traffic-rule charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import asyncssh
+import pytest
+
+import onehop.tunnel.server as tunnel_server
+from onehop.client.config import ClientConfig
+from onehop.client.dialer import dial
+from onehop.net.dial import connect_socket
+
+pytestmark = pytest.mark.e2e
+TEN_MIB = 10 * 1024 * 1024
+
+
+class Idle(asyncssh.SSHTCPSession):
+    """A session that never reads: the server's window stays at what we granted."""
+
+
+async def open_random(conn, downstream: int, window: int = 1024):
+    chan = conn.create_tcp_channel(window=window)
+    await chan._open(b"random@psiphon.ca", json.dumps({"u": 0, "d": downstream}).encode())
+    chan._session = Idle()
+    chan._session.connection_made(chan)
+    return chan
+
+
+@pytest.fixture
+def urandom_counter(monkeypatch):
+    made = [0]
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        made[0] += n
+        return real(n)
+    monkeypatch.setattr(tunnel_server, "random_bytes", counting)
+    return made
+
+
+async def test_random_streams_follow_the_window_and_are_capped(network, urandom_counter):
+    running = await network.add()
+    tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
+    conn = tunnel.client.conn
+    chans = [await open_random(conn, TEN_MIB) for _ in range(tunnel_server.MAX_OPEN_RANDOM_STREAMS)]
+    await asyncio.sleep(0.5)
+    # What a stream may make: the window we granted, asyncssh's high-water mark of unsent
+    # bytes and one chunk, not 10 MiB.
+    per_stream = 1024 + 64 * 1024 + tunnel_server.RANDOM_STREAM_CHUNK
+    assert urandom_counter[0] <= len(chans) * per_stream, urandom_counter[0]
+    with pytest.raises(asyncssh.ChannelOpenError):
+        await open_random(conn, TEN_MIB)
+    chans[0].close()
+    await asyncio.sleep(0.2)
+    replacement = await open_random(conn, 1000, window=1 << 20)  # a slot is free again
+    replacement.close()
+    tunnel.client.close()
+
+
+async def test_random_stream_bytes_are_charged_to_traffic_rules(network):
+    running = await network.add()
+    tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
+    conn = tunnel.client.conn
+    chan = conn.create_tcp_channel()
+    got = bytearray()
+    closed = asyncio.get_running_loop().create_future()
+
+    class Count(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype):
+            got.extend(data)
+
+        def connection_lost(self, exc):
+            if not closed.done():
+                closed.set_result(None)
+
+    await chan._open(b"random@psiphon.ca", json.dumps({"u": 5000, "d": 300000}).encode())
+    chan._session = Count()
+    chan._session.connection_made(chan)
+    chan.resume_reading()
+    chan.write(os.urandom(5000))
+    await asyncio.wait_for(closed, 10)
+    assert len(got) == 300000
+    (session,) = running.server.clients
+    assert session.write_bucket.total >= 300000
+    assert session.read_bucket.total >= 5000
+    tunnel.client.close()
