@@ -25,7 +25,8 @@ async def connected_request(tunnel: EstablishedTunnel, config: ClientConfig, sto
     last = get(LAST_CONNECTED_KEY) if get else None
     params = dict(base_params(config), last_connected=last or "None",
                   establishment_duration=str(int(tunnel.dial_duration * 1000)))
-    raw = await tunnel.client.api_request(api.REQUEST_CONNECTED, api.encode_request_params(params, packed=True))
+    payload = api.encode_request_params(params, packed=tunnel.packed_api)
+    raw = await tunnel.client.api_request(api.REQUEST_CONNECTED, payload)
     timestamp = api.decode_connected_response(raw).connected_timestamp
     if timestamp and hasattr(store, "set"):
         store.set(LAST_CONNECTED_KEY, timestamp)

@@ -30,7 +30,7 @@ _ID = re.compile(r"[0-9A-Fa-f]{16}")
 #: in ``ClientConfig.extra`` and reported in a notice rather than rejected.
 PSIPHON_IGNORED_KEYS = frozenset({
     "EmitDiagnosticNotices", "EmitBytesTransferred", "EmitSLOKs", "EmitServerAlerts",
-    "TunnelPoolSize", "DisableTactics", "TargetAPIEncoding", "TargetAPIProtocol",
+    "TunnelPoolSize", "DisableTactics", "TargetAPIProtocol",
     "ObfuscatedServerListRootURLs", "DisableRemoteServerListFetcher", "UseIndistinguishableTLS",
     "NetworkID", "DeviceRegion", "ClientFeatures", "EnableUpgradeDownload", "EnableFeedbackUpload",
     "UpgradeDownloadFilename", "UpgradeDownloadClientVersionHeader", "SplitTunnelOwnRegion",
@@ -77,6 +77,7 @@ class ClientConfig:
     upgrade_download_urls: tuple[dict, ...] = ()
     upgrade_signature_public_key: str = ""
     open_home_page: bool = False
+    api_encoding: str = ""  # TargetAPIEncoding: "" or "cbor" (packed where supported), "json"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,6 +94,13 @@ def _protocols_check(value: list) -> str | None:
     if bad or not value:
         return f"choose from {', '.join(PROTOCOLS)}" + (f" (not {bad})" if bad else "")
     return None
+
+
+API_ENCODINGS = ("cbor", "json")
+
+
+def _api_encoding_check(value: str) -> str | None:
+    return None if value in ("", *API_ENCODINGS) else f"choose from {', '.join(API_ENCODINGS)}"
 
 
 def _port_check(value: int) -> str | None:
@@ -147,6 +155,7 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         feedback_encryption_public_key=c.take("FeedbackEncryptionPublicKey", str, ""),
         upgrade_download_urls=tuple(c.take("UpgradeDownloadURLs", list, [])),
         upgrade_signature_public_key=c.take("UpgradeSignaturePublicKey", str, ""),
+        api_encoding=c.take("TargetAPIEncoding", str, "", _api_encoding_check),
     )
     proxy_url = c.take("UpstreamProxyURL", str, "")
     if proxy_url:

@@ -36,6 +36,12 @@ def protocols_for(entry: ServerEntry, allowed: tuple[str, ...]) -> list[str]:
     return choices
 
 
+def uses_packed_api(entry: ServerEntry, config: ClientConfig) -> bool:
+    """Packed CBOR API payloads, as Psiphon's client: where the entry supports SSH API
+    requests, unless ``TargetAPIEncoding`` asks for JSON."""
+    return api.CAPABILITY_SSH_API_REQUESTS in entry.capabilities and config.api_encoding != "json"
+
+
 @dataclass
 class EstablishedTunnel:
     """A tunnel that completed SSH and the API handshake."""
@@ -46,6 +52,7 @@ class EstablishedTunnel:
     handshake: HandshakeResponse
     dial_duration: float
     candidate_number: int
+    packed_api: bool = True  # every request of this tunnel uses the handshake's encoding
 
     @property
     def diagnostic_id(self) -> str:
@@ -125,7 +132,8 @@ async def dial(entry: ServerEntry, protocol: str, config: ClientConfig, session_
         duration = time.monotonic() - started
         params = handshake_params(config, entry, protocol, target, client, candidate_number,
                                   duration, established_tunnels)
-        payload = api.encode_request_params(params, packed=api.CAPABILITY_SSH_API_REQUESTS in entry.capabilities)
+        packed = uses_packed_api(entry, config)
+        payload = api.encode_request_params(params, packed=packed)
         response = await client.api_request(api.REQUEST_HANDSHAKE, payload)
         try:
             handshake = api.decode_handshake_response(response)
@@ -134,4 +142,4 @@ async def dial(entry: ServerEntry, protocol: str, config: ClientConfig, session_
     except BaseException:
         client.close()
         raise
-    return EstablishedTunnel(entry, protocol, client, handshake, duration, candidate_number)
+    return EstablishedTunnel(entry, protocol, client, handshake, duration, candidate_number, packed)

@@ -29,7 +29,8 @@ async def send_status(tunnel: EstablishedTunnel, store: Datastore, base_params: 
         "check_server_entry_tags": store.tags(CHECK_TAGS),
     }
     params = dict(base_params, statusData=status_data)
-    raw = await tunnel.client.api_request(api.REQUEST_STATUS, api.encode_request_params(params, packed=True))
+    payload = api.encode_request_params(params, packed=tunnel.packed_api)
+    raw = await tunnel.client.api_request(api.REQUEST_STATUS, payload)
     response = api.decode_status_response(raw)
     store.delete_stats([row_id for row_id, _, _ in pending])
     return store.prune_tags(response.invalid_server_entry_tags)
