@@ -16,11 +16,25 @@ PUBLIC_V6 = "2001:4860:4860::8888"
 DEFAULT = ForwardPolicy()
 
 
+# psiphond's bogon ranges (psiphon/common/net.go), written out here as the test's own oracle.
+PSIPHOND_BOGON_RANGES = [ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 127.0.0.0/8 0.0.0.0/8 169.254.0.0/16 192.0.0.0/24 "
+    "192.0.2.0/24 198.51.100.0/24 203.0.113.0/24 192.88.99.0/24 198.18.0.0/15 224.0.0.0/4 "
+    "240.0.0.0/4 255.255.255.255/32 100.64.0.0/10 ::/128 ::1/128 100::/64 2001::/23 2001:2::/48 "
+    "2001:db8::/32 2001::/32 fc00::/7 fe80::/10 ff00::/8 2002::/16").split()]
+
+
 def public_unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """What the module docstrings promise: a public (global) unicast address outside
-    reserved space; an IPv4-mapped IPv6 address is judged by its IPv4 address."""
+    reserved space and psiphond's bogons; an IPv4-mapped or NAT64 IPv6 address is judged
+    by its IPv4 address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (ip in ipaddress.ip_network("64:ff9b::/96")
+                                                  or ip in ipaddress.ip_network("64:ff9b:1::/48")):
+        return public_unicast(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if any(ip.version == net.version and ip in net for net in PSIPHOND_BOGON_RANGES):
+        return False
     return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
@@ -115,7 +129,7 @@ def test_allow_bogons_lifts_the_address_rule_only():
 def test_ipv4_allowed_iff_ipaddress_says_global_and_unicast(ip, port):
     # For IPv4, ipaddress's is_global already excludes reserved space; multicast is
     # "global" to ipaddress but never a unicast destination.
-    assert DEFAULT.check(str(ip), port).allowed == (ip.is_global and not ip.is_multicast)
+    assert DEFAULT.check(str(ip), port).allowed == public_unicast(ip)
     assert is_bogon(ip) == (not public_unicast(ip))
 
 

@@ -36,9 +36,26 @@ def canonical_ip(ip: IPAddress) -> IPAddress:
     return ip
 
 
+#: psiphond's bogon list (psiphon/common/net.go), some of which Python's ``is_global`` calls
+#: global: 6to4 (the whole prefix) and its relay anycast, Teredo, TEST-NETs, discard.
+PSIPHON_BOGONS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16",
+    "192.0.0.0/24", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "192.88.99.0/24",
+    "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32", "100.64.0.0/10",
+    "::/128", "::1/128", "100::/64", "2001::/23", "2001:2::/48", "2001:db8::/32", "2001::/32",
+    "fc00::/7", "fe80::/10", "ff00::/8", "2002::/16"))
+#: NAT64 prefixes: such an address is as reachable as the IPv4 address it carries.
+_NAT64 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48"))
+
+
 def is_bogon(ip: IPAddress) -> bool:
-    """Loopback, private, link-local, multicast, unspecified or reserved space."""
+    """psiphond's bogons, and whatever else Python does not call global unicast; a NAT64
+    address is judged by the IPv4 address it carries."""
     ip = canonical_ip(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and any(ip in net for net in _NAT64):
+        return is_bogon(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if any(ip.version == net.version and ip in net for net in PSIPHON_BOGONS):
+        return True
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
             or ip.is_unspecified or ip.is_reserved or not ip.is_global)
 
