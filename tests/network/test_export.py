@@ -140,3 +140,29 @@ def test_export_to_an_unwritable_place_is_a_clear_error(cli, tmp_path):
     blocker.write_text("x")
     err = cli.fails("export", "--out", blocker / "sub")
     assert "cannot create" in err and "Traceback" not in err
+
+
+def test_exported_configs_log_where_stats_ingest_reads_and_retiring_keeps_the_log(cli, tmp_path):
+    """Issue 16: exported configs had no LogFilename, so `stats ingest` had nothing to read."""
+    from onehop.network.deploy.layout import Layout, deployed_config
+    from onehop.server.events import EventLog
+    small_network(cli)
+    out = tmp_path / "export"
+    cli.ok("export", "--out", out)
+    config = load_server_config(out / "fra1-2" / "server.json")
+    path = config.path(config.log_filename)
+    assert os.path.normpath(path) == str(out / "logs" / "fra1-2" / "events.jsonl")
+    events = EventLog(path, host_id=config.host_id)  # what `onehop server run` opens
+    events.irregular_tunnel("OSSH", "handshake timeout")
+    events.close()
+    result = cli.ok("stats", "ingest", "--from", out / "logs")
+    assert result["events_added"] == {"irregular_tunnel": 1}
+    assert result["malformed_lines"] == 0 and result["unresolved_events"] == 0
+    # a deployed host's log has the same shape below its ROOT/logs
+    deployed = json.loads(deployed_config((out / "fra1-2" / "server.json").read_bytes(), Layout("/opt/onehop"),
+                                          "fra1-2", []))
+    assert os.path.relpath(deployed["LogFilename"], "/opt/onehop") == os.path.relpath(
+        os.path.normpath(path), out)
+    cli.ok("server", "retire", "--server", "fra1-2")
+    cli.ok("export", "--out", out)
+    assert not (out / "fra1-2").exists() and (out / "logs" / "fra1-2" / "events.jsonl").is_file()

@@ -6,6 +6,10 @@ Layout::
     DIR/<server id>/server.json      mode 0600 (secrets); `onehop server run --config` reads it
     DIR/<server id>/server-entry.dat the server's signed encoded entry
     DIR/<server id>/psinet.json      the snapshot (a hard link to DIR/psinet.json, or a copy)
+    DIR/logs/<server id>/events.jsonl the server's event log (its LogFilename, relative to
+                                     server.json): `onehop network stats ingest --from DIR/logs`;
+                                     the same shape as a deployed host's ROOT/logs/<id>/events.jsonl,
+                                     and outside the server's directory so retiring keeps it
     DIR/mail/responder.json          e-mail campaigns (see ``responder``)
     DIR/mail/builds/<campaign>.pyz   campaign builds to attach, when available
 
@@ -33,6 +37,13 @@ from .state import NetworkState
 SERVER_CONFIG = "server.json"
 SERVER_ENTRY = "server-entry.dat"
 MAIL_DIR = "mail"
+LOGS_DIR = "logs"
+LOG_NAME = "events.jsonl"
+
+
+def log_filename(server_id: str) -> str:
+    """The exported LogFilename, relative to DIR/<server id>/server.json."""
+    return f"../{LOGS_DIR}/{server_id}/{LOG_NAME}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ def _stage_servers(batch: FileBatch, state: NetworkState, book: EntryBook, out: 
         directory = out / server.id
         directory.mkdir(mode=0o700, exist_ok=True)
         config = server_config(server, book, state.keys)
+        config["LogFilename"] = log_filename(server.id)
+        (out / LOGS_DIR / server.id).mkdir(mode=0o700, parents=True, exist_ok=True)
         batch.write(directory / SERVER_CONFIG, server_config_to_json(config).encode("utf-8"), 0o600)
         batch.write(directory / SERVER_ENTRY, (book.encoded[server.id] + "\n").encode("ascii"), 0o644)
         batch.link(shared, directory / PSINET_FILENAME)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
@@ -39,6 +40,7 @@ class EventLog:
         self.written = 0
         if path:
             try:
+                os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
                 self._file = open(path, "a", encoding="utf-8", buffering=WRITE_BUFFER)
             except OSError as exc:
                 self._fail(exc)

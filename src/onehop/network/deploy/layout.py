@@ -22,12 +22,12 @@ import json
 from dataclasses import dataclass
 
 from ...server.config import server_config_to_json
+from ..export import LOG_NAME
 from ..remote import quote
 
 UNIT_NAME = "onehop-server@.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 DEFAULT_ROOT = "/opt/onehop"
-LOG_NAME = "events.jsonl"
 
 
 @dataclass(frozen=True)
