@@ -172,3 +172,59 @@ def test_a_busy_listen_port_is_a_clear_error(tmp_path):
                    "127.0.0.1:25", "--state-dir", str(tmp_path / "state"))
     assert r.returncode == 2 and "--listen: cannot listen on 127.0.0.1" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _run_plain(config: Path, port: int, relay_port: int, state: Path, *extra: str) -> subprocess.Popen:
+    """`onehop mail run` as an operator types it: no --log-level."""
+    return subprocess.Popen([sys.executable, "-m", "onehop.cli", "mail", "run", "--config", str(config),
+                             "--listen", f"127.0.0.1:{port}", "--relay", f"127.0.0.1:{relay_port}",
+                             "--state-dir", str(state), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_run_prints_a_start_line_and_events_but_no_requester(tmp_path):
+    """Issue 16: `mail run` printed nothing at all, so an operator could not tell it was up."""
+    config = write_export(tmp_path / "export")
+    port, sink = free_port(), Sink()
+    sink.start()
+    proc = _run_plain(config, port, sink.port, tmp_path / "state")
+    try:
+        start = proc.stderr.readline()
+        assert start.startswith(f"onehop mail: answering 2 addresses on 127.0.0.1:{port} ")
+        assert f"replies through the relay 127.0.0.1:{sink.port} (0 replies queued)" in start
+        assert "SIGTERM stops it" in start
+        assert smtp_dialogue(port, "asker@users.test", [ADDRESS], request(sender="asker@users.test")).data == 250
+        wait_until(lambda: len(sink.messages) == 2)
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        sink.stop()
+    assert proc.returncode == 0 and out == ""
+    assert "queued" in err and "delivered" in err  # the events
+    assert "users.test" not in err and "asker" not in err
+
+
+def test_run_quiet_prints_nothing(tmp_path):
+    config = write_export(tmp_path / "export")
+    port, sink = free_port(), Sink()
+    sink.start()
+    proc = _run_plain(config, port, sink.port, tmp_path / "state", "--quiet")
+    try:
+        wait_until(lambda: _listening(port))
+        assert smtp_dialogue(port, "asker@users.test", [ADDRESS], request(sender="asker@users.test")).data == 250
+        wait_until(lambda: len(sink.messages) == 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        sink.stop()
+    assert proc.returncode == 0 and out == "" and err == ""
+
+
+def _listening(port: int) -> bool:
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -41,6 +41,8 @@ def register(sub) -> None:
                    help="longest wait between attempts while the relay is down (default 60)")
     r.add_argument("--render-processes", type=int, default=1, metavar="N",
                    help="worker processes that render and DKIM-sign replies (0: a thread; default 1)")
+    r.add_argument("--quiet", action="store_true",
+                   help="print neither the start line nor events (warnings and errors still print)")
     r.set_defaults(func=_run)
     s = msub.add_parser("stats", help="replies per address and day, refusals by reason")
     s.add_argument("--state-dir", metavar="DIR")
@@ -56,11 +58,17 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     import asyncio
+    import logging
+    import sys
 
     from .options import options_from_args
     from .service import Responder
     responder = Responder(options_from_args(args))
-    asyncio.run(responder.serve_until_signalled())
+    events = logging.getLogger("onehop.mail")
+    if not args.quiet and events.getEffectiveLevel() > logging.INFO:
+        events.setLevel(logging.INFO)  # requests answered, refused, delivered: never a requester's address
+    started = None if args.quiet else (lambda: print(responder.start_line(), file=sys.stderr, flush=True))
+    asyncio.run(responder.serve_until_signalled(on_started=started))
     return 0
 
 

@@ -102,8 +102,17 @@ class Responder:
                        asyncio.create_task(self._watch(), name="mail-config-watch")]
         for task in self._tasks:
             task.add_done_callback(_report_crash)
-        log.info("answering %d addresses on %s:%d through the relay %s:%d (%d replies queued)",
-                 len(self.active.config.campaigns), o.listen[0], self.port, *o.relay, pending)
+        self._pending_at_start = pending
+
+    def start_line(self, events: str = "stderr") -> str:
+        """One line for the operator's terminal: what listens where, the relay, the state."""
+        o = self.options
+        extras = [f"DKIM-signed as {o.dkim.selector}._domainkey.{o.dkim.domain}" if o.dkim else "unsigned",
+                  ("STARTTLS required" if o.require_tls else "STARTTLS offered") if self._tls else "no STARTTLS"]
+        return (f"onehop mail: answering {len(self.active.config.campaigns)} addresses on "
+                f"{o.listen[0]}:{self.port} ({', '.join(extras)}); replies through the relay "
+                f"{o.relay[0]}:{o.relay[1]} ({self._pending_at_start} replies queued); state in {o.state_dir}; "
+                f"events to {events}; SIGHUP reloads {o.config_path}, SIGTERM stops it")
 
     def _protocol(self) -> ResponderSMTP:
         o = self.options
@@ -147,8 +156,10 @@ class Responder:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def serve_until_signalled(self) -> None:
+    async def serve_until_signalled(self, on_started: Callable[[], None] | None = None) -> None:
         await self.start()
+        if on_started is not None:
+            on_started()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
