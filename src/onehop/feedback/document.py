@@ -9,8 +9,8 @@
 ``Metadata.version`` is the version of this document format (an integer, as Psiphon's
 apps send it), not the client's version, which is in
 ``DiagnosticInfo.SystemInformation`` (``clientVersion`` from onehop,
-``PsiphonInfo.CLIENT_VERSION`` from Psiphon's Android and Windows apps). ``Metadata.id`` is the upload ID, so an operator
-can match a stored record to the object it came from.
+``PsiphonInfo.CLIENT_VERSION`` from Psiphon's Android and Windows apps). ``Metadata.id``
+is the upload ID, so an operator can match a stored record to the object it came from.
 """
 
 from __future__ import annotations
