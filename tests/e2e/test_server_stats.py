@@ -143,7 +143,7 @@ async def test_events_carry_geoip_and_host_id_and_never_the_client_address(tmp_p
     assert rsl["client_download_timestamp"] == "2026-03-04T05:00:00Z" and rsl["bytes"] == 1000
     (failed,) = named(log_path, "failed_tunnel")
     assert failed["client_failed_timestamp"] == "2026-03-04T05:00:00Z" and "client_ip" not in failed
-    assert failed["tunnel_error"] == "read tcp [redacted]:51000->[redacted]:443: reset"
+    assert failed["tunnel_error"] == "read tcp [ip]:51000->[ip]:443: reset"
     assert failed["sponsor_id"] == "0000000000000000"  # inherited from the reporting tunnel
     irregular = sorted(named(log_path, "irregular_tunnel"), key=lambda e: e["listener_protocol"])
     assert [e["listener_protocol"] for e in irregular] == ["OSSH", "SSH"]

@@ -47,10 +47,16 @@ def test_redact_ips():
     text = "dial tcp 203.0.113.5:443: i/o timeout via [2001:db8::1]:8080 and ::ffff:10.0.0.1, v1.2.3 ok"
     redacted = stats.redact_ips(text)
     assert "203.0.113.5" not in redacted and "2001:db8" not in redacted and "10.0.0.1" not in redacted
-    assert redacted.startswith("dial tcp [redacted]:443: i/o timeout via [[redacted]]:8080 and ")
+    assert redacted.startswith("dial tcp [ip]:443: i/o timeout via [[ip]]:8080 and ")
     assert redacted.endswith(", v1.2.3 ok")
-    assert stats.redact_ips("fe80::1%eth0 and 2001:db8::2:53 and 12:30:45") == \
-        "[redacted]%eth0 and [redacted] and 12:30:45"
+    assert stats.redact_ips("fe80::1%eth0 and 2001:db8::2:53 and 12:30:45") == "[ip] and [ip] and 12:30:45"
+
+
+def test_status_records_examined_per_request_are_bounded():
+    s = session()
+    flood = {"failed_tunnel_stats": [FAILED] * (stats.MAX_RECORDS_PER_REQUEST + 40)}
+    assert len(stats.status_records(s, flood)) == stats.MAX_RECORDS_PER_REQUEST
+    assert s.records_dropped == 40
 
 
 def test_handshake_fields_are_validated_converted_and_truncated():
@@ -59,7 +65,7 @@ def test_handshake_fields_are_validated_converted_and_truncated():
     assert fields["server_entry_timestamp"] == "2026-03-04T05:00:00Z"
     assert "candidate_number" not in fields and "padding" not in fields
     assert "device_region" not in fields  # "de" is not a region code
-    assert fields["ssh_client_version"] == "SSH-2.0-OpenSSH_8.4 from [redacted]"
+    assert fields["ssh_client_version"] == "SSH-2.0-OpenSSH_8.4 from [ip]"
 
 
 def test_server_tunnel_fields():
@@ -100,7 +106,7 @@ def test_status_records_are_whitelisted_and_inherit_the_tunnels_identity():
     assert rsl["client_download_timestamp"] == "2026-03-04T05:00:00Z" and rsl["bytes"] == 1234
     assert rsl["tunneled"] is True and "client_ip" not in rsl and "whatever" not in rsl
     assert rsl["sponsor_id"] == "0123456789ABCDEF" and rsl["client_region"] == "DE"
-    assert failed["tunnel_error"] == "dial [redacted]:443 refused"
+    assert failed["tunnel_error"] == "dial [ip]:443 refused"
     assert failed["client_version"] == 170 and failed["record_probability"] == 0.5
     assert failed["client_failed_timestamp"] == "2026-03-04T05:00:00Z"
     assert s.records_logged == 2
@@ -122,10 +128,12 @@ def test_invalid_records_are_skipped_whole(record):
 
 def test_records_are_capped_per_tunnel():
     s = session()
-    many = {"failed_tunnel_stats": [FAILED] * (stats.MAX_RECORDS_PER_TUNNEL + 5)}
-    assert len(stats.status_records(s, many)) == stats.MAX_RECORDS_PER_TUNNEL
+    batch = {"failed_tunnel_stats": [FAILED] * stats.MAX_RECORDS_PER_REQUEST}
+    logged = sum(len(stats.status_records(s, batch))
+                 for _ in range(stats.MAX_RECORDS_PER_TUNNEL // stats.MAX_RECORDS_PER_REQUEST + 1))
+    assert logged == stats.MAX_RECORDS_PER_TUNNEL
     assert stats.status_records(s, {"failed_tunnel_stats": [FAILED]}) == []
-    assert s.records_dropped == 6
+    assert s.records_dropped == stats.MAX_RECORDS_PER_REQUEST + 1
 
 
 def test_odd_status_data_is_ignored():

@@ -1,8 +1,10 @@
 """Removing addresses and secrets from diagnostics (pure: text and JSON values in and out).
 
-Used twice: by the client before a feedback package is encrypted, and by the operator
-before a decrypted record is stored (defence in depth, and for Psiphon clients that
-redact less). What goes:
+The project's one redactor. Used by the client before a feedback package is encrypted, by
+the operator before a decrypted record is stored (defence in depth, and for Psiphon clients
+that redact less), and, addresses only (``redact_addresses``), by the server for free text
+it logs and by stats ingest. Every pattern is anchored by a look-behind at the start of a run,
+so the work is linear in the text's length (a server runs it on what clients send). What goes:
 
 * IP addresses, v4 and v6, in any context (``host:port``, ``[v6]:port``, URLs, zone
   IDs, IPv4-mapped v6): each becomes ``[ip]``, or ``[server:<id>]`` when it is a known
@@ -66,6 +68,8 @@ class Redactor:
 
     def _address(self, text: str) -> str | None:
         """The replacement of a token known to be one address, or None if it is not one."""
+        if not self._ids and not self._keep:
+            return IP  # every caller turns a non-address into IP too: no need to parse
         normal = _normal(text)
         if normal is None:
             return None
@@ -86,6 +90,10 @@ class Redactor:
         return exact if exact is not None else IP
 
     # -- text and values ----------------------------------------------------------------
+
+    def addresses(self, text: str) -> str:
+        """One string with every IP address replaced (secrets left alone)."""
+        return _V4.sub(self._v4, _V6_RUN.sub(self._v6, text))
 
     def text(self, text: str) -> str:
         """One string with every address and secret replaced."""
@@ -156,6 +164,14 @@ def _normal(text: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)
+
+
+_ADDRESSES_ONLY = Redactor()
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` with every IPv4 and IPv6 address replaced by ``[ip]``."""
+    return _ADDRESSES_ONLY.addresses(text)
 
 
 def redact(value: Any, server_ids: Mapping[str, str] | None = None, keep: Collection[str] = ()) -> Any:

@@ -7,6 +7,7 @@ an invalid handshake disconnects the client, as Psiphon's server does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,12 +17,25 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..core import api
 from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
 from ..errors import RemoteProtocolError
-from .stats import handshake_fields, status_records, unique_user_fields
+from .stats import charge_status_records, handshake_fields, parse_status_records, unique_user_fields
 
 if TYPE_CHECKING:
     from .session import ClientSession
 
 log = logging.getLogger(__name__)
+
+#: Payloads larger than this are decoded and parsed in a worker thread, so that a client's
+#: crafted status cannot hold up every other client's traffic on the event loop.
+OFF_LOOP_BYTES = 8192
+#: Where ``handle`` leaves a status request's records, parsed off the loop (never a wire name).
+PARSED_RECORDS = "\x00parsed_records"
+
+
+async def off_loop_if_large(size: int, function: Callable[..., Any], *args: Any) -> Any:
+    if size > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
+
 
 #: Longest handshake parameter value kept (for traffic-rule filters) after the handshake.
 MAX_KEPT_VALUE = 256
@@ -64,7 +78,7 @@ class APIHandler:
 
     async def handle(self, session: "ClientSession", name: str, payload: bytes) -> bytes | None:
         try:
-            params = api.decode_request_params(payload)
+            params = await off_loop_if_large(len(payload), api.decode_request_params, payload)
         except RemoteProtocolError as exc:
             log.debug("undecodable %s payload: %s", name, exc.reason)
             return None
@@ -80,7 +94,13 @@ class APIHandler:
             if problems:  # psiphond fails the request and keeps the tunnel
                 log.info("%s rejected: %s", name, "; ".join(problems))
                 return None
-            return answer(session, params)
+            if name == api.REQUEST_STATUS:
+                hs = session.handshake
+                params[PARSED_RECORDS] = await off_loop_if_large(
+                    len(payload), parse_status_records, params[api.PARAM_STATUS_DATA], dict(hs.fields))
+            response = answer(session, params)
+            log.debug("%s accepted (%s)", name, session.tunnel_protocol)
+            return response
         if name == api.REQUEST_CLIENT_VERIFICATION:
             return b"{}"
         return None
@@ -144,7 +164,8 @@ class APIHandler:
     def status(self, session: "ClientSession", params: dict) -> bytes:
         status_data = params.get("statusData")
         status_data = status_data if isinstance(status_data, dict) else {}
-        self._server.events.client_records(status_records(session, status_data))
+        parsed = params.get(PARSED_RECORDS) or parse_status_records(status_data, session.handshake.fields)
+        self._server.events.client_records(charge_status_records(session, parsed))
         tags = status_data.get("check_server_entry_tags")
         invalid = self._server.invalid_server_entry_tags(tags if isinstance(tags, list) else [])
         return api.encode_status_response(StatusResponse(

@@ -10,16 +10,19 @@ may log at most ``MAX_RECORDS_PER_TUNNEL`` client records.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
+
+from ..core.redact import redact_addresses
 
 if TYPE_CHECKING:
     from .session import ClientSession
 
 MAX_RECORDS_PER_TUNNEL = 1024
 MAX_STRING = 1024
+#: Records examined per status request (Psiphon's client sends at most 64 KiB of them).
+MAX_RECORDS_PER_REQUEST = 256
 NONE = "None"
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,128}")
@@ -27,8 +30,6 @@ _DECIMAL = re.compile(r"[0-9]{1,18}")
 _FLOAT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?")
 _NO_SPACE = re.compile(r"[^\s]{1,256}")
 _REGION = re.compile(r"[A-Z]{2}|None")
-_IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9.])")
-_IPV6_CANDIDATE = re.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:]*")
 
 
 def rfc3339(ts: float) -> str:
@@ -48,20 +49,9 @@ def truncate_timestamp(text: Any) -> str | None:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:00:00Z")
 
 
-def _redact_ipv6(match: re.Match) -> str:
-    token = match.group(0)
-    for candidate in (token, token.rsplit(":", 1)[0]):  # with or without a ":port"
-        try:
-            ipaddress.IPv6Address(candidate)
-        except ValueError:
-            continue
-        return "[redacted]" + token[len(candidate):]
-    return token
-
-
 def redact_ips(text: str) -> str:
-    """``text`` with IPv4 and IPv6 addresses replaced by ``[redacted]``."""
-    return _IPV6_CANDIDATE.sub(_redact_ipv6, _IPV4.sub("[redacted]", text))
+    """``text`` with IPv4 and IPv6 addresses replaced by ``[ip]`` (the project's one redactor)."""
+    return redact_addresses(text)
 
 
 # -- field kinds: validate a client-sent value and convert it for the log ----------------
@@ -198,20 +188,45 @@ def _record_fields(record: Any, kinds: dict, required: tuple[str, ...], inherite
     return fields
 
 
-def status_records(session: "ClientSession", status_data: dict) -> list[tuple[str, dict]]:
-    """(event name, fields) for each valid client record, within the tunnel's budget."""
-    hs = session.handshake
-    inherited = hs.fields if hs else {}
-    events = []
+def parse_status_records(status_data: dict, inherited: dict) -> tuple[list[tuple[str, dict]], int, int]:
+    """(valid records as (event name, fields), invalid count, not-examined count).
+
+    Pure and thread-safe: the server runs it off the event loop. At most
+    ``MAX_RECORDS_PER_REQUEST`` records are examined; the rest are counted, not read.
+    """
+    valid: list[tuple[str, dict]] = []
+    invalid = skipped = 0
     for key, (event, kinds, required) in RECORD_KINDS.items():
         records = status_data.get(key)
         for record in records if isinstance(records, list) else ():
+            if len(valid) + invalid >= MAX_RECORDS_PER_REQUEST:
+                skipped += 1
+                continue
             fields = _record_fields(record, kinds, required, inherited)
             if fields is None:
-                session.records_invalid += 1
-            elif session.records_logged >= MAX_RECORDS_PER_TUNNEL:
-                session.records_dropped += 1
+                invalid += 1
             else:
-                session.records_logged += 1
-                events.append((event, {**fields, **session.geoip.log_fields()}))
+                valid.append((event, fields))
+    return valid, invalid, skipped
+
+
+def charge_status_records(session: "ClientSession", parsed: tuple[list[tuple[str, dict]], int, int]
+                          ) -> list[tuple[str, dict]]:
+    """The parsed records the tunnel's budget still allows, with its GeoIP fields."""
+    valid, invalid, skipped = parsed
+    session.records_invalid += invalid
+    session.records_dropped += skipped
+    events = []
+    for event, fields in valid:
+        if session.records_logged >= MAX_RECORDS_PER_TUNNEL:
+            session.records_dropped += 1
+        else:
+            session.records_logged += 1
+            events.append((event, {**fields, **session.geoip.log_fields()}))
     return events
+
+
+def status_records(session: "ClientSession", status_data: dict) -> list[tuple[str, dict]]:
+    """(event name, fields) for each valid client record, within the tunnel's budget."""
+    hs = session.handshake
+    return charge_status_records(session, parse_status_records(status_data, hs.fields if hs else {}))
