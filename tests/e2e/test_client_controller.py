@@ -301,3 +301,35 @@ async def test_status_request_prunes_what_the_server_reports_invalid(network, tm
     assert store.pending_stats() == []  # shipped, so no longer pending
     tunnel.client.close()
     await controller.close()
+
+
+async def test_no_server_entries_is_said_once_with_the_fix_then_retried_quietly(running, notice_log, tmp_path):
+    """Issue 16: `no server entries to try` came every 2 s forever and never said what to do."""
+    from onehop.client.candidates import MemoryStore
+    store = MemoryStore([])
+    controller = await running.start(Controller(fast_config(tmp_path, establish_pause=0.05), store,
+                                                notice_log.notices))
+    await wait_until(lambda: len(notice_log.of_type("CandidateServers")) >= 5, 10)
+    (alert,) = [n for n in notice_log.of_type("Alert") if "no server entries" in n["data"]["message"]]
+    for fix in ("--target-server-entry", "--server-list", "RemoteServerListURLs",
+                "RemoteServerListSignaturePublicKey"):
+        assert fix in alert["data"]["hint"]
+    assert controller.active is None
+
+
+async def test_a_refused_forward_is_a_notice_once_per_destination(network, running, notice_log, tmp_path, page):
+    """Issue 16: without AllowBogons a local page failed as a bare SOCKS error, and the client said nothing."""
+    from onehop.client.candidates import MemoryStore
+    strict = await network.add(allow_bogons=False)
+    controller = await running.start(Controller(fast_config(tmp_path), MemoryStore([strict.entry]),
+                                                notice_log.notices))
+    await wait_until(lambda: controller.active is not None, 20)
+    _, port = page
+    for _ in range(3):
+        _, writer, code = await socks5_connect(controller.socks_port, "127.0.0.1", port)
+        writer.close()
+        assert code == 2  # SOCKS "connection not allowed by ruleset"
+    refused = [n for n in notice_log.of_type("Alert") if "refused to forward" in n["data"]["message"]]
+    assert len(refused) == 1
+    assert refused[0]["data"]["destination"] == f"127.0.0.1:{port}"
+    assert "AllowBogons" in refused[0]["data"]["message"] and "--allow-bogons" in refused[0]["data"]["message"]

@@ -228,3 +228,20 @@ def test_ids_must_be_sixteen_hex_digits():
 
 def test_the_two_local_proxies_need_different_ports():
     assert problem_keys(problems_of({"LocalSocksProxyPort": 9000, "LocalHttpProxyPort": 9000})) == ["LocalHttpProxyPort"]
+
+
+@pytest.mark.parametrize("urls_key, signing_key", [
+    ("RemoteServerListURLs", "RemoteServerListSignaturePublicKey"),
+    ("UpgradeDownloadURLs", "UpgradeSignaturePublicKey"),
+])
+def test_download_urls_without_their_signing_key_are_a_problem(urls_key, signing_key):
+    """Issue 16: RemoteServerListURLs without its key was silently ignored."""
+    error = problems_of({urls_key: [{"URL": "aHR0cHM6Ly9leGFtcGxlLm9yZy9saXN0"}]})
+    assert problem_keys(error) == [signing_key]
+    assert urls_key in str(error) and "signed" in str(error)
+
+
+def test_a_bad_download_url_is_reported_at_load_with_the_other_problems():
+    error = problems_of({"RemoteServerListURLs": [{"URL": "not base64!"}], "SponsorId": "x"})
+    assert set(problem_keys(error)) == {"RemoteServerListURLs[0]", "RemoteServerListSignaturePublicKey",
+                                        "SponsorId"}

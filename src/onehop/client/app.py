@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import threading
@@ -119,10 +118,22 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
     if config.extra:
         notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
     from ..feedback.noticelog import attach_notice_log
-    from .upgrade_hook import UpgradeHook
-    attach_notice_log(notices, config.data_dir)  # redacted; what `feedback send` reports
+    notice_log = attach_notice_log(notices, config.data_dir)  # redacted; what `feedback send` reports
     store = open_store(config, notices)
     controller = Controller(config, store, notices, remote_lists=remote_fetcher(config, store, notices))
+    view = None
+    if terminal:
+        from .terminal_view import TerminalView
+        view = TerminalView(controller, notices_path=notice_log.path)
+    try:
+        return await _serve(controller, config, notices, view)
+    finally:
+        if isinstance(store, Datastore):
+            store.close()
+
+
+async def _serve(controller: Controller, config: ClientConfig, notices: Notices, view) -> int:
+    from .upgrade_hook import UpgradeHook
     upgrades = UpgradeHook(controller)
     notices.subscribe(upgrades.on_notice)
     loop = asyncio.get_running_loop()
@@ -132,10 +143,7 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
         notices.emit("ListeningDNSForwarderPort", port=dns.port)
     main = loop.create_task(controller.run())
-    view = None
-    if terminal:
-        from .terminal_view import TerminalView
-        view = loop.create_task(TerminalView(controller).run())
+    drawing = loop.create_task(view.run()) if view is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stop, main)
     try:
@@ -144,17 +152,19 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
         pass
     except OnehopError as exc:
         notices.error(str(exc))
+        if view is not None:
+            view.failed(str(exc))
         return 1
     finally:
-        if view is not None:
-            view.cancel()
+        if drawing is not None:
+            view.stopped()
+            drawing.cancel()
+            await asyncio.gather(drawing, return_exceptions=True)  # the final frame is drawn
         await upgrades.close()
         if dns is not None:
             dns.close()
         await controller.close()
         notices.emit("Exiting")
-        if isinstance(store, Datastore):
-            store.close()
     return 0
 
 
@@ -163,10 +173,8 @@ def run_client(args) -> int:
     if getattr(args, "rollback", False):
         return rollback(config)
     terminal = sys.stdout.isatty() and not args.notices
+    # On a terminal the view shows alerts and errors as sentences; JSON goes to the notice file.
     notices = Notices(None if terminal else sys.stdout)
-    if terminal:  # errors still go to stderr as JSON notices
-        notices.subscribe(lambda n: n["noticeType"] in ("Error", "Alert") and print(
-            json.dumps(n), file=sys.stderr))
     return asyncio.run(run_controller(config, notices, terminal=terminal))
 
 

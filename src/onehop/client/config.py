@@ -171,9 +171,33 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
     c.take_silently(PSIPHON_IGNORED_KEYS)
     if values["socks_port"] and values["socks_port"] == values["http_port"]:
         c.problem("LocalHttpProxyPort", "must differ from LocalSocksProxyPort")
+    _check_signed_downloads(c, values)
     c.reject_unknown()
     c.raise_if_problems()
     return ClientConfig(**values)
+
+
+#: URL lists whose downloads are only accepted signed: (URL key, field, signing key, field).
+SIGNED_DOWNLOADS = (
+    ("RemoteServerListURLs", "remote_server_list_urls",
+     "RemoteServerListSignaturePublicKey", "remote_server_list_signature_public_key"),
+    ("UpgradeDownloadURLs", "upgrade_download_urls", "UpgradeSignaturePublicKey", "upgrade_signature_public_key"),
+)
+
+
+def _check_signed_downloads(c: Checker, values: dict) -> None:
+    """URLs whose downloads could never be verified are a problem, not silently ignored."""
+    from .transfer_urls import parse_transfer_urls
+    for url_key, urls_field, key_key, key_field in SIGNED_DOWNLOADS:
+        if not values[urls_field]:
+            continue
+        try:
+            parse_transfer_urls(values[urls_field], url_key)
+        except ConfigError as exc:
+            c.problems.extend(exc.problems)
+        if not values[key_field]:
+            c.problem(key_key, f"needed with {url_key}: downloads are accepted only when signed "
+                               "(the network's key: `onehop network keys show`)")
 
 
 def load_client_config(path: str | None) -> ClientConfig:

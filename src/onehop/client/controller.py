@@ -9,12 +9,14 @@ arrive while no tunnel is up wait a bounded time for the next one.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
 import webbrowser
 from typing import Callable
 
+import asyncssh
 
 from ..core.serverentry import ServerEntry, decode_server_list
 from ..errors import OnehopError, TunnelError, UpstreamProxyError
@@ -33,6 +35,17 @@ from .status import status_loop
 from .tunnel_socket import tunnel_socket_opener
 
 log = logging.getLogger(__name__)
+
+
+def looks_private(host: str) -> bool:
+    """A loopback, private or otherwise non-global destination (a server refuses these
+    without AllowBogons)."""
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_global
+    except ValueError:
+        return False
 
 CHANNEL_OPEN_TIMEOUT = 10.0
 
@@ -58,6 +71,8 @@ class Controller:
         self.http_port: int | None = None
         self.tunnels_established = 0
         self.on_lost_tunnel: Callable[[], None] | None = None
+        self._said_no_candidates: tuple | None = None
+        self._said_refused: set[tuple[str, int]] = set()
 
     def outbound_opener(self):
         """How to reach the internet now: through the tunnel when one is up."""
@@ -75,8 +90,10 @@ class Controller:
                 server = await loop.create_server(lambda f=factory: f(self, self._proxy_tasks),
                                                   cfg.listen_interface, port, reuse_address=True)
             except OSError as exc:
-                raise TunnelError("local-proxy", f"cannot listen for {kind} on "
-                                  f"{cfg.listen_interface}:{port}: {exc.strerror}") from None
+                flag = "--socks-port" if kind == "SOCKS" else "--http-port"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise TunnelError("local-proxy", f"cannot listen for {kind} on {cfg.listen_interface}:{port}: "
+                                  f"{reason} (choose another port with {flag} N, or 0 for any free port)") from None
             bound = server.sockets[0].getsockname()[1]
             self._servers.append(server)
             setattr(self, "socks_port" if kind == "SOCKS" else "http_port", bound)
@@ -103,8 +120,26 @@ class Controller:
             raise TunnelError("no-tunnel", "no tunnel became available in time") from None
         tunnel = self.active
         assert tunnel is not None
-        return await asyncio.wait_for(tunnel.client.open_channel(session_factory, host, port),
-                                      CHANNEL_OPEN_TIMEOUT)
+        try:
+            return await asyncio.wait_for(tunnel.client.open_channel(session_factory, host, port),
+                                          CHANNEL_OPEN_TIMEOUT)
+        except asyncssh.ChannelOpenError as exc:
+            if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
+                self._forward_refused(host, port)
+            raise
+
+    def _forward_refused(self, host: str, port: int) -> None:
+        """Once per destination: the application only sees a SOCKS error or a bare 403."""
+        if (host, port) in self._said_refused:
+            return
+        self._said_refused.add((host, port))
+        if looks_private(host):
+            why = ("probably because it is a private or loopback address: a server forwards to those "
+                   "only with AllowBogons (`onehop server generate --allow-bogons`)")
+        else:
+            why = "its forwarding policy (e.g. a port its traffic rules do not allow)"
+        self.notices.alert(f"the server refused to forward to {host}:{port}: {why}",
+                           destination=f"{host}:{port}", reason="administratively prohibited")
 
     # -- the main loop ------------------------------------------------------------------
 
@@ -144,6 +179,7 @@ class Controller:
             if not candidates:
                 self._no_candidates(entries)
             else:
+                self._said_no_candidates = None
                 first, rest = order_candidates(candidates, self.store.affinity(), self._rng)
                 round_ = EstablishmentRound(self._dial, self.notices, workers=cfg.connection_workers,
                                             protocols=cfg.protocols, affinity_grace=cfg.affinity_grace,
@@ -164,12 +200,31 @@ class Controller:
             self.notices.emit(N.UPSTREAM_PROXY_ERROR, message=str(exc))
 
     def _no_candidates(self, entries: list[ServerEntry]) -> None:
+        """Said once, in words with the fix; the rounds then retry quietly (a remote list,
+        discovery or a newly imported entry may still bring servers)."""
         region = self.config.egress_region
         if region and entries:
-            self.notices.alert(f"no servers in egress region {region}",
-                               availableRegions=available_regions(entries))
+            said, message = ("region", region), f"no servers in egress region {region}"
+            data = {"availableRegions": available_regions(entries),
+                    "hint": "choose one of availableRegions with --region, or leave --region out; "
+                            "retrying quietly"}
+        elif entries:
+            said, message = ("protocols",), "no server entries offer the allowed protocols"
+            data = {"protocols": list(self.config.protocols),
+                    "hint": "allow more with --protocol (OSSH, OSSH-PREFIX, SSH); retrying quietly"}
         else:
-            self.notices.alert("no server entries to try")
+            said, message, data = ("none",), "no server entries to try", {"hint": self._no_entries_hint()}
+        if said != self._said_no_candidates:
+            self._said_no_candidates = said
+            self.notices.alert(message, **data)
+
+    def _no_entries_hint(self) -> str:
+        if self.remote_lists is not None:
+            return ("waiting for the remote server list (RemoteServerListURLs); retrying quietly. "
+                    "Or give a server with --target-server-entry HEX|@FILE or a list with --server-list FILE")
+        return ("give a server with --target-server-entry HEX|@FILE (e.g. a server's server-entry.dat), "
+                "a list with --server-list FILE, or RemoteServerListURLs with "
+                "RemoteServerListSignaturePublicKey in --config FILE; retrying quietly")
 
     async def _dial(self, entry: ServerEntry, protocol: str, number: int) -> EstablishedTunnel:
         return await dial(entry, protocol, self.config, self.session_id, self._open_socket,

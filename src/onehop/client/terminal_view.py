@@ -1,7 +1,10 @@
 """A live status view on a terminal (rich), fed by the same notices tools read.
 
 Shown when stdout is a terminal and ``--notices`` was not given: state, server,
-protocol, region, bytes through the tunnel and the local proxy addresses.
+protocol, region, bytes through the tunnel and the local proxy addresses. A person reads
+sentences here, never JSON: alerts and errors appear in the panel as their message (and
+hint), the JSON notices go to a file (``notices_path``), and a fatal start error is the
+last frame's state.
 """
 
 from __future__ import annotations
@@ -23,31 +26,56 @@ def _size(count: int) -> str:
     return str(count)
 
 
+UNKNOWN = "unknown"
+MESSAGES_SHOWN = 3
+
+
+def sentence(data: dict) -> str:
+    """An alert's words: its message, then its hint (what to do), if any."""
+    message = str(data.get("message") or "")
+    hint = data.get("hint")
+    return f"{message}: {hint}" if hint else message
+
+
 class TerminalView:
-    def __init__(self, controller, console: Console | None = None) -> None:
+    def __init__(self, controller, console: Console | None = None, notices_path: str | None = None) -> None:
         self._controller = controller
         self._console = console or Console()
+        self.notices_path = notices_path
         self.state = "starting"
         self.server = "-"
         self.protocol = "-"
         self.region = "-"
-        self.client_region = "-"
-        self.last_message = ""
+        self.client_region = UNKNOWN
+        self.messages: list[str] = []
         controller.notices.subscribe(self.on_notice)
+
+    @property
+    def last_message(self) -> str:
+        return self.messages[-1] if self.messages else ""
 
     def on_notice(self, notice: dict) -> None:
         kind, data = notice["noticeType"], notice["data"]
         if kind == N.CONNECTING_SERVER:
             self.state = "connecting"
         elif kind == N.ACTIVE_TUNNEL:
-            self.state, self.server = "connected", data.get("diagnosticID", "-")
-            self.protocol, self.region = data.get("protocol", "-"), data.get("region") or "-"
+            self.state, self.server = "connected", data.get("diagnosticID") or "-"
+            self.protocol, self.region = data.get("protocol") or "-", data.get("region") or UNKNOWN
         elif kind == N.TUNNELS and data.get("count") == 0:
             self.state = "reconnecting"
         elif kind == N.CLIENT_REGION:
-            self.client_region = data.get("region", "-")
+            self.client_region = data.get("region") or UNKNOWN
         elif kind in (N.ALERT, N.ERROR, N.UPSTREAM_PROXY_ERROR):
-            self.last_message = data.get("message", "")
+            self.messages = [*self.messages, sentence(data)][-MESSAGES_SHOWN:]
+
+    def failed(self, message: str) -> None:
+        """The client could not go on (a port in use, a bad entry): the final state."""
+        self.state = f"stopped: {message}"
+        self.messages = [m for m in self.messages if m != message]  # said once, as the state
+
+    def stopped(self) -> None:
+        if not self.state.startswith("stopped"):
+            self.state = "stopped"
 
     def render(self) -> Table:
         c = self._controller
@@ -61,12 +89,18 @@ class TerminalView:
         host = c.config.listen_interface
         table.add_row("SOCKS proxy", f"{host}:{c.socks_port}" if c.socks_port else "-")
         table.add_row("HTTP proxy", f"{host}:{c.http_port}" if c.http_port else "-")
-        if self.last_message:
-            table.add_row("last alert", self.last_message)
+        for i, message in enumerate(self.messages):
+            table.add_row("messages" if i == 0 else "", message)
+        if self.notices_path:
+            table.add_row("notices (JSON)", self.notices_path)
         return table
 
     async def run(self) -> None:
+        """Until cancelled; the last frame (drawn on the way out) stays on the terminal."""
         with Live(self.render(), console=self._console, refresh_per_second=4) as live:
-            while True:
-                await asyncio.sleep(0.5)
-                live.update(self.render())
+            try:
+                while True:
+                    await asyncio.sleep(0.5)
+                    live.update(self.render())
+            finally:
+                live.update(self.render(), refresh=True)
