@@ -12,32 +12,17 @@ import importlib
 import logging
 import sys
 
+from . import cliargs
 from .errors import ConfigError, ConfigProblem, OnehopError
+from .extras import EXTRA_OF_MODULE, missing_extra  # noqa: F401  (EXTRA_OF_MODULE: re-exported)
 
 #: Packages whose ``cli.register`` adds subcommands, in help order.
 SUBCOMMAND_MODULES = ("client", "server", "network", "mail", "feedback", "lab")
 
-#: Third-party packages that come with an extra, by top-level module name.
-EXTRA_OF_MODULE = {
-    "sqlalchemy": "network", "alembic": "network", "psycopg": "network", "boto3": "network",
-    "botocore": "network", "shiv": "network",
-    "aiosmtpd": "mail", "aiosmtplib": "mail", "dkim": "mail",
-    "nfstream": "lab", "pyroute2": "lab", "matplotlib": "lab",
-}
-
-
-def missing_extra(exc: ModuleNotFoundError) -> str | None:
-    """What to tell a user whose install lacks the extra a command needs (None: a bug)."""
-    module = (exc.name or "").partition(".")[0]
-    extra = EXTRA_OF_MODULE.get(module)
-    if extra is None:
-        return None
-    return (f"this command needs {module}, which comes with the '{extra}' extra: "
-            f"pip install 'onehop[{extra}]'")
-
-
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run a local network on loopback and fetch a page through it")
+    p = sub.add_parser("demo", help="run a local network on loopback and fetch a page through it",
+                       description="Start N servers on 127.0.0.x, run a client and fetch a page from a "
+                       "local web server through the tunnel; exit 0 only if it arrived intact.")
     p.add_argument("--servers", type=int, default=3, help="number of servers (default 3)")
     p.add_argument("--protocol", action="append", choices=("OSSH", "OSSH-PREFIX", "SSH"),
                    help="limit the client to these protocols")
@@ -52,11 +37,25 @@ def _run_demo(args) -> int:
     return main_demo(args.servers, tuple(args.protocol or ("OSSH", "OSSH-PREFIX", "SSH")), args.verbose)
 
 
+def package_version() -> str:
+    """The installed distribution's version (the source tree's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("onehop")
+    except PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onehop", description="onehop: Psiphon-compatible "
-                                     "circumvention (client, server, network management)")
+                                     "circumvention (client, server, network management)",
+                                     epilog="`onehop COMMAND --help` explains each command; "
+                                     "docs/cli.md describes the conventions they share.")
+    parser.add_argument("--version", action="version", version=f"onehop {package_version()}",
+                        help="print the installed version and exit")
     parser.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     _add_demo(sub)
     for name in SUBCOMMAND_MODULES:
         try:
@@ -66,12 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # that part is not built yet
         module.register(sub)
+    cliargs.finish(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cliargs.check_targets(args)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

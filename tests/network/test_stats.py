@@ -285,3 +285,31 @@ async def test_a_real_servers_events_never_put_a_client_address_in_the_database(
     dump = database_dump(cli.url)
     assert "server_tunnel" in dump and "Berlin_Mitte" in dump  # the dump does hold the events
     assert CLIENT_IP not in dump
+
+
+def test_ingest_reads_only_event_logs_and_says_when_a_folder_has_none(cli, tmp_path):
+    """Issue 16 item 9: pointed at an export, ingest parsed server.json and a zip line by
+    line, counted thousands of malformed lines, then claimed a file changed while read."""
+    import zipfile
+    network(cli)
+    wrong = tmp_path / "export" / "srv"
+    wrong.mkdir(parents=True)
+    (wrong / "server.json").write_text(json.dumps({"HostID": "fra1", "SshPassword": "x" * 64}, indent=2))
+    with zipfile.ZipFile(tmp_path / "export" / "client.pyz", "w") as archive:
+        archive.writestr("__main__.py", "print('hi')\n" * 5000)
+        archive.writestr("blob.bin", os.urandom(200_000))
+    (tmp_path / "export" / "notes.txt").write_text("no newline at all")
+    result = cli.run("stats", "ingest", "--from", tmp_path / "export")
+    assert result.rc == 0, result.err
+    assert result.out.count("\n") == 1 and result.out.startswith(f"no event logs in {tmp_path / 'export'}")
+    assert "3 other files skipped" in result.out
+    report = cli.ok("stats", "ingest", "--from", tmp_path / "export")
+    assert (report["files"], report["skipped_files"], report["malformed_lines"], report["errors"]) == (0, 3, 0, [])
+    assert report["pending_partial_lines"] == [] and events_in_db(cli.url) == []
+    # beside real logs (whatever their name) the other files are skipped, and said to be
+    (wrong / "rotated.1").write_text(tunnel(UNTIL, "IR") * 2)
+    (wrong / "events.jsonl").write_text('{"event_name":"server_tun')  # its first line is being written
+    mixed = cli.run("stats", "ingest", "--from", tmp_path / "export")
+    assert mixed.rc == 0 and "2 files (1 new" in mixed.out and "3 files skipped, not event logs" in mixed.out
+    assert "partial last line left for later: srv/events.jsonl" in mixed.out
+    assert len(events_in_db(cli.url)) == 2

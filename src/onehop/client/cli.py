@@ -8,13 +8,16 @@ def register(sub) -> None:
     p.add_argument("--config", help="client config file (Psiphon key names)")
     p.add_argument("--server-list", help="file of encoded server entries, one per line")
     p.add_argument("--target-server-entry", help="one encoded entry, or @FILE; only this server is used")
-    p.add_argument("--data-dir")
-    p.add_argument("--socks-port", type=int)
-    p.add_argument("--http-port", type=int)
+    p.add_argument("--data-dir", help="where the client keeps server entries and state "
+                   "(default $XDG_DATA_HOME/onehop)")
+    p.add_argument("--socks-port", type=int, help="local SOCKS5 proxy port (default 1080; 0: any free port)")
+    p.add_argument("--http-port", type=int, help="local HTTP proxy port (default 8080; 0: any free port)")
     p.add_argument("--region", help="egress region: only use servers in this country (e.g. US)")
-    p.add_argument("--protocol", action="append", choices=("OSSH", "OSSH-PREFIX", "SSH"))
+    p.add_argument("--protocol", action="append", choices=("OSSH", "OSSH-PREFIX", "SSH"),
+                   help="only use this tunnel protocol; repeatable (default: all)")
     p.add_argument("--upstream-proxy", help="http://user:pass@host:port, socks5://..., socks4a://...")
-    p.add_argument("--open-home-page", action="store_true", default=None)
+    p.add_argument("--open-home-page", action="store_true", default=None,
+                   help="open the sponsor's home page in a browser once connected")
     p.add_argument("--notices", action="store_true", help="JSON notices even on a terminal")
     p.add_argument("--dns-port", type=int, help="also run a local DNS forwarder on this UDP port "
                    "(queries travel through the tunnel)")

@@ -28,12 +28,18 @@ import argparse
 import json
 import sys
 
+from ..cliargs import add_after_verb
+
+DB_HELP = ("network database URL, for collect and list (default: the network's default database); "
+           "accepted before or after the verb")
+
 EX_TEMPFAIL = 75
 CLI_BACKOFF = (2.0, 10.0)
 
 
 def register(sub) -> None:
     p = sub.add_parser("feedback", help="send feedback; collect, decrypt and list it (operators)")
+    p.add_argument("--db", metavar="URL", help=DB_HELP)
     fsub = p.add_subparsers(dest="feedback_command", required=True)
     s = fsub.add_parser("send", help="send feedback with redacted, encrypted diagnostics")
     s.add_argument("--message", required=True, help="what went wrong, in your words")
@@ -45,7 +51,7 @@ def register(sub) -> None:
     _client_flags(f)
     f.set_defaults(func=_flush)
     c = fsub.add_parser("collect", help="decrypt and store uploaded feedback, then delete the uploads")
-    c.add_argument("--db", help="network database URL (default: the network's default database)")
+    add_after_verb(c, "--db", metavar="URL", help_text=DB_HELP)
     c.add_argument("--from", dest="source", required=True, help="upload directory or s3://bucket/prefix")
     c.add_argument("--key", help="the feedback private key (PEM or base64 DER file); default: the network "
                    "database's feedback keys")
@@ -53,7 +59,7 @@ def register(sub) -> None:
     c.add_argument("--server-ids", help='JSON file {"<server ip>": "<server id>", ...}, added to (and '
                    "overriding) the network database's servers")
     c.add_argument("--max-size", type=int, help="largest upload accepted, in bytes (default 8 MiB)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=_collect)
     d = fsub.add_parser("decrypt", help="decrypt one feedback blob (MAC checked first)")
     d.add_argument("--key", required=True, help="the feedback private key (PEM or base64 DER file)")
@@ -61,9 +67,9 @@ def register(sub) -> None:
     d.add_argument("--raw", action="store_true", help="print the plaintext without redacting it")
     d.set_defaults(func=_decrypt)
     ls = fsub.add_parser("list", help="list stored feedback (decrypted, redacted)")
-    ls.add_argument("--db", help="network database URL (default: the network's default database)")
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
+    add_after_verb(ls, "--db", metavar="URL", help_text=DB_HELP)
+    ls.add_argument("--limit", type=int, default=50, help="how many, newest first (default 50)")
+    ls.add_argument("--json", action="store_true", help="print JSON for scripts")
     ls.set_defaults(func=_list)
 
 
@@ -128,10 +134,19 @@ def _installation() -> str:
     return detect_installation().kind
 
 
+def _without_db(args) -> None:
+    """``--db`` before a verb that has no use for it is a mistake worth saying."""
+    if getattr(args, "db", None):
+        from ..errors import ConfigError, ConfigProblem
+        raise ConfigError([ConfigProblem("--db", f"only collect and list use the network database, "
+                                                 f"not {args.feedback_command}")])
+
+
 def _send(args) -> int:
     import asyncio
 
     from .send import send_feedback
+    _without_db(args)
     config = client_config(args)
     result = asyncio.run(send_feedback(
         config, args.message, email=args.email, include_diagnostics=not args.no_diagnostics,
@@ -153,6 +168,7 @@ def _flush(args) -> int:
     import asyncio
 
     from .send import flush_feedback
+    _without_db(args)
     report = asyncio.run(flush_feedback(client_config(args), policy=_policy(args)))
     if args.json:
         print(json.dumps({"uploaded": list(report.uploaded), "pending": list(report.pending)}))
@@ -247,6 +263,7 @@ def _decrypt(args) -> int:
     from ..core.feedbackcrypto import decrypt, load_private_key
     from .collect import parse_document
     from .redact import Redactor
+    _without_db(args)
     key = load_private_key(_read_file(args.key, "--key", binary=True))
     plaintext = decrypt(_read_file(args.blob, "BLOB", binary=True), key)
     if args.raw:

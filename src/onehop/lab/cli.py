@@ -42,6 +42,9 @@ def _run(args) -> int:
     from .runner import LabSettings
     from .session import resolve_mode, run_scenarios, scenario_names
 
+    if args.plot:
+        from ..extras import require
+        require("matplotlib", "--plot")  # before the scenarios, not after minutes of them
     names = scenario_names(args.scenario)
     mode = resolve_mode(args.mode)
     settings = LabSettings()

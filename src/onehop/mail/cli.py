@@ -17,8 +17,8 @@ def register(sub) -> None:
     r.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to accept mail")
     r.add_argument("--relay", required=True, metavar="HOST:PORT", help="the SMTP relay replies go through")
     r.add_argument("--dkim-key", metavar="FILE", help="RSA private key (PEM) to sign replies with")
-    r.add_argument("--dkim-selector", metavar="SEL")
-    r.add_argument("--dkim-domain", metavar="DOMAIN")
+    r.add_argument("--dkim-selector", metavar="SEL", help="the DKIM selector (with --dkim-key)")
+    r.add_argument("--dkim-domain", metavar="DOMAIN", help="the signing domain, d= (with --dkim-key)")
     r.add_argument("--state-dir", metavar="DIR",
                    help="outbox, rate limit and statistics (default ~/.local/state/onehop/mail)")
     r.add_argument("--max-replies-per-day", type=int, default=DEFAULT_REPLIES_PER_DAY, metavar="N",
@@ -45,14 +45,14 @@ def register(sub) -> None:
                    help="print neither the start line nor events (warnings and errors still print)")
     r.set_defaults(func=_run)
     s = msub.add_parser("stats", help="replies per address and day, refusals by reason")
-    s.add_argument("--state-dir", metavar="DIR")
+    s.add_argument("--state-dir", metavar="DIR", help="the responder's state directory (as for run)")
     s.add_argument("--since", metavar="YYYY-MM-DD", help="only days from this one on")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_stats)
     d = msub.add_parser("dkim-record", help="print the DNS TXT record that publishes the DKIM key")
-    d.add_argument("--dkim-key", required=True, metavar="FILE")
-    d.add_argument("--dkim-selector", required=True, metavar="SEL")
-    d.add_argument("--dkim-domain", required=True, metavar="DOMAIN")
+    d.add_argument("--dkim-key", required=True, metavar="FILE", help="the RSA private key (PEM)")
+    d.add_argument("--dkim-selector", required=True, metavar="SEL", help="the DKIM selector")
+    d.add_argument("--dkim-domain", required=True, metavar="DOMAIN", help="the signing domain")
     d.set_defaults(func=_dkim_record)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, ConfigProblem
+from ..extras import require
 from . import audit, hosts, lookup
 from .commands import run, session_for
 from .db import Database
@@ -50,6 +51,11 @@ async def _ingest(db: Database, args, servers, ctx):
 
 
 def _ingest_human(result: dict) -> str:
+    if not result["files"] and not result["pending_partial_lines"]:
+        skipped = result["skipped_files"]
+        return (f"no event logs in {result['source']}" + (f" ({skipped} other files skipped, e.g. "
+                f"{', '.join(result['skipped_examples'][:3])})" if skipped else "")
+                + ": point --from at the folder of the servers' LogFilename (on a deployed host, ROOT/logs)")
     events = ", ".join(f"{name} {count}" for name, count in result["events_added"].items())
     lines = [f"ingested {result['source']}: {result['files']} files ({result['new_files']} new, "
              f"{result['unchanged_files']} unchanged), {result['events_added_total']} events added"
@@ -57,6 +63,9 @@ def _ingest_human(result: dict) -> str:
              + f", {result['malformed_lines']} malformed lines skipped"]
     if result["unresolved_events"]:
         lines.append(f"{result['unresolved_events']} events could not be tied to a server (counted for their host)")
+    if result["skipped_files"]:
+        lines.append(f"{result['skipped_files']} files skipped, not event logs (e.g. "
+                     f"{', '.join(result['skipped_examples'][:3])})")
     lines += [f"malformed: {example}" for example in result["malformed_examples"]]
     lines += [f"partial last line left for later: {p['path']} ({p['bytes']} bytes)"
               for p in result["pending_partial_lines"]]
@@ -125,6 +134,8 @@ def stats_report(args) -> int:
         raise ConfigError(problems)
     until = date.fromisoformat(args.until) if args.until else audit.utc_now().date()
     criteria = BlockCriteria(args.block_ratio, args.min_daily)
+    if args.plot:
+        require("matplotlib", "--plot")  # before the work, naming the extra
     with session_for(args) as session:
         report = build_report(session, until, args.days, criteria)
     if args.plot:

@@ -10,6 +10,12 @@ skipped, never counted twice. Each chunk is stored in one transaction together w
 new offset, so an interrupted ingest never stores a line twice and a concurrent one
 skips what the other is doing.
 
+Only event logs are read: a file is one when its first line is a server event (a JSON
+object with an ``event_name`` and a timestamp, as ``onehop server run`` writes to its
+LogFilename, whatever the file is called), or, while that line is still being written,
+when it starts with ``{``. Anything else below the folder (``server.json``, builds,
+notes) is skipped and counted, never parsed line by line.
+
 Server IDs: the first path component (or file stem) that names one of the host's
 servers (``deploy`` writes ``<root>/logs/<server id>/events.jsonl``); else the host's
 only server at the time of the event; else the one whose port for the relay protocol
@@ -101,6 +107,7 @@ class IngestReport:
     malformed_reasons: Counter = field(default_factory=Counter)
     malformed_examples: list[str] = field(default_factory=list)
     pending: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # files that are not event logs
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -110,6 +117,7 @@ class IngestReport:
                 "events_added_total": sum(self.events.values()), "unresolved_events": self.unresolved_events,
                 "malformed_lines": self.malformed, "malformed_reasons": dict(self.malformed_reasons),
                 "malformed_examples": self.malformed_examples, "pending_partial_lines": self.pending,
+                "skipped_files": len(self.skipped), "skipped_examples": self.skipped[:MAX_EXAMPLES],
                 "warnings": self.warnings, "errors": self.errors}
 
 
@@ -133,9 +141,9 @@ class Ingest:
 
     async def run(self) -> IngestReport:
         files = [f for f in await self.source.files() if f.size > 0]
-        self.report.files = len(files)
         heads = await self.source.first_lines([f.path for f in files]) if files else {}
         plans = [p for p in (self._plan(f, heads[f.path]) for f in files) if p is not None]
+        self.report.files = len(files) - len(self.report.skipped)
         await self._match_records(plans)
         for plan in plans:
             if plan.new:
@@ -147,10 +155,18 @@ class Ingest:
     # -- which record a file continues ----------------------------------------------------
 
     def _plan(self, log: LogFile, head: bytes) -> FilePlan | None:
-        if not head.endswith(b"\n") and len(head) < FIRST_LINE_MAX:
-            self.report.pending.append({"path": log.path, "bytes": log.size})  # not even one line yet
-            return None
+        looks_like_json = head.lstrip().startswith(b"{")
+        if not head.endswith(b"\n"):
+            if looks_like_json and len(head) < FIRST_LINE_MAX:
+                self.report.pending.append({"path": log.path, "bytes": log.size})  # not even one line yet
+                return None
+            if not (looks_like_json and b'"event_name"' in head):  # a first line of 64 KiB and more
+                self.report.skipped.append(log.path)
+                return None
         event, _ = parse(complete_lines(head, 0)[0][0]) if head.endswith(b"\n") else (None, [])
+        if event is None and head.endswith(b"\n"):
+            self.report.skipped.append(log.path)  # server.json, a build, notes: not an event log
+            return None
         host = host_of(event) if event else (self.source.host_name or "")
         if self.source.host_name and event and host.lower() != self.source.host_name.lower():
             self.report.warnings.append(f"{log.path}: written by host_id {host!r}, read from host "

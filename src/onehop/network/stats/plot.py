@@ -11,6 +11,7 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+from ...extras import require
 from ..errors import NetworkError
 
 TOP = 8
@@ -92,12 +93,10 @@ def _blocks(ax, report: dict) -> None:
 
 
 def plot_report(report: dict, path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise NetworkError("--plot needs matplotlib (pip install matplotlib)") from None
+    require("matplotlib", "--plot")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     start, until = date.fromisoformat(report["from"]), date.fromisoformat(report["until"])
     days = [start + timedelta(days=n) for n in range((until - start).days + 1)]
     fig, axes = plt.subplots(2, 2, figsize=(14, 9), constrained_layout=True)
