@@ -174,3 +174,49 @@ def test_dkim_key_problems_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         dkimtools.load_dkim_key(str(tmp_path / "missing.pem"), "s", "example.org")
     assert "PRIVATE" not in repr(dkimtools.load_dkim_key.__doc__ or "")
+
+
+def _bodies(message: bytes) -> tuple[str, str]:
+    parsed = message_from_bytes(message, policy=default_policy)
+    text = parsed.get_body(("plain",)).get_content()
+    html = parsed.get_body(("html",)).get_content()
+    return text, html
+
+
+@pytest.mark.parametrize("lang", ["en", "fa", "ru", "zh"])
+def test_the_attachment_reply_says_how_to_run_what_is_attached(lang):
+    """Issue 16: the reply said "open it to install the app" for a zipapp that needs
+    `python3 onehop-<channel>.zip client` and Python 3.11."""
+    (_, zipapp) = specs(lang)
+    assert zipapp.attachment_format == "zipapp"
+    text, html = _bodies(render(zipapp, TEMPLATES, ENCODED))
+    for body in (text, html):
+        assert f"python3 {BUILD_NAME} client" in body and "3.11" in body and "127.0.0.1:1080" in body
+        assert "$" not in body
+    assert "open it to install" not in text
+    standalone = Campaign(**{**CAMPAIGN.__dict__, "attachment": Attachment(Path("/unused"), "onehop-alpha",
+                                                                           "application/octet-stream",
+                                                                           "standalone")})
+    (_, built) = specs(lang, standalone)
+    text, _ = _bodies(render(built, TEMPLATES, ENCODED))
+    assert "./onehop-alpha client" in text and "python3" not in text
+
+
+def test_a_reply_queued_before_formats_existed_still_renders_as_zipapp():
+    (_, zipapp) = specs("en")
+    old = ReplySpec.from_json(zipapp.to_json().replace(',"attachment_format":"zipapp"', ""))
+    assert old.attachment_format is None
+    assert f"python3 {BUILD_NAME} client" in _bodies(render(old, TEMPLATES, ENCODED))[0]
+
+
+def test_install_texts_are_checked_when_loaded(tmp_path):
+    import json
+    import shutil
+    shutil.copytree(default_templates_dir() / "en", tmp_path / "en")
+    meta = json.loads((tmp_path / "en" / "meta.json").read_text())
+    meta["install"] = {"zipapp": "run $file", "dmg": "x"}
+    (tmp_path / "en" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError) as info:
+        load_templates(tmp_path)
+    keys = {p.key.rsplit(":", 1)[-1] for p in info.value.problems}
+    assert keys == {"install.zipapp", "install.standalone", "install.dmg"}

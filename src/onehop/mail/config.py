@@ -7,7 +7,8 @@ Written by ``onehop network export`` (schema version 1)::
         "sponsor_id": str, "sponsor_name": str, "language": str | null,
         "links": [str, ...],
         "attachment": {"path": str (relative to responder.json's directory),
-                       "filename": str, "content_type": str} | null}}}
+                       "filename": str, "content_type": str,
+                       "format": "zipapp" | "standalone" (optional, default zipapp)} | null}}}
 
 ``load_responder_config`` validates the whole file and raises one ``ConfigError`` that
 lists every problem with its key (``addresses.<address>.links[0]``). Attachment files are
@@ -26,6 +27,7 @@ from types import MappingProxyType
 
 from ..configtools import Checker, nonempty_check, read_json_file
 from ..errors import ConfigError, ConfigProblem
+from .templates import BUILD_FORMATS, DEFAULT_BUILD_FORMAT
 
 VERSION = 1
 #: Most providers refuse messages over 25 MB; base64 adds a third.
@@ -48,6 +50,7 @@ class Attachment:
     path: Path
     filename: str
     content_type: str
+    build_format: str = "zipapp"   # what the reply tells the user to do with it
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ def _attachment(raw: dict, base_dir: Path, prefix: str, problems: list[ConfigPro
     filename = c.take("filename", str, check=_filename_check)
     content_type = c.take("content_type", str, check=lambda v: None if _CONTENT_TYPE_RE.fullmatch(v)
                           else "must be a MIME type such as application/zip")
+    build_format = c.take("format", str, DEFAULT_BUILD_FORMAT,
+                          lambda v: None if v in BUILD_FORMATS else f"one of {', '.join(BUILD_FORMATS)}")
     c.reject_unknown()
     problems += c.problems
     if rel is None:
@@ -184,7 +189,7 @@ def _attachment(raw: dict, base_dir: Path, prefix: str, problems: list[ConfigPro
         return None
     if filename is None or content_type is None:
         return None
-    return Attachment(path, filename, content_type)
+    return Attachment(path, filename, content_type, build_format or DEFAULT_BUILD_FORMAT)
 
 
 def _relative_path_check(value: str) -> str | None:

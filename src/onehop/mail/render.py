@@ -57,6 +57,7 @@ class ReplySpec:
     attachment_sha256: str | None = None
     attachment_filename: str | None = None
     attachment_type: str | None = None
+    attachment_format: str | None = None   # a build format (templates.BUILD_FORMATS); None: zipapp
     version: int = field(default=1)
 
     def to_json(self) -> str:
@@ -85,7 +86,8 @@ def compose_replies(campaign: Campaign, *, to: str, language: str, date: str, me
     if campaign.attachment is not None and attachment_sha256:
         a = campaign.attachment
         specs.append(ReplySpec(kind=ATTACHMENT, message_id=next(ids), attachment_sha256=attachment_sha256,
-                               attachment_filename=a.filename, attachment_type=a.content_type, **common))
+                               attachment_filename=a.filename, attachment_type=a.content_type,
+                               attachment_format=a.build_format, **common))
     return specs
 
 
@@ -102,7 +104,8 @@ def render(spec: ReplySpec, templates: TemplateSet, attachment: EncodedAttachmen
     subject = lang.subjects[spec.kind]
     values = {"channel_name": spec.channel_name, "sponsor_name": spec.sponsor_name, "address": spec.sender,
               "filename": spec.attachment_filename or "", "lang": spec.language, "direction": lang.direction,
-              "subject": subject}
+              "subject": subject,
+              "install": lang.install_text(spec.attachment_format, spec.attachment_filename or "")}
     text = lang.text[spec.kind].substitute(values, links="\n".join(f"  {u}" for u in spec.links))
     escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
     items = "\n".join(f'<li><a href="{html.escape(u, quote=True)}">{html.escape(u)}</a></li>'

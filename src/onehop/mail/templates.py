@@ -1,9 +1,10 @@
 """The reply texts: ``templates/<lang>/`` files shipped as package data.
 
 Each language directory holds ``meta.json`` (``name``, ``direction`` ltr/rtl,
-``links_subject``, ``attachment_subject``) and four ``string.Template`` files:
+``links_subject``, ``attachment_subject``, and ``install``: for each build format, how to
+run the attached build, with ``$filename``) and four ``string.Template`` files:
 ``links.txt``, ``links.html``, ``attachment.txt``, ``attachment.html``. Placeholders:
-``$channel_name $sponsor_name $links $filename $address $lang $direction $subject``
+``$channel_name $sponsor_name $links $filename $address $lang $direction $subject $install``
 (``$links`` is one URL per line in text, ``<li>`` items in HTML; every value substituted
 into HTML is escaped by the renderer). Everything is checked when loaded, so a missing
 file or an unknown placeholder stops the responder at start, not at the first request.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -23,8 +24,11 @@ from ..errors import ConfigError, ConfigProblem
 
 KINDS = ("links", "attachment")
 PLACEHOLDERS = frozenset({"channel_name", "sponsor_name", "links", "filename", "address", "lang",
-                          "direction", "subject"})
+                          "direction", "subject", "install"})
 _META_KEYS = ("name", "direction", "links_subject", "attachment_subject")
+#: What `network build-client` can make; the attachment reply's instructions depend on it.
+BUILD_FORMATS = ("zipapp", "standalone")
+DEFAULT_BUILD_FORMAT = "zipapp"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class LanguageTemplates:
     subjects: Mapping[str, str]       # kind -> subject
     text: Mapping[str, Template]      # kind -> plain text body
     html: Mapping[str, Template]      # kind -> HTML body
+    install: Mapping[str, Template] = field(default_factory=lambda: MappingProxyType({}))  # build format -> how to run it ($filename)
+
+    def install_text(self, build_format: str | None, filename: str) -> str:
+        template = self.install.get(build_format or DEFAULT_BUILD_FORMAT)
+        return template.substitute(filename=filename) if template is not None else ""
 
 
 @dataclass(frozen=True)
@@ -83,11 +92,41 @@ def _load_language(lang_dir: Path, problems: list[ConfigProblem]) -> LanguageTem
             template = _read_template(path, problems)
             if template is not None:
                 into[kind] = template
+    install = _install_texts(lang_dir / "meta.json", meta, problems) if meta is not None else {}
+    if "install" not in (meta or {}) and any("install" in t.get_identifiers() for t in (*text.values(),
+                                                                                       *html.values())):
+        problems.append(ConfigProblem(f"{lang_dir / 'meta.json'}:install", "required: the templates use $install"))
     if len(problems) > before or meta is None:
         return None
     return LanguageTemplates(lang=lang_dir.name, name=meta["name"], direction=meta["direction"],
                              subjects=MappingProxyType({k: meta[f"{k}_subject"] for k in KINDS}),
-                             text=MappingProxyType(text), html=MappingProxyType(html))
+                             text=MappingProxyType(text), html=MappingProxyType(html),
+                             install=MappingProxyType(install))
+
+
+def _install_texts(path: Path, meta: dict, problems: list[ConfigProblem]) -> dict[str, Template]:
+    """``install``: one single-line text per build format, placeholders: ``$filename``."""
+    raw = meta.get("install")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(ConfigProblem(f"{path}:install", f"must map each build format ({', '.join(BUILD_FORMATS)}) "
+                                                         "to how to run the attached build"))
+        return {}
+    texts = {}
+    for name in BUILD_FORMATS:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip() or "\n" in value or "\r" in value:
+            problems.append(ConfigProblem(f"{path}:install.{name}", "required (one non-empty line)"))
+            continue
+        template = Template(value)
+        if not template.is_valid() or set(template.get_identifiers()) - {"filename"}:
+            problems.append(ConfigProblem(f"{path}:install.{name}", "only $filename may be used ($$ for a dollar)"))
+            continue
+        texts[name] = template
+    for name in set(raw) - set(BUILD_FORMATS):
+        problems.append(ConfigProblem(f"{path}:install.{name}", f"unknown build format (known: {', '.join(BUILD_FORMATS)})"))
+    return texts
 
 
 def _read_meta(path: Path, problems: list[ConfigProblem]) -> dict | None:
@@ -102,7 +141,7 @@ def _read_meta(path: Path, problems: list[ConfigProblem]) -> dict | None:
     for key in _META_KEYS:
         if not isinstance(meta.get(key), str) or not meta[key].strip():
             problems.append(ConfigProblem(f"{path}:{key}", "required (a non-empty string)"))
-    for key in set(meta) - set(_META_KEYS):
+    for key in set(meta) - set(_META_KEYS) - {"install"}:
         problems.append(ConfigProblem(f"{path}:{key}", "unknown key"))
     if meta.get("direction") not in ("ltr", "rtl"):
         problems.append(ConfigProblem(f"{path}:direction", "must be ltr or rtl"))

@@ -26,6 +26,7 @@ from .targets import join_url
 
 RESPONDER_VERSION = 1
 ATTACHMENT_TYPE = "application/zip"
+BUILD_FORMAT = "zipapp"  # what build-client makes (a shiv zipapp); the reply's instructions follow it
 
 
 def slug(text: str, fallback: str) -> str:
@@ -72,7 +73,7 @@ def responder_entry(state: NetworkState, campaign: CampaignRecord, links: list[s
     attachment = None
     if attachment_path:
         attachment = {"path": attachment_path, "filename": f"onehop-{slug(channel.name, channel.id)}.zip",
-                      "content_type": ATTACHMENT_TYPE}
+                      "content_type": ATTACHMENT_TYPE, "format": BUILD_FORMAT}
     return {"campaign_id": campaign.id, "channel_id": channel.id, "channel_name": channel.name,
             "sponsor_id": sponsor.id, "sponsor_name": sponsor.name, "language": campaign.language,
             "links": links, "attachment": attachment}
