@@ -7,6 +7,7 @@
     onehop feedback flush [--config FILE | --data-dir DIR] [--attempts N] [--json]
     onehop feedback collect --db URL --from DIR|s3://bucket/prefix [--key FILE]
                             [--s3-endpoint URL] [--server-ids FILE] [--max-size BYTES] [--json]
+    onehop feedback receive --listen HOST:PORT --to DIR [--max-size BYTES] [--quiet]
     onehop feedback decrypt --key FILE BLOB|- [--raw]
     onehop feedback list --db URL [--limit N] [--json]
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..cliargs import add_after_verb
@@ -61,6 +63,18 @@ def register(sub) -> None:
     c.add_argument("--max-size", type=int, help="largest upload accepted, in bytes (default 8 MiB)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=_collect)
+    r = fsub.add_parser("receive", help="accept feedback uploads (HTTP PUT) into a directory for collect",
+                        description="A small upload endpoint for a directory setup: each PUT body is stored "
+                                    "atomically in --to DIR, which `onehop feedback collect --from DIR` reads. "
+                                    "Clients upload to it once `onehop network settings set feedback-upload-url "
+                                    "http://HOST:PORT/` is set and their build is made again. Never records who "
+                                    "uploaded.")
+    r.add_argument("--listen", required=True, metavar="HOST:PORT", help="where to accept uploads")
+    r.add_argument("--to", required=True, metavar="DIR", help="the directory uploads are stored in")
+    r.add_argument("--max-size", type=int, default=8 * 1024 * 1024, metavar="BYTES",
+                   help="larger uploads get 413 (default 8 MiB, what collect accepts)")
+    r.add_argument("--quiet", action="store_true", help="print no start line")
+    r.set_defaults(func=_receive)
     d = fsub.add_parser("decrypt", help="decrypt one feedback blob (MAC checked first)")
     d.add_argument("--key", required=True, help="the feedback private key (PEM or base64 DER file)")
     d.add_argument("blob", help="blob file, or - for standard input")
@@ -151,8 +165,7 @@ def _send(args) -> int:
     result = asyncio.run(send_feedback(
         config, args.message, email=args.email, include_diagnostics=not args.no_diagnostics,
         keep_ips=_known_servers(config), installation=_installation(), policy=_policy(args),
-        on_event=lambda kind, data: print(f"upload {kind}: {data.get('error', data['uploadId'])}",
-                                          file=sys.stderr)))
+        on_event=_print_upload_event))
     if args.json:
         print(json.dumps({"upload_id": result.upload_id, "uploaded": result.uploaded,
                           "pending": list(result.report.pending)}))
@@ -162,6 +175,30 @@ def _send(args) -> int:
         print(f"feedback {result.upload_id} saved in {result.pending_path}; it will be uploaded "
               "when a connection works (onehop client, or onehop feedback flush)")
     return 0 if result.uploaded else EX_TEMPFAIL
+
+
+def _print_upload_event(kind: str, data: dict) -> None:
+    attempt = f" (attempt {data['attempt']})" if data.get("attempt") else ""
+    if kind == "uploaded":
+        print(f"feedback {data['uploadId']} uploaded{attempt}", file=sys.stderr)
+    else:
+        print(f"feedback {data['uploadId']}: upload {kind}{attempt}: {data.get('error', '')}", file=sys.stderr)
+
+
+def _receive(args) -> int:
+    import asyncio
+
+    from ..errors import ConfigError, ConfigProblem
+    from .receive import ReceiveOptions, parse_listen, serve_until_signalled, start_line
+    host, port = parse_listen(args.listen)
+    if args.max_size <= 0:
+        raise ConfigError([ConfigProblem("--max-size", "must be positive")])
+    options = ReceiveOptions(host, port, os.path.abspath(os.path.expanduser(args.to)), args.max_size)
+    started = None if args.quiet else (lambda bound: print(start_line(options, bound), file=sys.stderr, flush=True))
+    count = asyncio.run(serve_until_signalled(options, started))
+    if not args.quiet:
+        print(f"onehop feedback receive: stopped; {count} uploads stored in {options.directory}", file=sys.stderr)
+    return 0
 
 
 def _flush(args) -> int:

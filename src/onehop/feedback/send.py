@@ -32,6 +32,12 @@ from .targets import encryption_key, parse_upload_targets
 from .upload import DEFAULT_POLICY, UploadPolicy, UploadReport, upload_pending
 
 
+NO_UPLOAD_URL = ("no feedback upload URL configured: the network's operator sets one with `onehop network "
+                 "settings set feedback-upload-url URL` (for a directory: `onehop feedback receive --listen "
+                 "HOST:PORT --to DIR`) and makes the client build again (`onehop network build-client` or "
+                 "`publish`); or give FeedbackUploadURLs and FeedbackEncryptionPublicKey in --config")
+
+
 @dataclass(frozen=True)
 class SendResult:
     upload_id: str
@@ -42,7 +48,7 @@ class SendResult:
 
 def _targets(config: Any):
     if not config.feedback_upload_urls:
-        raise ConfigError([ConfigProblem("FeedbackUploadURLs", "no feedback upload URL configured")])
+        raise ConfigError([ConfigProblem("FeedbackUploadURLs", NO_UPLOAD_URL)])
     return parse_upload_targets(config.feedback_upload_urls, config.feedback_encryption_public_key)
 
 
