@@ -11,6 +11,8 @@ itself survives a power cut. Batches of many files (exports, publishing) use
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 import tempfile
 from pathlib import Path
 
@@ -31,11 +33,14 @@ def fsync_directory(directory: StrPath) -> None:
         os.close(fd)
 
 
-def write_beside(target: StrPath, data: bytes, mode: int) -> str:
-    """A fsynced temporary file holding ``data`` with ``mode``, in ``target``'s directory.
+def write_beside(target: StrPath, data: bytes, mode: int, *, sync: bool = True) -> str:
+    """A temporary file holding ``data`` with ``mode``, in ``target``'s directory.
 
-    The caller renames it into place (or removes it). The name is unique, so concurrent
-    writers never share a temporary file, and it starts with a dot.
+    The caller renames it into place (or removes it). The name is unpredictable and the
+    file is created with ``O_EXCL | O_NOFOLLOW`` (mkstemp), so a symlink planted in the
+    directory can never redirect the write, and concurrent writers never share a
+    temporary file; it starts with a dot. ``sync=False`` leaves the fsync to the caller
+    (batches make many files durable with one ``sync``).
     """
     directory = os.path.dirname(os.path.abspath(target))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
@@ -44,11 +49,31 @@ def write_beside(target: StrPath, data: bytes, mode: int) -> str:
             os.fchmod(f.fileno(), mode)  # mkstemp creates 0600 whatever the umask
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
     except BaseException:
         os.remove(tmp)
         raise
     return tmp
+
+
+def link_beside(source: StrPath, target: StrPath) -> str:
+    """A temporary name in ``target``'s directory for the same file as ``source``.
+
+    A hard link under an unpredictable name (``link`` never follows an existing name: a
+    planted one makes it fail, not write through it); where links fail (another file
+    system), a copy made by :func:`write_beside`. The caller renames it into place.
+    """
+    directory = os.path.dirname(os.path.abspath(target))
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(8)}.tmp")
+    try:
+        os.link(source, tmp)
+        return tmp
+    except OSError:
+        pass
+    with open(source, "rb") as f:
+        data = f.read()
+    return write_beside(target, data, stat.S_IMODE(os.stat(source).st_mode))
 
 
 def replace_file(target: StrPath, data: bytes, mode: int = 0o644) -> None:

@@ -145,20 +145,22 @@ class Builder:
         for name, data in files.items():
             (package / name).write_bytes(data)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.tmp{os.getpid()}")
+        scratch = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".shiv-"))  # private, unpredictable
+        partial = scratch / cached.name
         command = [sys.executable, "-m", "shiv", "--site-packages", str(base), "--site-packages", str(extra),
                    "-e", ENTRY_POINT, "-p", SHEBANG, "-o", str(partial), "--reproducible", "--compressed"]
         env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
         try:
-            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(f"cannot run shiv: {exc}") from None
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise BuildError(f"cannot run shiv: {exc}") from None
+            if done.returncode != 0 or not partial.is_file():
+                raise BuildError(f"shiv failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
+            os.replace(partial, cached)
         finally:
             shutil.rmtree(extra, ignore_errors=True)
-        if done.returncode != 0 or not partial.is_file():
-            partial.unlink(missing_ok=True)
-            raise BuildError(f"shiv failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
-        os.replace(partial, cached)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def find_cached_build(cache_dir: Path, sha256: str) -> Path | None:

@@ -12,11 +12,10 @@ files are removed and the targets are untouched.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
-from ..atomicfile import fsync_directory
+from ..atomicfile import fsync_directory, link_beside, write_beside
 
 SMALL_BATCH = 16
 
@@ -31,17 +30,11 @@ def same_content(path: Path, data: bytes, mode: int) -> bool:
         return False
 
 
-def _write_temp(tmp: Path, data: bytes, mode: int, sync: bool) -> None:
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def _can_link(source: Path, path: Path) -> bool:
     try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+        return os.stat(source).st_dev == os.stat(path.parent).st_dev
+    except OSError:
+        return False
 
 
 class FileBatch:
@@ -66,9 +59,8 @@ class FileBatch:
             self.unchanged += 1
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        self._staged.append((tmp, path))  # registered first: abort removes a partial temp
-        _write_temp(tmp, data, mode, sync=False)
+        tmp = Path(write_beside(path, data, mode, sync=False))  # unpredictable name, O_EXCL|O_NOFOLLOW
+        self._staged.append((tmp, path))
         return True
 
     def link(self, source: Path, path: Path) -> None:
@@ -110,16 +102,16 @@ class FileBatch:
                 return False
         except OSError:
             pass
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.unlink(missing_ok=True)
+        if not _can_link(source, path) and same_content(path, source.read_bytes(),
+                                                        stat.S_IMODE(source.stat().st_mode)):
+            self.unchanged += 1  # another file system: a copy that is already right stays
+            return False
+        tmp = link_beside(source, path)  # a hard link or a copy under an unpredictable name
         try:
-            os.link(source, tmp)
-        except OSError:  # another filesystem, or links not supported: copy instead
-            if same_content(path, source.read_bytes(), stat.S_IMODE(source.stat().st_mode)):
-                self.unchanged += 1
-                return False
-            shutil.copy2(source, tmp)
-        os.replace(tmp, path)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         self.written.append(path)
         return True
 

@@ -11,6 +11,7 @@ asyncssh and OS exceptions become :class:`RemoteError` here, at one boundary.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shlex
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -117,8 +118,9 @@ class RemoteHost:
                     return False
             except asyncssh.SFTPNoSuchFile:
                 pass
-            tmp = f"{path}.onehop-tmp"
-            async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=mode)) as f:
+            # an unpredictable name, created exclusively: a planted symlink cannot take the data
+            tmp = f"{path}.{secrets.token_hex(8)}.onehop-tmp"
+            async with sftp.open(tmp, "xb", asyncssh.SFTPAttrs(permissions=mode)) as f:
                 await f.write(data)
             await sftp.chmod(tmp, mode)
             await sftp.posix_rename(tmp, path)

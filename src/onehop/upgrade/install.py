@@ -21,12 +21,11 @@ import json
 import os
 import re
 import shlex
-import shutil
 import sys
 import zipfile
 from dataclasses import dataclass
 
-from ..atomicfile import fsync_directory, replace_file, write_beside
+from ..atomicfile import fsync_directory, link_beside, replace_file, write_beside
 from .errors import UpgradeError
 
 PREVIOUS_SUFFIX = ".previous"
@@ -61,14 +60,12 @@ def detect_installation(argv0: str | None = None, executable: str | None = None)
 
 def _link_or_copy(source: str, destination: str) -> None:
     """``destination`` becomes a complete copy of ``source`` (atomically replaced)."""
-    tmp = destination + ".tmp"
-    if os.path.lexists(tmp):
-        os.remove(tmp)
+    tmp = link_beside(source, destination)  # unpredictable name: a planted symlink is never followed
     try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copy2(source, tmp)
-    os.replace(tmp, destination)
+        os.replace(tmp, destination)
+    except BaseException:
+        _quiet_remove(tmp)
+        raise
 
 
 @dataclass(frozen=True)
