@@ -4,7 +4,8 @@ Shared by every part that keeps state in files (server configs, the feedback que
 mail responder's attachments, installed client builds). It imports nothing from onehop.
 The recipe: write a uniquely named temporary file in the target's directory with the
 final mode, fsync it, rename it over the target, fsync the directory so the rename
-itself survives a power cut. Batches of many files (exports, publishing) use
+itself survives a power cut. Files that hold secrets are written 0600 into directories
+made by :func:`private_directory` (0700). Batches of many files (exports, publishing) use
 ``onehop.network.fileio`` instead, which makes them durable with one sync.
 """
 
@@ -17,6 +18,28 @@ import tempfile
 from pathlib import Path
 
 StrPath = str | os.PathLike
+
+
+def private_directory(directory: StrPath, *, tighten: bool = False) -> bool:
+    """Create ``directory`` (mode 0700) for files that hold secrets; True if it is private.
+
+    A directory that already exists keeps its mode unless ``tighten`` (for directories
+    onehop owns: its default data directory, a server's directory in an export); the
+    caller says something when False comes back.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    if mode & 0o077 and tighten:
+        os.chmod(directory, 0o700)
+        return True
+    return not mode & 0o077
+
+
+def open_directory_warning(directory: StrPath, what: str) -> str:
+    """The one line said when secrets land in a directory others can read."""
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    return (f"{directory} is mode {mode:04o} and now holds {what}: others on this machine can list it "
+            f"(chmod 700 {directory})")
 
 
 def fsync_directory(directory: StrPath) -> None:

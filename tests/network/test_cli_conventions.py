@@ -82,3 +82,11 @@ def test_plot_without_matplotlib_names_the_extra_before_any_work(sqlite_cli, mon
     result = run("lab", "run", "all", "--plot", tmp_path / "lab.png")
     assert result.rc == 2 and "pip install 'onehop[lab]'" in result.err
     assert "onehop lab:" not in result.out and not (tmp_path / "lab.png").exists()
+
+
+def test_a_missing_postgresql_driver_names_the_extra(monkeypatch):
+    """A sibling of item 12: the PostgreSQL driver comes with the network extra; say so."""
+    import sys
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    result = run("network", "--db", "postgresql+psycopg://ops@db.example/onehop", "sponsor", "list")
+    assert result.rc == 2 and "pip install 'onehop[network]'" in result.err and "Traceback" not in result.err

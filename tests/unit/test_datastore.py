@@ -102,3 +102,12 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
     from onehop.errors import ConfigError
     with pytest.raises(ConfigError, match="datastore"):
         Datastore(str(tmp_path))
+
+
+def test_a_new_data_directory_is_private(tmp_path):
+    """Issue 16 item 11: the data directory (shared with the default network database) was
+    made 0755, so the database that `network init` put there later sat in an open directory."""
+    import os
+    import stat
+    Datastore(str(tmp_path / "data")).close()
+    assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o700

@@ -58,7 +58,7 @@ class Datastore:
     """One SQLite file per data directory (``<data dir>/datastore.sqlite``)."""
 
     def __init__(self, data_dir: str, *, signature_public_key: str = "") -> None:
-        os.makedirs(data_dir, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)  # which servers this user knows: private
         self.path = os.path.join(data_dir, "datastore.sqlite")
         self._signature_key = signature_public_key
         try:

@@ -34,7 +34,7 @@ class NoticeLog:
         self.max_bytes = max_bytes
         self._redactor = redactor or Redactor()
         self._lock = threading.Lock()
-        os.makedirs(data_dir, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
 
     def __call__(self, notice: Mapping[str, Any]) -> None:
         line = json.dumps(self._redactor.value(dict(notice)), separators=(",", ":"), default=str) + "\n"

@@ -46,7 +46,8 @@ def capture_available() -> str | None:
     try:
         import nfstream  # noqa: F401
     except ImportError as exc:
-        return f"nfstream is not installed ({exc})"
+        from ..extras import install_hint
+        return f"nfstream is not installed ({exc}); it {install_hint('nfstream')}"
     return None
 
 

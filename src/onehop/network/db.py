@@ -9,7 +9,9 @@ or :class:`Conflict` (a constraint said no) here, at one boundary.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +21,14 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..atomicfile import open_directory_warning, private_directory
 from ..errors import ConfigError, ConfigProblem
+from ..extras import install_hint
 from . import migrate
 from .errors import Conflict, DatabaseError, SchemaError
 
 DEFAULT_DB_FILENAME = "network.db"
+log = logging.getLogger(__name__)
 
 
 def default_db_path() -> Path:
@@ -56,15 +61,21 @@ def _sqlite_file(url: sa.URL) -> Path | None:
 
 
 def _prepare_sqlite_file(path: Path, create: bool) -> None:
-    """Refuse a missing file unless creating; create it private (it holds secrets)."""
-    if path.exists():
-        if not path.is_file():
-            raise DatabaseError(f"{path} is not a file")
-        return
+    """Refuse a missing file unless creating; when creating (``init``), make it 0600 in a
+    0700 directory (it holds the network's private keys and every server's secrets)."""
+    if path.exists() and not path.is_file():
+        raise DatabaseError(f"{path} is not a file")
     if not create:
-        raise SchemaError(f"no database at {path}: run onehop network init")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        if not path.exists():
+            raise SchemaError(f"no database at {path}: run onehop network init")
+        return
+    # onehop's own directory is made private; another one chosen with --db is only named
+    if not private_directory(path.parent, tighten=path.absolute() == default_db_path().absolute()):
+        log.warning(open_directory_warning(path.parent, "the network database (private keys)"))
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+        os.chmod(path, 0o600)
 
 
 def _sqlite_hooks(engine: Engine) -> None:
@@ -93,7 +104,9 @@ def create_engine(url_text: str, *, create: bool = False) -> Engine:
     try:
         return sa.create_engine(url, pool_pre_ping=True)
     except (exc.NoSuchModuleError, ImportError) as error:
-        raise ConfigError([ConfigProblem("--db", f"no driver for {url.drivername}: {error}")]) from None
+        hint = install_hint(getattr(error, "name", None) or "psycopg") if isinstance(error, ImportError) else None
+        raise ConfigError([ConfigProblem("--db", f"no driver for {url.drivername}: {error}"
+                                         + (f" (psycopg {hint})" if hint else ""))]) from None
 
 
 def describe_error(error: exc.SQLAlchemyError, where: str) -> str:

@@ -2,7 +2,9 @@
 
 Layout::
 
-    DIR/psinet.json                  the network-wide psinet snapshot
+    DIR/                             mode 0700 when export creates it (else a warning)
+    DIR/psinet.json                  the network-wide psinet snapshot; mode 0600 (discovery HMAC key)
+    DIR/<server id>/                 mode 0700, made so if it was not
     DIR/<server id>/server.json      mode 0600 (secrets); `onehop server run --config` reads it
     DIR/<server id>/server-entry.dat the server's signed encoded entry
     DIR/<server id>/psinet.json      the snapshot (a hard link to DIR/psinet.json, or a copy)
@@ -20,11 +22,13 @@ servers are removed (their servers must stop).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomicfile import open_directory_warning, private_directory
 from ..server.config import server_config_to_json
 from .builds import default_cache_dir
 from .entries import PSINET_FILENAME, EntryBook, server_config
@@ -66,7 +70,7 @@ def _stage_servers(batch: FileBatch, state: NetworkState, book: EntryBook, out: 
     shared = out / PSINET_FILENAME
     for server in state.servers:
         directory = out / server.id
-        directory.mkdir(mode=0o700, exist_ok=True)
+        private_directory(directory, tighten=True)
         config = server_config(server, book, state.keys)
         config["LogFilename"] = log_filename(server.id)
         (out / LOGS_DIR / server.id).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -106,13 +110,14 @@ def _remove_retired(state: NetworkState, out: Path) -> list[str]:
 def export_network(state: NetworkState, out: Path, *, base_url: str | None = None,
                    cache_dir: Path | None = None) -> ExportResult:
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        if not private_directory(out):
+            logging.getLogger(__name__).warning(open_directory_warning(out, "psinet.json (the discovery HMAC key)"))
     except OSError as exc:
         raise NetworkError(f"cannot create {out}: {exc.strerror}") from None
     book = EntryBook.build(state.servers, state.keys)
     try:
         with FileBatch() as batch:
-            batch.write(out / PSINET_FILENAME, psinet_bytes(psinet_document(state, book)), 0o644)
+            batch.write(out / PSINET_FILENAME, psinet_bytes(psinet_document(state, book)), 0o600)
             _stage_servers(batch, state, book, out)
             addresses, attachments = _stage_mail(batch, state, out, base_url, cache_dir or default_cache_dir())
             batch.commit()

@@ -8,6 +8,7 @@ secret (used only to derive the entry's tag).
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import asyncssh
 
 from ..core.serverentry import derive_tag, encode_server_entry
-from ..atomicfile import replace_file
+from ..atomicfile import open_directory_warning, private_directory, replace_file
 from ..errors import ConfigError, ConfigProblem
 from .config import parse_server_config, server_config_to_json
 
@@ -91,7 +92,8 @@ def write_server_dir(out_dir: str | os.PathLike, generated: GeneratedServer,
         raise ConfigError([ConfigProblem("--out", (
             f"{config_path} already exists; replacing it makes new keys and passwords, and every "
             "server entry already handed out for this server stops working (--force to replace it)"))])
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not private_directory(out):
+        logging.getLogger(__name__).warning(open_directory_warning(out, "a server's secrets (server.json)"))
     replace_file(config_path, server_config_to_json(generated.config).encode("utf-8"), mode=0o600)
     replace_file(entry_path, (generated.encoded_entry + "\n").encode("ascii"), mode=0o644)
     return config_path, entry_path

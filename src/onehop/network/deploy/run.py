@@ -163,7 +163,7 @@ async def _files(remote: RemoteHost, layout: Layout, bundle: ServerBundle, geoip
     config = deployed_config(bundle.config, layout, bundle.id, geoip)
     outcome.config_changed = await remote.write_file(f"{directory}/server.json", config, 0o600)
     await remote.write_file(f"{directory}/server-entry.dat", (bundle.entry.strip() + "\n").encode("ascii"), 0o644)
-    outcome.psinet_changed = await remote.write_file(f"{directory}/psinet.json", bundle.psinet, 0o644)
+    outcome.psinet_changed = await remote.write_file(f"{directory}/psinet.json", bundle.psinet, 0o600)  # HMAC key
 
 
 async def _start(manager: Nohup | Systemd, outcome: ServerOutcome, software: bool, force: bool) -> None:
