@@ -77,13 +77,15 @@ class Processes:
         self.procs: list[tuple[str, subprocess.Popen, str]] = []
 
     def start(self, name: str, argv: Sequence[str], *, stdout_pipe: bool = False,
-              env: dict | None = None) -> subprocess.Popen:
+              env: dict | None = None, cwd: str | None = None,
+              stderr_to_stdout: bool = False) -> subprocess.Popen:
         log_path = os.path.join(self.log_dir, f"{name}.log")
         log = open(log_path, "wb")
         try:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE if stdout_pipe else log,
-                                    stderr=log, preexec_fn=_die_with_parent, env=env)
+                                    stderr=subprocess.STDOUT if stderr_to_stdout else log,
+                                    preexec_fn=_die_with_parent, env=env, cwd=cwd)
         finally:
             log.close()
         self.procs.append((name, proc, log_path))
