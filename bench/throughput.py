@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tunnel throughput: onehop's SOCKS proxy beside raw loopback and OpenSSH ``ssh -L``.
+"""Tunnel throughput: onehop's SOCKS proxy beside raw loopback, OpenSSH ``ssh -L`` and Psiphon.
 
 One run starts, all on loopback:
 
@@ -9,18 +9,34 @@ One run starts, all on loopback:
 * a onehop server on 127.0.0.2 (``onehop server run``, AllowBogons) and a onehop client
   (a separate process) with its SOCKS proxy, tunnelling to the sink;
 
+and, unless ``--no-psiphon`` (or Psiphon's binaries are absent, see ``_psiphon.py``),
+the same tunnel with Psiphon's own programs on either end, all OSSH:
+
+* ``Psiphon>psiphond``: psiphond (127.0.0.1, AllowBogons) and Psiphon's client
+  (psiphon-tunnel-core) with its SOCKS proxy;
+* ``Psiphon>onehop``: Psiphon's client to the same ``onehop server run``;
+* ``onehop>psiphond``: a second onehop client to the same psiphond;
+
 then moves the same byte count (default 512 MiB) through each path: one stream and
 eight (which split the total), download and upload. The load generator is this
 process (blocking sockets, 1 MiB calls, one thread per stream). The tests run
-interleaved (raw, OpenSSH, onehop for each case) so drift on a shared machine hits
-all three alike. It prints MB/s (10^6 bytes per second), the ratios, and last the
+interleaved (every path in turn for each case) so drift on a shared machine hits
+all of them alike. It prints MB/s (10^6 bytes per second), the ratios, and last the
 headline figure: onehop one-stream download as a multiple of OpenSSH (target >= 0.60).
 
 OSSH obfuscation stops after NEWKEYS, so bulk data through onehop pays only SSH's
 own cipher (aes128-gcm here as in OpenSSH), plus Python's per-packet overhead.
+Psiphon's client draws a random KEX, cipher and MAC for every tunnel; the benchmark
+reads the draw off the handshake (``_psiphon.HandshakeSniffer``) and prints it under
+the table. ``--psiphon-cipher NAME`` restarts Psiphon's client until it draws NAME.
+
+Psiphon's port forwards do not pass a half-close. The framing does not need one: every
+transfer is length-prefixed (``_common.py``: the downloader reads exactly n bytes, an
+upload ends with the sink's one-byte acknowledgement), nothing waits for EOF.
 
     python bench/throughput.py                 # 512 MiB per test, OSSH
-    python bench/throughput.py --mib 64 --protocol SSH --json out.json
+    python bench/throughput.py --size-mib 64   # quick
+    python bench/throughput.py --mib 64 --protocol SSH --json out.json --no-psiphon
     python bench/throughput.py --mib 128 --profile prof/   # py-spy on the onehop processes
 """
 
@@ -46,13 +62,17 @@ from _common import (  # noqa: E402
     transfer, tree_cpu_seconds, via_socks5, wait_until,
 )
 from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
+import _psiphon  # noqa: E402
 
 COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py")
 CIPHER = "aes128-gcm@openssh.com"
 ONEHOP_IP = "127.0.0.2"
 SINK_HOST = "127.0.0.1"
 
-PATHS = (("raw", "raw loopback"), ("openssh", "OpenSSH -L"), ("onehop", "onehop SOCKS"))
+BASE_PATHS = (("raw", "raw loopback"), ("openssh", "OpenSSH -L"), ("onehop", "onehop SOCKS"))
+PSIPHON_PATHS = (("psiphon-psiphond", "Psiphon>psiphond"), ("psiphon-onehop", "Psiphon>onehop"),
+                 ("onehop-psiphond", "onehop>psiphond"))
+PSIPHON_KEYS = {p for p, _ in PSIPHON_PATHS}
 CASES = ((1, "download"), (1, "upload"), (8, "download"), (8, "upload"))
 TARGET = 0.60
 
@@ -101,12 +121,12 @@ def start_openssh(procs: Processes, root: str, sink_port: int) -> tuple[int, dic
     return lport, {"client": ssh.pid, "server": sshd.proc.pid}
 
 
-def start_onehop(procs: Processes, root: str, protocol: str, runner: str) -> tuple[int, dict[str, int]]:
-    """A onehop server and client (separate processes); returns (SOCKS port, pids)."""
-    started = start_onehop_server(procs, root, ONEHOP_IP, "ssh")
-    server, entry = started.proc, started.entry_file
+def start_onehop_client(procs: Processes, root: str, name: str, entry: str, protocol: str,
+                        runner: str, servers: tuple = ()) -> tuple[int, object, str]:
+    """A onehop client process to the one server in ``entry``; waits for its tunnel and
+    returns (SOCKS port, process, runner). ``servers``: (name, process) to watch too."""
     socks_port, http_port = free_port(), free_port()
-    data_dir = os.path.join(root, "onehop-client")
+    data_dir = os.path.join(root, name)
     if runner == "auto":
         runner = "cli" if importlib.util.find_spec("onehop.client.app") else "bench"
     if runner == "cli":
@@ -117,20 +137,58 @@ def start_onehop(procs: Processes, root: str, protocol: str, runner: str) -> tup
         argv = [sys.executable, COMMON, "onehop-client", "--entry", entry, "--socks-port", str(socks_port),
                 "--http-port", str(http_port), "--data-dir", data_dir, "--protocol", protocol]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    client = procs.start("onehop-client", argv, stdout_pipe=True, env=env)
+    client = procs.start(name, argv, stdout_pipe=True, env=env)
     notices = NoticeReader(client.stdout)
 
     def alive() -> None:
-        for name, proc in (("onehop-client", client), ("onehop-server", server)):
+        for pname, proc in ((name, client), *servers):
             if proc.poll() is not None:
-                raise BenchError(f"{name} exited with status {proc.returncode}:\n{procs.log_tail(name)}\n"
+                raise BenchError(f"{pname} exited with status {proc.returncode}:\n{procs.log_tail(pname)}\n"
                                  f"  last notices:\n{notices.last()}")
     try:
-        wait_until(lambda: notices.tunnels >= 1, 60, "the onehop client's tunnel (Tunnels count 1)", alive)
+        wait_until(lambda: notices.tunnels >= 1, 60, f"{name}'s tunnel (Tunnels count 1)", alive)
     except BenchError as exc:
         raise BenchError(f"{exc}\n  last notices:\n{notices.last()}") from None
-    socks_port = notices.socks_port or socks_port
-    return socks_port, {"client": client.pid, "server": server.pid, "runner": runner}  # type: ignore[dict-item]
+    return notices.socks_port or socks_port, client, runner
+
+
+def start_onehop(procs: Processes, root: str, protocol: str, runner: str) -> tuple[int, dict, object]:
+    """A onehop server and client (separate processes); returns (SOCKS port, pids, server)."""
+    started = start_onehop_server(procs, root, ONEHOP_IP, "ssh")
+    socks_port, client, runner = start_onehop_client(procs, root, "onehop-client", started.entry_file,
+                                                     protocol, runner, (("onehop-server", started.proc),))
+    return socks_port, {"client": client.pid, "server": started.proc.pid, "runner": runner}, started
+
+
+def start_psiphon_paths(procs: Processes, root: str, onehop_server, runner: str, want_cipher: str | None,
+                        redraws: int) -> tuple[dict, dict, dict]:
+    """psiphond, Psiphon's client to psiphond and to the onehop server, a onehop client to
+    psiphond (all OSSH). Returns (SOCKS port by path, CPU roles by path, algorithms by path)."""
+    psiphond = _psiphon.start_psiphond(procs, root)
+    ports, roles, algs = {}, {}, {}
+    for path, entry, port, server_pid in (
+            ("psiphon-psiphond", psiphond.entry_file, psiphond.port, psiphond.proc.pid),
+            ("psiphon-onehop", onehop_server.entry_file, onehop_server.ossh_port, onehop_server.proc.pid)):
+        for attempt in range(1 + (redraws if want_cipher else 0)):
+            sniffer = _psiphon.HandshakeSniffer(port)
+            socks, proc, _ = _psiphon.start_psiphon_client(procs, root, f"{path}-{attempt}", entry)
+            drawn = _psiphon.describe(sniffer, entry)
+            if not want_cipher or (isinstance(drawn, dict) and drawn["cipher"] == want_cipher):
+                break
+            print(f"  {path}: drew {_psiphon.fmt_algs(drawn)}; redrawing for {want_cipher}", flush=True)
+            proc.terminate()
+            proc.wait(10)
+        else:
+            raise BenchError(f"Psiphon's client did not draw {want_cipher} in {1 + redraws} tunnels "
+                             f"to {path.split('-')[1]}")
+        ports[path], roles[path], algs[path] = socks, {"client": proc.pid, "server": server_pid}, drawn
+    sniffer = _psiphon.HandshakeSniffer(psiphond.port)
+    socks, client, _ = start_onehop_client(procs, root, "onehop-client-psiphond", psiphond.entry_file,
+                                           "OSSH", runner, (("psiphond", psiphond.proc),))
+    algs["onehop-psiphond"] = _psiphon.describe(sniffer, psiphond.entry_file)
+    ports["onehop-psiphond"] = socks
+    roles["onehop-psiphond"] = {"client": client.pid, "server": psiphond.proc.pid}
+    return ports, roles, algs
 
 
 # -- profiling -------------------------------------------------------------------------
@@ -180,23 +238,37 @@ def mbps(nbytes: int, seconds: float) -> float:
 
 
 def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> tuple[dict, dict]:
-    """Run every case; returns (MB/s samples, CPU seconds per GiB samples by role)."""
+    """Run every case; returns (MB/s samples, CPU seconds per GiB samples by role).
+
+    A failed transfer on a Psiphon path is recorded in ``args.failures`` (that path then
+    sits out the rest of the case) instead of ending the run; elsewhere it is fatal.
+    """
     total = args.mib * 1024 * 1024
-    samples: dict[str, dict[str, list[float]]] = {p: {} for p, _ in PATHS}
+    samples: dict[str, dict[str, list[float]]] = {p: {} for p, _ in args.paths}
     cpu: dict[str, dict[str, dict[str, list[float]]]] = {p: {} for p in roles}
     if args.warmup_mib > 0:
-        for path, _ in PATHS:
+        for path, _ in args.paths:
             transfer(connectors[path], "download", 1, args.warmup_mib * 1024 * 1024)
     for streams, direction in CASES:
         key = case_key(streams, direction)
         for rep in range(args.repeat):
-            for path, label in PATHS:
+            for path, label in args.paths:
+                if (path, key) in args.failures:
+                    continue
                 profile = profiler is not None and path == "onehop" and streams == 1 and rep == 0
                 if profile:
                     profiler.start(key)
                 before = {r: tree_cpu_seconds(pid) for r, pid in roles.get(path, {}).items()}
+                started = time.perf_counter()
                 try:
                     seconds = transfer(connectors[path], direction, streams, total)
+                except BenchError as exc:
+                    if path not in PSIPHON_KEYS:
+                        raise
+                    args.failures[(path, key)] = f"{exc} (after {time.perf_counter() - started:.0f} s)"
+                    print(f"  {case_label(streams, direction):18} {label:16}    FAILED  "
+                          f"{args.failures[(path, key)]}", flush=True)
+                    continue
                 finally:
                     if profile:
                         for p in profiler.stop():
@@ -206,58 +278,94 @@ def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> t
                 for r, pid in roles.get(path, {}).items():
                     used = tree_cpu_seconds(pid) - before[r]
                     cpu[path].setdefault(key, {}).setdefault(r, []).append(used / (args.mib / 1024))
-                print(f"  {case_label(streams, direction):18} {label:14} {rate:9.1f} MB/s  "
+                print(f"  {case_label(streams, direction):18} {label:16} {rate:9.1f} MB/s  "
                       f"({seconds:.2f} s)", flush=True)
     return samples, cpu
 
 
-def fmt_ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b > 0 else "n/a"
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "n/a"
 
 
-def report(args, samples: dict, cpu: dict) -> dict:
+def report(args, samples: dict, cpu: dict, algs: dict) -> dict:
+    paths = args.paths
+    tunnels = [(p, label) for p, label in paths if p != "raw"]
+    w = 18
     med = {p: {k: statistics.median(v) for k, v in cases.items()} for p, cases in samples.items()}
     per = args.mib / 8
     print()
     print(f"Throughput, MB/s (10^6 bytes/s), {args.mib} MiB per test (8 streams: {per:g} MiB each), "
-          f"onehop protocol {args.protocol}, cipher {CIPHER}"
+          f"onehop protocol {args.protocol}, OpenSSH and onehop>onehop cipher {CIPHER}"
           + (f", median of {args.repeat}" if args.repeat > 1 else ""))
-    head = f"{'test':20}" + "".join(f"{label:>15}" for _, label in PATHS)
+    head = f"{'test':20}" + "".join(f"{label:>{w}}" for _, label in paths)
     print(head)
     print("-" * len(head))
     for streams, direction in CASES:
         key = case_key(streams, direction)
-        print(f"{case_label(streams, direction):20}" + "".join(f"{med[p][key]:15.1f}" for p, _ in PATHS))
+        print(f"{case_label(streams, direction):20}"
+              + "".join(f"{med[p][key]:{w}.1f}" if key in med[p] else f"{'failed':>{w}}" for p, _ in paths))
     print()
-    head = f"{'ratio':20}{'onehop/OpenSSH':>16}{'onehop/raw':>14}{'OpenSSH/raw':>14}"
-    print(head)
-    print("-" * len(head))
-    ratios = {}
-    for streams, direction in CASES:
-        key = case_key(streams, direction)
-        o, s, r = med["onehop"][key], med["openssh"][key], med["raw"][key]
-        ratios[key] = {"onehop/openssh": o / s, "onehop/raw": o / r, "openssh/raw": s / r}
-        print(f"{case_label(streams, direction):20}{fmt_ratio(o, s):>16}{fmt_ratio(o, r):>14}{fmt_ratio(s, r):>14}")
-    print()
+    ratios: dict[str, dict[str, float]] = {}
+    for title, base, cols in (("ratio to raw loopback", "raw", tunnels),
+                              ("ratio to OpenSSH -L", "openssh", [t for t in tunnels if t[0] != "openssh"])):
+        head = f"{title:20}" + "".join(f"{label:>{w}}" for _, label in cols)
+        print(head)
+        print("-" * len(head))
+        for streams, direction in CASES:
+            key = case_key(streams, direction)
+            b = med[base].get(key)
+            for p, _ in cols:
+                if key in med[p] and b:
+                    ratios.setdefault(key, {})[f"{p}/{base}"] = med[p][key] / b
+            print(f"{case_label(streams, direction):20}"
+                  + "".join(f"{fmt_ratio(med[p].get(key), b):>{w}}" for p, _ in cols))
+        print()
     cpu_med = {p: {k: {r: statistics.median(v) for r, v in roles.items()} for k, roles in cases.items()}
                for p, cases in cpu.items()}
-    print("CPU seconds per GiB moved (user+sys of the tunnel processes; lower is better)")
-    head = f"{'test':20}{'ssh':>9}{'sshd':>9}{'onehop client':>15}{'onehop server':>15}"
+    print("CPU seconds per GiB moved, client / server (user+sys of each process tree; lower is better)")
+    head = f"{'test':20}" + "".join(f"{label:>{w}}" for _, label in tunnels)
     print(head)
     print("-" * len(head))
     for streams, direction in CASES:
         key = case_key(streams, direction)
-        s, o = cpu_med["openssh"][key], cpu_med["onehop"][key]
-        print(f"{case_label(streams, direction):20}{s['client']:9.2f}{s['server']:9.2f}"
-              f"{o['client']:15.2f}{o['server']:15.2f}")
+        cells = []
+        for p, _ in tunnels:
+            c = cpu_med[p].get(key)
+            cells.append(f"{c['client']:.2f} / {c['server']:.2f}" if c else "n/a")
+        print(f"{case_label(streams, direction):20}" + "".join(f"{c:>{w}}" for c in cells))
+    print("  clients: ssh, onehop client" + (", psiphon-tunnel-core" if algs else "")
+          + "; servers: sshd (and children), onehop server run" + (", psiphond" if algs else ""))
+    if algs:
+        print()
+        print("Psiphon columns (all OSSH, through each client's SOCKS proxy; A>B = A's client, B's server):")
+        print("  negotiated SSH algorithms, read off this run's handshakes (Psiphon's client draws a random")
+        print("  KEX, cipher and MAC for every tunnel, so its columns vary with the draw; onehop's client")
+        print("  prefers aes128-gcm@openssh.com; --psiphon-cipher NAME redraws until Psiphon's gets NAME):")
+        for p, label in tunnels:
+            if p in algs:
+                print(f"  {label:17} {_psiphon.fmt_algs(algs[p])}")
+    if args.failures:
+        print()
+        print("Failed transfers (that path sat out the rest of the case):")
+        for (p, key), why in args.failures.items():
+            print(f"  {dict(paths)[p]}, {key}: {why}")
+    if not algs and args.psiphon_note:
+        print()
+        print(args.psiphon_note)
     print()
-    return {"mbps": med, "samples": samples, "ratios": ratios, "cpu_seconds_per_gib": cpu_med}
+    legacy = {}  # the keys of earlier JSON output
+    for key, r in ratios.items():
+        legacy[key] = {"onehop/openssh": r["onehop/openssh"], "onehop/raw": r["onehop/raw"],
+                       "openssh/raw": r["openssh/raw"], **r}
+    return {"mbps": med, "samples": samples, "ratios": legacy, "cpu_seconds_per_gib": cpu_med,
+            "psiphon_algorithms": algs, "failures": {f"{p} {k}": why for (p, k), why in args.failures.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=int, default=512, help="MiB moved per test (default 512)")
+    parser.add_argument("--mib", "--size-mib", dest="mib", type=int, default=512,
+                        help="MiB moved per test (default 512; 64 for a quick run)")
     parser.add_argument("--protocol", default="OSSH", choices=("OSSH", "OSSH-PREFIX", "SSH"),
                         help="onehop tunnel protocol (default OSSH)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per test; the median is reported")
@@ -271,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-runner", choices=("auto", "cli", "bench"), default="auto",
                         help="start the client with `onehop client` (cli) or bench/_common.py (bench); "
                              "auto: cli when onehop.client.app exists")
+    parser.add_argument("--no-psiphon", action="store_true",
+                        help="skip the Psiphon columns (psiphond and Psiphon's client)")
+    parser.add_argument("--psiphon-cipher", metavar="NAME",
+                        help="restart Psiphon's client until its tunnel negotiates this cipher "
+                             "(e.g. aes128-gcm@openssh.com); default: keep its random draw")
+    parser.add_argument("--psiphon-redraws", type=int, default=30,
+                        help="at most this many restarts for --psiphon-cipher (default 30)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
     if args.mib < 8 or args.repeat < 1:
@@ -281,6 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"throughput: OpenSSH is needed for the comparison ({missing} not found). Install it with:\n"
               f"  {INSTALL}", file=sys.stderr)
         return 3
+
+    args.paths = BASE_PATHS
+    args.failures = {}
+    args.psiphon_note = ""
+    if args.no_psiphon:
+        args.psiphon_note = "Psiphon columns skipped (--no-psiphon)."
+    elif _psiphon.missing_binaries():
+        args.psiphon_note = (f"Psiphon columns skipped: Psiphon's binaries are not at {_psiphon.PSIPHON_DIR} "
+                             f"(missing: {', '.join(_psiphon.missing_binaries())}; set ONEHOP_PSIPHON_DIR to "
+                             f"their directory).")
+        print(f"throughput: {args.psiphon_note}", file=sys.stderr)
+    else:
+        args.paths = BASE_PATHS + PSIPHON_PATHS
 
     root = tempfile.mkdtemp(prefix="onehop-bench-")
     procs = Processes(root)
@@ -293,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             sink_port = start_sink(procs)
             lport, ssh_pids = start_openssh(procs, root, sink_port)
-            socks_port, pids = start_onehop(procs, root, args.protocol, args.client_runner)
+            socks_port, pids, onehop_server = start_onehop(procs, root, args.protocol, args.client_runner)
             print(f"  sink 127.0.0.1:{sink_port}; ssh -L 127.0.0.1:{lport}; onehop SOCKS 127.0.0.1:{socks_port} "
                   f"({args.protocol} to {ONEHOP_IP}; client pid {pids['client']} via {pids['runner']}, "
                   f"server pid {pids['server']}); load generator pid {os.getpid()}", flush=True)
@@ -301,8 +429,17 @@ def main(argv: list[str] | None = None) -> int:
                           "onehop": via_socks5(socks_port, SINK_HOST, sink_port)}
             profiler = Profiler(args.profile, pids, args.profile_rate) if args.profile else None
             roles = {"openssh": ssh_pids, "onehop": {"client": pids["client"], "server": pids["server"]}}
+            algs: dict = {}
+            if len(args.paths) > len(BASE_PATHS):
+                ports, psiphon_roles, algs = start_psiphon_paths(procs, root, onehop_server, pids["runner"],
+                                                                 args.psiphon_cipher, args.psiphon_redraws)
+                roles.update(psiphon_roles)
+                for path, label in PSIPHON_PATHS:
+                    connectors[path] = via_socks5(ports[path], SINK_HOST, sink_port)
+                    print(f"  {label}: SOCKS 127.0.0.1:{ports[path]}, client pid {roles[path]['client']}, "
+                          f"server pid {roles[path]['server']}; {_psiphon.fmt_algs(algs[path])}", flush=True)
             samples, cpu = run_all(args, connectors, roles, profiler)
-            result = report(args, samples, cpu)
+            result = report(args, samples, cpu, algs)
             if profiler is not None:
                 for name in sorted(os.listdir(args.profile)):
                     if name.endswith(".txt"):
@@ -313,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump({"mib": args.mib, "protocol": args.protocol, "cipher": CIPHER,
+                               "paths": [p for p, _ in args.paths],
                                "repeat": args.repeat, "unit": "MB/s (1e6 bytes/s)", **result,
                                "headline": {"onehop_1stream_download_vs_openssh": headline,
                                             "target": TARGET}}, f, indent=2)
