@@ -5,20 +5,22 @@ stale period after a success (6 hours, as Psiphon), from a URL picked at random 
 those allowed at this attempt; through the tunnel when one is up, else directly or via
 the upstream proxy. The download resumes, the list is verified as an authenticated
 package before anything is imported, and a bad or truncated list never removes a
-stored entry.
+stored entry. The file is bounded (``max_size``, across resumed attempts) and read in
+chunks into a bounded decompressor, off the event loop: it is never held whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
 import time
 from datetime import datetime, timezone
 
-from ..core.authpackage import read_package
+from ..core.authpackage import DEFAULT_MAX_SIZE, read_package_chunks
 from ..core.serverentry import decode_server_list
-from ..errors import OnehopError
+from ..errors import OnehopError, TransferError
 from ..net.resumable import download
 from . import notices as N
 from .datastore import Datastore
@@ -31,13 +33,16 @@ STALE_PERIOD = 6 * 3600.0
 RETRY_PERIOD = 30.0
 FETCH_TIMEOUT = 30.0
 LAST_FETCH_KEY = "remote_server_list_last_fetch"
+MAX_SIZE = DEFAULT_MAX_SIZE  # the compressed list can never usefully exceed its decompressed bound
+READ_CHUNK = 64 * 1024
 
 
 class RemoteListFetcher:
     def __init__(self, urls: tuple[TransferURL, ...], public_key: str, store: Datastore,
                  notices: Notices, download_dir: str, *, rng: random.Random | None = None,
-                 clock=time.time) -> None:
+                 clock=time.time, max_size: int = MAX_SIZE) -> None:
         self.urls = urls
+        self.max_size = max_size
         self.public_key = public_key
         self.store = store
         self.notices = notices
@@ -70,14 +75,15 @@ class RemoteListFetcher:
         started = time.monotonic()
         try:
             result = await download(chosen.url, self.path, open_socket, if_none_match=self.store.get(etag_key),
-                                    timeout=FETCH_TIMEOUT, verify_tls=not chosen.skip_verify)
+                                    timeout=FETCH_TIMEOUT, verify_tls=not chosen.skip_verify,
+                                    max_size=self.max_size)
         except OnehopError as exc:
             self.notices.info("remote server list download failed", url=chosen.url, error=str(exc))
             return 0
         if result.not_modified:
             self.store.set(LAST_FETCH_KEY, str(self._clock()))
             return 0
-        imported = self._verify_and_import(chosen.url, tunneled)
+        imported = await self._verify_and_import(chosen.url, tunneled)
         if imported is None:
             return 0
         if result.etag:
@@ -91,10 +97,9 @@ class RemoteListFetcher:
         self.notices.emit(N.REMOTE_SERVER_LIST_DOWNLOADED, url=chosen.url, imported=imported)
         return imported
 
-    def _verify_and_import(self, url: str, tunneled: bool) -> int | None:
+    async def _verify_and_import(self, url: str, tunneled: bool) -> int | None:
         try:
-            with open(self.path, "rb") as f:
-                data = read_package(f.read(), self.public_key, compression="zlib")
+            data = await asyncio.to_thread(self._read_verified)
         except (OnehopError, OSError) as exc:
             self.notices.alert("remote server list rejected: stored servers kept", url=url, error=str(exc))
             _remove(self.path)
@@ -103,6 +108,21 @@ class RemoteListFetcher:
         if errors:
             self.notices.info("remote server list had invalid entries", invalid=len(errors))
         return self.store.import_entries(entries, "REMOTE")
+
+    def _read_verified(self) -> str:
+        return read_package_chunks(_chunks(self.path, self.max_size), self.public_key, compression="zlib",
+                                   max_size=max(self.max_size, MAX_SIZE))
+
+
+def _chunks(path: str, limit: int):
+    """The file in bounded pieces; refused outright when it is over ``limit``."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise TransferError(f"remote server list is {size} bytes, over the {limit}-byte limit",
+                                retryable=False)
+        while chunk := f.read(min(READ_CHUNK, limit)):
+            yield chunk
 
 
 def _remove(path: str) -> None:

@@ -19,7 +19,7 @@ import base64
 import binascii
 import hashlib
 import zlib
-from typing import Literal
+from typing import Iterable, Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -182,6 +182,35 @@ def decompress(blob: bytes, compression: Compression = "zlib", max_size: int = D
     return out
 
 
+def decompress_chunks(chunks: Iterable[bytes], compression: Compression = "zlib",
+                      max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """:func:`decompress` fed piece by piece (a file read in chunks), so the compressed
+    package is never held whole; the output stays bounded by ``max_size``."""
+    if compression not in ("zlib", "gzip"):
+        raise LocalProtocolError("bad_argument", f"streamed compression must be zlib or gzip, not {compression!r}")
+    wbits = _ZLIB_WBITS if compression == "zlib" else _GZIP_WBITS
+    d, out, seen = zlib.decompressobj(wbits), bytearray(), False
+    try:
+        for pending in chunks:
+            seen = seen or bool(pending)
+            while pending:
+                if d.eof:
+                    if compression != "gzip":
+                        raise RemoteProtocolError("trailing_data", "bytes after the compressed package")
+                    d = zlib.decompressobj(wbits)  # gzip allows concatenated members
+                out += d.decompress(pending, max_size + 1 - len(out))
+                if len(out) > max_size:
+                    raise RemoteProtocolError("too_large", f"decompressed package exceeds {max_size} bytes")
+                pending = d.unconsumed_tail or (d.unused_data if d.eof else b"")
+    except zlib.error as exc:
+        raise RemoteProtocolError("corrupt_compression", str(exc)) from None
+    if not seen:
+        raise RemoteProtocolError("truncated", "compressed package is empty")
+    if not d.eof:
+        raise RemoteProtocolError("truncated", "compressed package is truncated")
+    return bytes(out)
+
+
 def _parse_package(package_json: bytes) -> dict[str, str]:
     try:
         package = canonicaljson.loads(package_json)
@@ -218,6 +247,12 @@ def verify_package_json(package_json: bytes, public_key_b64: str) -> str:
     except InvalidSignature:
         raise SignatureError("RSA verification error: signature does not match data") from None
     return package["data"]
+
+
+def read_package_chunks(chunks: Iterable[bytes], public_key_b64: str, compression: Compression = "zlib",
+                        max_size: int = DEFAULT_MAX_SIZE) -> str:
+    """:func:`read_package` for a package that arrives in pieces (read from a file)."""
+    return verify_package_json(decompress_chunks(chunks, compression, max_size), public_key_b64)
 
 
 def read_package(blob: bytes, public_key_b64: str, compression: Compression = "zlib",

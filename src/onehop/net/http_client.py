@@ -19,6 +19,7 @@ from ..errors import OnehopError, ProtocolError, TransferError, TunnelError
 
 SocketOpener = Callable[[str, int], Awaitable]
 READ_SIZE = 65536
+ERROR_BODY_LIMIT = 64 * 1024  # what is kept of an answer that does not go to the sink
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ async def _read_response(reader, parser: ResponseParser, sink, on_head, max_body
                 sink(event.data)
             else:
                 collected += event.data
+                if sink is not None and len(collected) >= ERROR_BODY_LIMIT:
+                    assert head is not None  # an error page never fills memory: keep its start, stop
+                    return head, bytes(collected[:ERROR_BODY_LIMIT])
         elif isinstance(event, ResponseComplete):
             assert head is not None
             return head, bytes(collected)

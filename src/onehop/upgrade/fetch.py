@@ -7,6 +7,8 @@ the ``.part`` file with Range + If-Match (``onehop.net.resumable``): a cut conne
 keeps what arrived, a changed ETag (412) starts over. No If-None-Match: as Psiphon,
 upgrade ETags are not remembered. Once the complete file exists nothing is fetched
 again, until the caller removes it (after a failed verification, for instance).
+``FetchPolicy.max_size`` bounds the file across all attempts (a mirror that keeps
+"resuming" is cut off at the limit), and a leftover file over it is fetched afresh.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..client.transfer_urls import TransferURL, pick
 from ..errors import OnehopError, TransferError
 from ..net.http_client import request
-from ..net.resumable import download
+from ..net.resumable import DEFAULT_MAX_SIZE, download
 from .package import UPGRADE_SUFFIX, delta_name
 
 POLL_INTERVAL = 0.2
@@ -34,6 +36,7 @@ class FetchPolicy:
     retry_delay: float = 30.0     # Psiphon: 30 s between attempts
     timeout: float = 60.0         # Psiphon: 60 s per attempt
     delta_attempts: int = 2
+    max_size: int = DEFAULT_MAX_SIZE  # bytes of one downloaded file, however many attempts
 
 
 DEFAULT_POLICY = FetchPolicy()
@@ -79,7 +82,9 @@ class Downloader:
         path = os.path.join(self.directory, filename)
         os.makedirs(self.directory, exist_ok=True)
         if os.path.exists(path):
-            return Fetched(path, "", 0, os.path.getsize(path))
+            if os.path.getsize(path) <= self.policy.max_size:
+                return Fetched(path, "", 0, os.path.getsize(path))
+            os.remove(path)  # never read into memory: fetch a fresh copy within the limit
         last: TransferError | None = None
         for attempt in range(attempts or self.policy.max_attempts):
             chosen = pick(self.urls, attempt, self.rng)
@@ -110,7 +115,8 @@ class Downloader:
             self.progress.start(os.path.basename(path), total, _size(part))
             poller = asyncio.get_running_loop().create_task(self._poll(part))
         try:
-            result = await download(url, path, opener, timeout=self.policy.timeout, verify_tls=verify)
+            result = await download(url, path, opener, timeout=self.policy.timeout, verify_tls=verify,
+                                    max_size=self.policy.max_size)
         finally:
             if poller is not None:
                 poller.cancel()
