@@ -24,7 +24,7 @@ from ..core.ossh import SeedHistory
 from ..core.ossh.regen import generate
 from ..core.prng import SeededPRNG, salted_seed
 from ..errors import ConfigError, ConfigProblem, ProtocolError
-from ..tunnel.algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
+from ..tunnel.algorithms import COMPRESSION_ALGS, SERVER_ENCRYPTION_ALGS, SERVER_KEX_ALGS, SERVER_MAC_ALGS
 from ..tunnel.server import TunnelSSHServer
 from .api import APIHandler
 from .config import ServerConfig
@@ -146,8 +146,8 @@ class TunnelServer:
             server_factory=lambda: TunnelSSHServer(lambda conn: ClientSession(self, conn)),
             server_version=cfg.ssh_server_version or server_version_for(cfg.obfuscated_ssh_key),
             login_timeout=cfg.handshake_timeout, config=None,
-            encryption_algs=list(ENCRYPTION_ALGS), mac_algs=list(MAC_ALGS),
-            kex_algs=list(KEX_ALGS), compression_algs=list(COMPRESSION_ALGS),
+            encryption_algs=list(SERVER_ENCRYPTION_ALGS), mac_algs=list(SERVER_MAC_ALGS),
+            kex_algs=list(SERVER_KEX_ALGS), compression_algs=list(COMPRESSION_ALGS),
             allow_pty=False, agent_forwarding=False, x11_forwarding=False,
             keepalive_interval=120, keepalive_count_max=3,
             window=SSH_WINDOW, max_pktsize=SSH_MAX_PACKET,

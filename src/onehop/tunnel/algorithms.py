@@ -23,6 +23,19 @@ KEX_ALGS = (
 )
 COMPRESSION_ALGS = ("none",)
 
+# What a server accepts, in its order of preference, is more than our client offers. Psiphon's
+# client randomizes, truncates and reorders its lists, moving to the front non-SHA-1
+# algorithms it predicts a Psiphon server offers, and it abandons a tunnel on which a SHA-1
+# KEX, host key or MAC was negotiated ("unexpected SHA-1 algorithm negotiated"). So a server
+# must accept every non-SHA-1 algorithm that client may put first: ML-KEM, group exchange,
+# aes192-ctr and, for plain SSH (where Psiphon's client sends no NoEncryptThenMACHash), the
+# ETM MACs. Our own client never offers the ETM ones, so OSSH lengths stay obfuscated.
+SERVER_ENCRYPTION_ALGS = (*ENCRYPTION_ALGS, "aes192-ctr")
+SERVER_MAC_ALGS = (*MAC_ALGS[:-1], "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+                   *MAC_ALGS[-1:])
+SERVER_KEX_ALGS = (*KEX_ALGS[:-1], "mlkem768x25519-sha256", "diffie-hellman-group-exchange-sha256",
+                   *KEX_ALGS[-1:])
+
 
 def openssh_version(randint: Callable[[int, int], int]) -> str:
     """An identification software version like Psiphon's: ``OpenSSH_[7-8].[0-9]``."""

@@ -11,6 +11,7 @@ moves bytes between asyncssh and that policy.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -106,6 +107,23 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
     def data_received(self, data: bytes, datatype=None) -> None:
         use_growable_receive_buffer(self)  # see tuning.py
         super().data_received(data, datatype)
+
+    def choose_server_host_key(self, peer_host_key_algs) -> bool:
+        """asyncssh's choice, on a keypair of this connection's own.
+
+        asyncssh sets the signature algorithm (ssh-rsa, rsa-sha2-256, rsa-sha2-512) on the
+        one keypair object that every connection shares, and only when it differs from the
+        last one set: a connection could then sign its key exchange with the algorithm
+        another connection chose meanwhile, and the client rejects the signature.
+        """
+        for alg in peer_host_key_algs:
+            keypair = self._server_host_keys.get(alg)
+            if keypair:
+                keypair = copy.copy(keypair)
+                keypair.set_sig_algorithm(alg)
+                self._server_host_key = keypair
+                return True
+        return False
 
     def _answer_api_request(self, name: str, packet: SSHPacket) -> None:
         payload = packet.get_remaining_payload()
