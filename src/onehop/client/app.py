@@ -9,7 +9,8 @@ import threading
 import sys
 from datetime import datetime, timezone
 
-from ..core.serverentry import ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp
+from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
+                                verify_server_entry_signature)
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
 from .candidates import MemoryStore
 from .config import ClientConfig, apply_flags, load_client_config
@@ -40,7 +41,9 @@ def target_entry(value: str) -> ServerEntry:
 def initial_entries(config: ClientConfig, notices: Notices) -> list[ServerEntry]:
     now = rfc3339_timestamp(datetime.now(timezone.utc))
     if config.target_server_entry:
-        return [target_entry(config.target_server_entry).with_local("TARGET", now)]
+        entry = target_entry(config.target_server_entry)
+        _check_target_signature(entry, config.server_entry_signature_public_key)
+        return [entry.with_local("TARGET", now)]
     entries: list[ServerEntry] = []
     embedded = embedded_resource("server_list.dat")
     if embedded:
@@ -52,6 +55,20 @@ def initial_entries(config: ClientConfig, notices: Notices) -> list[ServerEntry]
             notices.alert("skipped an invalid server entry", error=str(error))
         entries += [e.with_local("EMBEDDED", now) if not e.local_source else e for e in parsed]
     return entries
+
+
+def _check_target_signature(entry: ServerEntry, public_key: str) -> None:
+    """With ServerEntrySignaturePublicKey set, the target entry is held to it like any other."""
+    if not public_key:
+        return
+    if not entry.signature:
+        raise ConfigError([ConfigProblem("--target-server-entry", "the entry is unsigned, and "
+                                         "ServerEntrySignaturePublicKey is set: only signed entries are used")])
+    try:
+        verify_server_entry_signature(entry, public_key)
+    except OnehopError as exc:
+        raise ConfigError([ConfigProblem("--target-server-entry", f"signature does not verify with "
+                                         f"ServerEntrySignaturePublicKey: {exc}")]) from None
 
 
 EMBEDDED_PACKAGE = "onehop_embedded"  # added to per-channel client builds by `network build-client`
@@ -101,7 +118,8 @@ def open_store(config: ClientConfig, notices: Notices):
     entries = initial_entries(config, notices)
     if config.target_server_entry:
         return MemoryStore(entries)
-    store = Datastore(config.data_dir, signature_public_key=config.server_entry_signature_public_key)
+    store = Datastore(config.data_dir, signature_public_key=config.server_entry_signature_public_key,
+                      on_refused=notices.alert)
     store.import_entries(entries, "EMBEDDED")
     return store
 

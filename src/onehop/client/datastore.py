@@ -4,17 +4,20 @@ Entries are keyed by IP address with their source (EMBEDDED, REMOTE, DISCOVERY,
 TARGET) and timestamp. Import rules follow Psiphon: remote and discovery imports
 replace what is stored; other imports replace only a lower ``configurationVersion``;
 entries the server reported invalid are pruned and leave a tombstone that blocks their
-re-import from the embedded list. WAL journaling and one transaction per batch keep
+re-import from the embedded list. With ``signature_public_key`` (ServerEntrySignaturePublicKey)
+every entry, from any source, must carry a valid signature: unsigned and forged entries
+are refused, and ``on_refused`` hears about each kind once. WAL journaling and one transaction per batch keep
 the file consistent across crashes: a bad list can never leave the store half-updated.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..core.serverentry import (ServerEntry, encode_server_entry_fields, rfc3339_timestamp,
                                 verify_server_entry_signature)
@@ -57,10 +60,14 @@ def _parse_time(text: str) -> datetime:
 class Datastore:
     """One SQLite file per data directory (``<data dir>/datastore.sqlite``)."""
 
-    def __init__(self, data_dir: str, *, signature_public_key: str = "") -> None:
+    def __init__(self, data_dir: str, *, signature_public_key: str = "",
+                 on_refused: Callable[[str], None] | None = None) -> None:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)  # which servers this user knows: private
         self.path = os.path.join(data_dir, "datastore.sqlite")
         self._signature_key = signature_public_key
+        self._on_refused = on_refused or logging.getLogger(__name__).warning
+        self._refused: dict[str, int] = {}  # "unsigned"/"forged" -> count in this batch
+        self._said: set[str] = set()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -97,16 +104,38 @@ class Datastore:
             for entry in entries:
                 stored += self._import_one(entry, source, stamp)
         self._cache = None
+        self._say_refused(source)
         return stored
+
+    def _signed(self, entry: ServerEntry) -> bool:
+        """No key: everything passes. With one, only a valid signature does."""
+        if not self._signature_key:
+            return True
+        kind = "unsigned" if not entry.signature else "forged"
+        if entry.signature:
+            try:
+                verify_server_entry_signature(entry, self._signature_key)
+                return True
+            except OnehopError:
+                pass
+        self._refused[kind] = self._refused.get(kind, 0) + 1
+        return False
+
+    def _say_refused(self, source: str) -> None:
+        refused, self._refused = self._refused, {}
+        for kind, count in refused.items():
+            if kind not in self._said:
+                self._said.add(kind)
+                what = ("unsigned server entries" if kind == "unsigned"
+                        else "server entries whose signature does not verify")
+                self._on_refused(f"refused {count} {what} ({source}): ServerEntrySignaturePublicKey is set, "
+                                 "so only entries signed by the network's key are used (said once)")
 
     def _import_one(self, entry: ServerEntry, source: str, stamp: str) -> int:
         if not entry.tag:
             entry = entry.with_derived_tag()
-        if entry.signature and self._signature_key:
-            try:
-                verify_server_entry_signature(entry, self._signature_key)
-            except OnehopError:
-                return 0  # a forged or corrupted entry is never stored
+        if not self._signed(entry):
+            return 0  # an unsigned, forged or corrupted entry is never stored
         row = self._db.execute("SELECT configuration_version FROM server_entries WHERE ip_address=?",
                                (entry.ip_address,)).fetchone()
         if row is not None and source not in REPLACING_SOURCES and entry.configuration_version <= row[0]:
