@@ -66,6 +66,8 @@ class ClientConfig:
     affinity_grace: float = 1.0
     keepalive_interval: float = 30.0
     pending_request_wait: float = 30.0
+    local_proxy_request_timeout: float = 30.0  # a local connection's whole request must arrive by then
+    local_proxy_max_connections: int = 500      # concurrent local proxy connections; more are closed at once
     ossh_prefix_spec: str = "http-get"
     ossh_prefix_specs: dict[str, str] = field(default_factory=dict)  # extra name -> pattern
     ossh_prefix_split_delay: float = 0.0

@@ -29,6 +29,7 @@ from .config import ClientConfig
 from .dialer import EstablishedTunnel, dial
 from .establish import EstablishmentRound
 from .http_proxy import HttpProxyConnection
+from .local_proxy import AcceptErrors, ConnectionLimits
 from .notices import Notices
 from .socks_proxy import SocksConnection
 from .status import status_loop
@@ -66,6 +67,8 @@ class Controller:
         self._tunnel_tasks: set[asyncio.Task] = set()
         self.byte_counter = ByteCounter()
         self._proxy_tasks: set[asyncio.Task] = set()
+        self._proxy_limits = ConnectionLimits(config.local_proxy_request_timeout, config.local_proxy_max_connections)
+        self._previous_handler: Callable | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self.socks_port: int | None = None
         self.http_port: int | None = None
@@ -83,11 +86,13 @@ class Controller:
     async def start_proxies(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(AcceptErrors(self._previous_handler, self.notices.alert))
         for kind, port, factory, notice in (
                 ("SOCKS", cfg.socks_port, SocksConnection, N.LISTENING_SOCKS_PROXY_PORT),
                 ("HTTP", cfg.http_port, HttpProxyConnection, N.LISTENING_HTTP_PROXY_PORT)):
             try:
-                server = await loop.create_server(lambda f=factory: f(self, self._proxy_tasks),
+                server = await loop.create_server(lambda f=factory: f(self, self._proxy_tasks, self._proxy_limits),
                                                   cfg.listen_interface, port, reuse_address=True)
             except OSError as exc:
                 flag = "--socks-port" if kind == "SOCKS" else "--http-port"
@@ -110,6 +115,8 @@ class Controller:
             self.active.client.close()
         for server in self._servers:
             await server.wait_closed()
+        if self._servers:
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)
 
     # -- the channel opener the proxies use ----------------------------------------------
 
