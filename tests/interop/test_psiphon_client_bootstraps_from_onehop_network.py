@@ -21,6 +21,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -60,7 +61,7 @@ class Network:
     servers: dict[str, dict]                  # server id -> the CLI's record
     diagnostic_ids: dict[str, str]            # Psiphon's diagnosticID (tag[:8]) -> server id
     web: WebServer
-    remote_list_path: str
+    remote_list_url: str                      # as publish's manifest gives it
     embedded_list_path: str
     procs: Processes = field(default_factory=Processes)
     running: dict[str, Process] = field(default_factory=dict)
@@ -120,17 +121,17 @@ def network(tmp_path_factory):
     export_dir, publish_dir = root / "export", root / "publish"
     exported = network_cli(db, "export", "--out", str(export_dir))
     assert sorted(exported["servers"]) == sorted(made["servers"])
-    manifest = network_cli(db, "publish", "--to", str(publish_dir), "--no-builds")
+    web = WebServer()  # first, so publish can embed its address in the manifest's URLs
+    manifest = network_cli(db, "publish", "--to", str(publish_dir), "--no-builds", "--base-url", web.url("/pub"))
+    web.files.update({"/pub/" + p.relative_to(publish_dir).as_posix(): p.read_bytes()
+                      for p in publish_dir.rglob("*") if p.is_file()})
     by_kind = {item["kind"]: item for item in manifest if item["channel"] == made["channel"]["id"]}
-    files = {"/" + p.relative_to(publish_dir).as_posix(): p.read_bytes()
-             for p in publish_dir.rglob("*") if p.is_file()}
     diagnostic_ids = {entry_fields((export_dir / s / "server-entry.dat").read_text())["tag"][:8]: s
                       for s in made["servers"]}
-    web = WebServer(files)
     net = Network(root=root, db=db, sponsor_id=made["sponsor"]["id"], channel_id=made["channel"]["id"],
                   keys=keys, export_dir=export_dir, servers=made["servers"], diagnostic_ids=diagnostic_ids,
-                  web=web, remote_list_path="/" + by_kind["remote-server-list"]["path"],
-                  embedded_list_path="/" + by_kind["embedded-server-list"]["path"])
+                  web=web, remote_list_url=by_kind["remote-server-list"]["url"],
+                  embedded_list_path=urlsplit(by_kind["embedded-server-list"]["url"]).path)
     try:
         net.ensure_running()
         yield net
@@ -158,8 +159,7 @@ def assert_page_through(client: PsiphonClient, page) -> None:
     assert socks5_get(client.socks_port, "127.0.0.1", web.port, path) == body
 
 
-def remote_list_config(net: Network, path: str, **extra) -> dict:
-    url = net.web.url(path)
+def remote_list_config(net: Network, url: str, **extra) -> dict:
     return net.client_config(
         RemoteServerListURLs=[{"URL": base64.b64encode(url.encode()).decode(), "OnlyAfterAttempts": 0}],
         RemoteServerListSignaturePublicKey=net.keys["RemoteServerListSignaturePublicKey"],
@@ -170,11 +170,11 @@ def remote_list_config(net: Network, path: str, **extra) -> dict:
 
 
 def test_remote_server_list_alone_bootstraps_a_tunnel(net, procs, tmp_path, page):
-    client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_path))
+    client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_url))
     client.wait_notice("RemoteServerListResourceDownloaded", timeout=TUNNEL_TIMEOUT)  # its URL is redacted
     assert_page_through(client, page)
     assert connected_server(client, net) in net.embedded_ids()
-    assert any(r[1] == net.remote_list_path for r in net.web.requests)
+    assert any(r[1] == urlsplit(net.remote_list_url).path for r in net.web.requests)
 
 
 def test_embedded_server_list_bootstraps_a_tunnel_with_signatures_checked(net, procs, tmp_path, page):
@@ -236,7 +236,7 @@ def test_handshake_discovery_teaches_the_client_a_server_it_did_not_have(net, pr
 
 
 def test_homepage_notice_carries_the_sponsors_home_page(net, procs, tmp_path):
-    client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_path))
+    client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_url))
     client.wait_tunnel(TUNNEL_TIMEOUT)
     notice = client.wait_notice("Homepage", timeout=10)
     assert notice["data"]["url"] == HOME_PAGE
@@ -252,7 +252,7 @@ def test_remote_list_signed_by_another_key_is_refused(net, procs, tmp_path, clai
     text = net.web.files[net.embedded_list_path].decode("ascii").strip()
     forged_path = f"/forged-{os.urandom(4).hex()}/server_list_compressed"
     net.web.files[forged_path] = compress_zlib(make_package(text, private_pem, public_b64))
-    client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, forged_path))
+    client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.web.url(forged_path)))
     expected = "unexpected signing public key digest" if claimed_key == "its own" else "verification"
     client.wait_notice("Warning", lambda d: "failed to read remote server list" in d.get("message", "")
                        and expected in d["message"], TUNNEL_TIMEOUT)
