@@ -63,7 +63,8 @@ def test_no_path_means_no_logging_and_no_failure():
 
 
 def test_unopenable_path_disables_logging_without_raising(tmp_path):
-    path = tmp_path / "missing-dir" / "events.log"
+    (tmp_path / "a-file").write_text("")  # the log makes a missing directory, not this one
+    path = tmp_path / "a-file" / "events.log"
     log = EventLog(str(path))
     assert log.failed and str(path) in log.failed
     log.write("unique_user", client_region="DE")  # must not raise
