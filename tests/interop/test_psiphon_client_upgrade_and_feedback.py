@@ -156,7 +156,7 @@ def test_psiphon_client_downloads_the_upgrade_a_onehop_network_published(network
     # to the build.
     written = Path(downloaded["data"]["filename"]).read_bytes()
     assert written == files[path]
-    assert read_upgrade_package(written, network.keys["UpgradeSignaturePublicKey"]) == network.build
+    assert read_upgrade_package(written, network.keys["UpgradeSignaturePublicKey"]).build == network.build
     assert any(r[0] == "GET" and r[1] == path for r in web.requests)
     assert server.alive()
 

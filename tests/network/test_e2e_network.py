@@ -144,7 +144,10 @@ async def test_a_published_build_connects_through_the_exported_network(sqlite_cl
         check_build(build_path, net, keys, net["base_url"])
         package = read_package((net["site"] / "web" / upgrade["path"]).read_bytes(),
                                keys["UpgradeSignaturePublicKey"], "gzip")
-        assert base64.b64decode(package) == build_path.read_bytes()
+        header, body = package.split("\n\n")
+        embedded = json.loads(zipfile.ZipFile(build_path).read("site-packages/onehop_embedded/config.json"))
+        assert header == f"onehop-upgrade/1\nversion: {embedded['ClientVersion']}\nplatform: Other"  # bound
+        assert base64.b64decode(body) == build_path.read_bytes()
 
         home = tmp_path / "home"
         home.mkdir()

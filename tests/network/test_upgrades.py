@@ -65,7 +65,8 @@ def test_add_makes_signed_packages_and_a_smaller_delta(cli, tmp_path, builds):
     upgrades = {i["path"]: i for i in manifest if i["kind"] == "client-upgrade"}
     assert set(upgrades) == {full["path"], delta["path"]} and upgrades[full["path"]]["channel"] is None
     blob = (tmp_path / "site" / full["path"]).read_bytes()
-    assert read_upgrade_package(blob, public) == builds["2"]
+    signed = read_upgrade_package(blob, public)
+    assert (signed.version, signed.platform, signed.build) == ("2", "Other", builds["2"])
     assert json.loads(gzip.decompress(blob))["signingPublicKeyDigest"]
     actions = [a["action"] for a in cli.ok("audit")]
     assert actions.count("client-version.build") == 2

@@ -75,8 +75,13 @@ def build_path(site_id: str) -> str:
     return f"{site_id}/{BUILD_NAME}"
 
 
+def build_platform(state: NetworkState) -> str:
+    """The psinet platform class of the network's own builds (their upgrades are signed for it)."""
+    return state.settings.get("build-platform", "Other")
+
+
 def client_version(state: NetworkState) -> str:
-    versions = state.client_versions.get(state.settings.get("build-platform", "Other"), ())
+    versions = state.client_versions.get(build_platform(state), ())
     return str(max(versions)) if versions else "1"
 
 
@@ -135,7 +140,8 @@ class Publisher:
         data = result.path.read_bytes()
         self._put("client-build", channel.id, campaign, path, data)
         self._put("upgrade-package", channel.id, campaign, path + UPGRADE_SUFFIX,
-                  make_upgrade_package(data, self.upgrade_key, self.state.keys.upgrade.public_key),
+                  make_upgrade_package(data, self.upgrade_key, self.state.keys.upgrade.public_key,
+                                       version=spec.client_version, platform=build_platform(self.state)),
                   {VERSION_METADATA: spec.client_version})
 
     def _client_upgrades(self) -> None:

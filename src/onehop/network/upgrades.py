@@ -1,7 +1,7 @@
 """Client versions with builds: signed upgrade packages made once, published to mirrors.
 
-``client-version add --platform P --file BUILD`` signs Psiphon's full upgrade package of
-BUILD with the network's upgrade key and, when the platform's previous version was added
+``client-version add --platform P --file BUILD`` signs the full upgrade package of BUILD
+(Psiphon's envelope, with the version and P signed in) with the network's upgrade key and, when the platform's previous version was added
 with a build too, a bsdiff4 delta from it (kept only when smaller than the full package;
 ``onehop.upgrade.artifacts``). The build and the packages are stored with the version, in
 the same transaction, so the next version can diff against this build and ``publish``
@@ -78,7 +78,8 @@ def plan_version(session: Session, platform: str, version: int | None) -> Versio
 def make_packages(name: str, build: bytes, plan: VersionPlan, key: KeyPair) -> tuple[UpgradeArtifact, ...]:
     """The full package and the useful delta (RSA signatures, bsdiff4: seconds for big builds)."""
     previous = [plan.previous] if plan.previous else []
-    return upgrade_artifacts(name, build, plan.version, load_private_key(key.private_key), key.public_key, previous)
+    return upgrade_artifacts(name, build, plan.version, load_private_key(key.private_key), key.public_key, previous,
+                             platform=plan.platform)
 
 
 def store(session: Session, ctx: audit.Context, plan: VersionPlan, description: str, name: str, build: bytes,

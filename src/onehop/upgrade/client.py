@@ -41,7 +41,8 @@ from .install import (
     pip_instructions,
     record_install,
 )
-from .package import apply_delta, delta_name, read_delta_package, read_upgrade_package
+from ..core.api import normalize_client_platform
+from .package import apply_delta, check_offer, delta_name, is_newer, read_delta_package, read_upgrade_package
 from .progress import make_progress
 
 CLIENT_UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"
@@ -62,13 +63,6 @@ class UpgradeResult:
     delta: bool = False
     bytes_downloaded: int = 0
     error: str | None = None
-
-
-def is_newer(offered: str, current: str) -> bool:
-    """Psiphon compares client versions as integers; other strings only by inequality."""
-    if str(offered).isdigit() and str(current).isdigit():
-        return int(offered) > int(current)
-    return str(offered) != str(current)
 
 
 @dataclass(frozen=True)
@@ -148,7 +142,7 @@ async def _obtain(ctx: _Context, urls) -> tuple[bytes, bool, int]:
     name = f"{file_name(urls[0].url)}.{ctx.version}"
     fetched = await ctx.downloader.fetch(name)
     try:
-        build = await asyncio.to_thread(_verified_full, fetched.path, ctx.public_key)
+        build = await asyncio.to_thread(_verified_full, fetched.path, ctx)
     except OnehopError as exc:
         _remove(fetched.path)  # never install it, never keep it: the next attempt fetches a fresh copy
         if ctx.notices is not None:
@@ -165,13 +159,21 @@ def _read(path: str) -> bytes:
         raise UpgradeError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _verified_full(path: str, public_key: str) -> bytes:
-    return read_upgrade_package(_read(path), public_key)
+def _platform(ctx: _Context) -> str:
+    return normalize_client_platform(ctx.config.client_platform)
 
 
-def _patched(installed: str, delta_path: str, public_key: str, ours: str, version: str) -> tuple[bytes, int]:
-    delta = read_delta_package(_read(delta_path), public_key)
-    build = apply_delta(_read(installed), delta, from_version=ours, to_version=version)
+def _verified_full(path: str, ctx: _Context) -> bytes:
+    """The build, once signed as the offered version, for our platform, newer than ours."""
+    signed = read_upgrade_package(_read(path), ctx.public_key)
+    check_offer(signed.version, signed.platform, offered=ctx.version, platform=_platform(ctx),
+                running=str(ctx.config.client_version))
+    return signed.build
+
+
+def _patched(installed: str, delta_path: str, ctx: _Context, ours: str) -> tuple[bytes, int]:
+    delta = read_delta_package(_read(delta_path), ctx.public_key)
+    build = apply_delta(_read(installed), delta, from_version=ours, to_version=ctx.version, platform=_platform(ctx))
     return build, delta.header.full_package_size
 
 
@@ -183,8 +185,7 @@ async def _try_delta(ctx: _Context, urls) -> tuple[bytes, int] | None:
         fetched = await ctx.downloader.fetch(name, lambda t: delta_url(t.url, ours, ctx.version),
                                              attempts=ctx.downloader.policy.delta_attempts,
                                              final_statuses=frozenset({403, 404, 410}))
-        build, full_size = await asyncio.to_thread(_patched, ctx.installation.path, fetched.path,
-                                                   ctx.public_key, ours, ctx.version)
+        build, full_size = await asyncio.to_thread(_patched, ctx.installation.path, fetched.path, ctx, ours)
     except OnehopError as exc:
         ctx.progress.note("delta upgrade not usable, fetching the full package", version=ctx.version,
                           reason=str(exc))
