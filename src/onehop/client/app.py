@@ -119,7 +119,7 @@ def open_store(config: ClientConfig, notices: Notices):
     if config.target_server_entry:
         return MemoryStore(entries)
     store = Datastore(config.data_dir, signature_public_key=config.server_entry_signature_public_key,
-                      on_refused=notices.alert)
+                      say=notices.alert)
     store.import_entries(entries, "EMBEDDED")
     return store
 

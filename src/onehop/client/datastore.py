@@ -4,9 +4,11 @@ Entries are keyed by IP address with their source (EMBEDDED, REMOTE, DISCOVERY,
 TARGET) and timestamp. Import rules follow Psiphon: remote and discovery imports
 replace what is stored; other imports replace only a lower ``configurationVersion``;
 entries the server reported invalid are pruned and leave a tombstone that blocks their
-re-import from the embedded list. With ``signature_public_key`` (ServerEntrySignaturePublicKey)
+re-import from the embedded list. The data directory is private: made (or tightened to)
+0700, its files 0600, said once through ``say`` when an existing one was looser.
+With ``signature_public_key`` (ServerEntrySignaturePublicKey)
 every entry, from any source, must carry a valid signature: unsigned and forged entries
-are refused, and ``on_refused`` hears about each kind once. WAL journaling and one transaction per batch keep
+are refused, and ``say`` hears about each kind once. WAL journaling and one transaction per batch keep
 the file consistent across crashes: a bad list can never leave the store half-updated.
 """
 
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
@@ -46,6 +49,44 @@ CREATE TABLE IF NOT EXISTS persistent_stats (
 """
 
 
+#: Files the client keeps in its data directory that hold server entries or secrets.
+PRIVATE_FILES = ("datastore.sqlite", "datastore.sqlite-wal", "datastore.sqlite-shm", "notices.log",
+                 "notices.log.1", "remote_server_list", "remote_server_list.part",
+                 "remote_server_list.part.etag")
+
+
+def make_private(data_dir: str, create: list[str] = ()) -> str | None:
+    """Make ``data_dir`` 0700 and its files 0600, creating ``create`` empty and private.
+
+    Returns what was tightened (one sentence) or None. A directory that is shared by
+    design (sticky, like /tmp) or not ours is left alone, and that is said instead.
+    """
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    for path in create:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    info = os.stat(data_dir)
+    loose_dir = stat.S_IMODE(info.st_mode) & 0o077
+    if loose_dir and (info.st_mode & stat.S_ISVTX or info.st_uid != os.getuid()):
+        return (f"{data_dir} is mode {stat.S_IMODE(info.st_mode):04o} and shared: left as is, but it holds "
+                "server entries and credentials; choose a private --data-dir")
+    tightened = [f"{data_dir} {stat.S_IMODE(info.st_mode):04o}"] if loose_dir else []
+    if loose_dir:
+        os.chmod(data_dir, 0o700)
+    for name in PRIVATE_FILES:
+        path = os.path.join(data_dir, name)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            tightened.append(f"{name} {mode:04o}")
+    if not tightened:
+        return None
+    return (f"made the data directory private (0700, files 0600): it holds server entries and credentials; "
+            f"was {', '.join(tightened)}")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -61,11 +102,13 @@ class Datastore:
     """One SQLite file per data directory (``<data dir>/datastore.sqlite``)."""
 
     def __init__(self, data_dir: str, *, signature_public_key: str = "",
-                 on_refused: Callable[[str], None] | None = None) -> None:
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)  # which servers this user knows: private
+                 say: Callable[[str], None] | None = None) -> None:
+        self._say = say or logging.getLogger(__name__).warning
         self.path = os.path.join(data_dir, "datastore.sqlite")
+        tightened = make_private(data_dir, [self.path])  # which servers this user knows, and how to log in
+        if tightened:
+            self._say(tightened)
         self._signature_key = signature_public_key
-        self._on_refused = on_refused or logging.getLogger(__name__).warning
         self._refused: dict[str, int] = {}  # "unsigned"/"forged" -> count in this batch
         self._said: set[str] = set()
         try:
@@ -128,7 +171,7 @@ class Datastore:
                 self._said.add(kind)
                 what = ("unsigned server entries" if kind == "unsigned"
                         else "server entries whose signature does not verify")
-                self._on_refused(f"refused {count} {what} ({source}): ServerEntrySignaturePublicKey is set, "
+                self._say(f"refused {count} {what} ({source}): ServerEntrySignaturePublicKey is set, "
                                  "so only entries signed by the network's key are used (said once)")
 
     def _import_one(self, entry: ServerEntry, source: str, stamp: str) -> int:

@@ -43,8 +43,17 @@ def _read(path: str) -> str | None:
 
 
 def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with _open_private(path, "w") as f:
         f.write(text)
+
+
+def _open_private(path: str, mode: str):
+    """Downloads may be server lists in a private data directory: 0600, whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
+    f = os.fdopen(os.open(path, flags, 0o600), mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    if os.stat(f.fileno()).st_mode & 0o077:
+        os.fchmod(f.fileno(), 0o600)  # a file left by an older version
+    return f
 
 
 def _remove(*paths: str) -> None:
@@ -126,7 +135,7 @@ class _PartSink:
         if self.offset + self.received + len(data) > self.max_size:
             self._refuse(self.offset + self.received + len(data))
         if self.file is None:
-            self.file = open(self.part, self.mode)
+            self.file = _open_private(self.part, self.mode)
         self.file.write(data)
         self.received += len(data)
 
@@ -153,7 +162,7 @@ def _finish(head, url, path, part, part_etag_path, offset, sink) -> Download:
                             retryable=head.status >= 500 or head.status in (408, 429))
     etag = etag or _read(part_etag_path)
     if not os.path.exists(part):
-        open(part, "wb").close()  # an empty body is still a complete file
+        _open_private(part, "wb").close()  # an empty body is still a complete file
     os.replace(part, path)
     _remove(part_etag_path)
     return Download(path, etag, bytes_received=sink.received)

@@ -80,7 +80,7 @@ class Downloader:
         A status in ``final_statuses`` (404 for an optional delta) ends at once.
         """
         path = os.path.join(self.directory, filename)
-        os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)  # beside the client's private datastore
         if os.path.exists(path):
             if os.path.getsize(path) <= self.policy.max_size:
                 return Fetched(path, "", 0, os.path.getsize(path))
