@@ -85,6 +85,12 @@ class Network:
                 self.running.pop(server_id, None)
                 self.start(server_id)
 
+    def events(self, server_id: str) -> list[dict]:
+        """The server's event log, where export's LogFilename puts it."""
+        path = self.export_dir / "logs" / server_id / "events.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
     def embedded_ids(self) -> list[str]:
         return [s for s, r in self.servers.items() if r["embedded"]]
 
@@ -153,6 +159,15 @@ def connected_server(client: PsiphonClient, net: Network) -> str:
     return net.diagnostic_ids[notice["data"]["diagnosticID"]]
 
 
+def server_tunnel_event(client: PsiphonClient, net: Network, server_id: str) -> dict:
+    """Stop the client; the server's ``server_tunnel`` event of its session (logged at close)."""
+    session_id = client.wait_notice("SessionId")["data"]["sessionId"]
+    client.process.stop()
+    return wait_for(lambda: next((e for e in net.events(server_id) if e.get("event_name") == "server_tunnel"
+                                  and e.get("session_id") == session_id), None),
+                    20, f"{server_id}'s server_tunnel event")
+
+
 def assert_page_through(client: PsiphonClient, page) -> None:
     web, path, body = page
     client.wait_tunnel(TUNNEL_TIMEOUT)
@@ -173,8 +188,11 @@ def test_remote_server_list_alone_bootstraps_a_tunnel(net, procs, tmp_path, page
     client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_url))
     client.wait_notice("RemoteServerListResourceDownloaded", timeout=TUNNEL_TIMEOUT)  # its URL is redacted
     assert_page_through(client, page)
-    assert connected_server(client, net) in net.embedded_ids()
+    server_id = connected_server(client, net)
+    assert server_id in net.embedded_ids()
     assert any(r[1] == urlsplit(net.remote_list_url).path for r in net.web.requests)
+    event = server_tunnel_event(client, net, server_id)
+    assert event["server_entry_source"] == "REMOTE" and event["handshake_completed"] is True
 
 
 def test_embedded_server_list_bootstraps_a_tunnel_with_signatures_checked(net, procs, tmp_path, page):
@@ -186,8 +204,10 @@ def test_embedded_server_list_bootstraps_a_tunnel_with_signatures_checked(net, p
     assert all(entry_fields(line).get("signature") for line in lines)
     client = PsiphonClient(procs, tmp_path / "cli", net.client_config(), args=("-serverList", str(list_file)))
     assert_page_through(client, page)
-    assert connected_server(client, net) in net.embedded_ids()
+    server_id = connected_server(client, net)
+    assert server_id in net.embedded_ids()
     assert not [n for n in client.notices("Warning") if "verify signature failed" in json.dumps(n)]
+    assert server_tunnel_event(client, net, server_id)["server_entry_source"] == "EMBEDDED"
 
 
 def test_embedded_list_entries_carry_the_ssh_capability_the_network_gave(net, procs, tmp_path, page):
@@ -233,6 +253,7 @@ def test_handshake_discovery_teaches_the_client_a_server_it_did_not_have(net, pr
     assert second.wait_notice("CandidateServers")["data"]["count"] == len(net.servers)
     assert_page_through(second, page)
     assert connected_server(second, net) == discovery_id
+    assert server_tunnel_event(second, net, discovery_id)["server_entry_source"] == "DISCOVERY"
 
 
 def test_homepage_notice_carries_the_sponsors_home_page(net, procs, tmp_path):
@@ -262,3 +283,24 @@ def test_remote_list_signed_by_another_key_is_refused(net, procs, tmp_path, clai
     assert rounds and all(n["data"]["count"] == 0 for n in rounds)
     assert not client.notices("ConnectingServer") and not client.notices("ConnectedServer")
     assert not [n for n in client.notices("Tunnels") if n["data"].get("count", 0) > 0]
+
+
+def test_a_new_export_reaches_the_running_servers_without_a_restart(net, procs, tmp_path):
+    """The operator adds a home page and exports again; the running servers reload psinet.json
+    and Psiphon's next handshake carries both pages."""
+    added = "https://acme.example/second"
+    network_cli(net.db, "sponsor", "homepage", "--sponsor", net.sponsor_id, "--add", added)
+    try:
+        exported = network_cli(net.db, "export", "--out", str(net.export_dir))
+        assert "psinet.json" in exported["written"]
+        assert not [p for p in exported["written"] if p.endswith("server.json")]
+        pids = {s: p.proc.pid for s, p in net.running.items()}
+        client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_url))
+        client.wait_tunnel(TUNNEL_TIMEOUT)
+        wait_for(lambda: len(client.notices("Homepage")) >= 2, 10, "two Homepage notices")
+        assert {n["data"]["url"] for n in client.notices("Homepage")} == {HOME_PAGE, added}
+        assert {s: p.proc.pid for s, p in net.running.items()} == pids
+        assert all(p.alive() for p in net.running.values())
+    finally:
+        network_cli(net.db, "sponsor", "homepage", "--sponsor", net.sponsor_id, "--remove", added)
+        network_cli(net.db, "export", "--out", str(net.export_dir))
