@@ -19,6 +19,7 @@ from typing import Callable
 import asyncssh
 
 from ..core.serverentry import ServerEntry, decode_server_list
+from ..core.urls import safe_link
 from ..errors import OnehopError, TunnelError, UpstreamProxyError
 from ..net.dial import socket_opener
 from . import notices as N
@@ -250,16 +251,24 @@ class Controller:
             n.emit(N.CLIENT_REGION, region=hs.client_region)
         if hs.server_timestamp:
             n.emit(N.SERVER_TIMESTAMP, timestamp=hs.server_timestamp)
-        for url in hs.homepages:
-            n.emit(N.HOMEPAGE, url=url)
-        if hs.homepages and self.config.open_home_page:
-            webbrowser.open(hs.homepages[0])
+        self._home_pages(hs.homepages)
         if hs.upgrade_client_version:
             n.emit(N.CLIENT_UPGRADE_AVAILABLE, version=hs.upgrade_client_version)
         if hs.encoded_server_list:
             self._import_discovered(hs.encoded_server_list, hs.server_timestamp)
         self._ready.set()
         self._background(self._after_activation(tunnel))
+
+    def _home_pages(self, urls: tuple[str, ...]) -> None:
+        """Announce (and maybe open) the server's home pages: http(s) only, nothing else."""
+        safe = [url for url in urls if safe_link(url) is not None]
+        if len(safe) < len(urls):
+            self.notices.alert("ignored home page URLs from the server that are not plain http(s) links",
+                               count=len(urls) - len(safe))
+        for url in safe:
+            self.notices.emit(N.HOMEPAGE, url=url)
+        if safe and self.config.open_home_page:
+            webbrowser.open(safe[0])
 
     def _background(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -14,6 +14,7 @@ import asyncio
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from . import notices as N
 
@@ -82,15 +83,17 @@ class TerminalView:
         table = Table(title="onehop", show_header=False, expand=False)
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("state", self.state)
-        table.add_row("server", f"{self.server}  region {self.region}  via {self.protocol}")
-        table.add_row("your region", self.client_region)
+        # Values carry text from the network (regions, errors): Text, never rich markup,
+        # so a server cannot draw links or styles here.
+        table.add_row("state", Text(self.state))
+        table.add_row("server", Text(f"{self.server}  region {self.region}  via {self.protocol}"))
+        table.add_row("your region", Text(self.client_region))
         table.add_row("traffic", f"up {_size(c.byte_counter.up)}   down {_size(c.byte_counter.down)}")
         host = c.config.listen_interface
         table.add_row("SOCKS proxy", f"{host}:{c.socks_port}" if c.socks_port else "-")
         table.add_row("HTTP proxy", f"{host}:{c.http_port}" if c.http_port else "-")
         for i, message in enumerate(self.messages):
-            table.add_row("messages" if i == 0 else "", message)
+            table.add_row("messages" if i == 0 else "", Text(message))
         if self.notices_path:
             table.add_row("notices (JSON)", self.notices_path)
         return table
