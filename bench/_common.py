@@ -497,9 +497,11 @@ def run_onehop_client(entry_file: str, socks_port: int, http_port: int, data_dir
 
 @dataclass
 class NoticeReader:
-    """Reads a client's JSON notice lines in a thread (and keeps draining the pipe)."""
+    """Reads a client's JSON notice lines in a thread (and keeps draining the pipe);
+    with ``copy_to`` every line also goes to that file (the process's log)."""
 
     stream: object
+    copy_to: str | None = None
     notices: list[dict] = field(default_factory=list)
     tunnels: int = 0
     socks_port: int | None = None
@@ -509,7 +511,17 @@ class NoticeReader:
         self._thread.start()
 
     def _read(self) -> None:
+        copy = open(self.copy_to, "ab", buffering=0) if self.copy_to else None
+        try:
+            self._read_lines(copy)
+        finally:
+            if copy is not None:
+                copy.close()
+
+    def _read_lines(self, copy) -> None:
         for raw in self.stream:  # type: ignore[attr-defined]
+            if copy is not None:
+                copy.write(raw if isinstance(raw, bytes) else raw.encode())
             try:
                 notice = json.loads(raw)
             except ValueError:
@@ -522,6 +534,10 @@ class NoticeReader:
                 self.tunnels = int(data.get("count", 0))
             elif kind == "ListeningSocksProxyPort":
                 self.socks_port = int(data.get("port", 0))
+
+    def since(self, index: int, skip: tuple[str, ...] = ("Info",)) -> list[dict]:
+        """Notices received after the first ``index`` ones, without the ``skip`` types."""
+        return [x for x in self.notices[index:] if x.get("noticeType") not in skip]
 
     def last(self, n: int = 8) -> str:
         return "\n".join("    " + json.dumps(x)[:300] for x in self.notices[-n:]) or "    (no notices)"

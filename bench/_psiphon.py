@@ -100,7 +100,7 @@ def start_psiphon_client(procs: Processes, root: str, name: str, entry_file: str
     # notices are JSON lines on stderr; the log file gets stdout (nothing)
     proc = procs.start(name, [str(PSIPHON_CLIENT), "-config", config_path], stdout_pipe=True,
                        stderr_to_stdout=True, cwd=d)
-    notices = NoticeReader(proc.stdout)
+    notices = NoticeReader(proc.stdout, copy_to=os.path.join(procs.log_dir, f"{name}.log"))
 
     def alive() -> None:
         if proc.poll() is not None:

@@ -138,7 +138,7 @@ def start_onehop_client(procs: Processes, root: str, name: str, entry: str, prot
                 "--http-port", str(http_port), "--data-dir", data_dir, "--protocol", protocol]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     client = procs.start(name, argv, stdout_pipe=True, env=env)
-    notices = NoticeReader(client.stdout)
+    notices = NoticeReader(client.stdout, copy_to=os.path.join(procs.log_dir, f"{name}-notices.log"))
 
     def alive() -> None:
         for pname, proc in ((name, client), *servers):
@@ -149,6 +149,7 @@ def start_onehop_client(procs: Processes, root: str, name: str, entry: str, prot
         wait_until(lambda: notices.tunnels >= 1, 60, f"{name}'s tunnel (Tunnels count 1)", alive)
     except BenchError as exc:
         raise BenchError(f"{exc}\n  last notices:\n{notices.last()}") from None
+    client.notice_reader = notices  # type: ignore[attr-defined]
     return notices.socks_port or socks_port, client, runner
 
 
@@ -161,17 +162,17 @@ def start_onehop(procs: Processes, root: str, protocol: str, runner: str) -> tup
 
 
 def start_psiphon_paths(procs: Processes, root: str, onehop_server, runner: str, want_cipher: str | None,
-                        redraws: int) -> tuple[dict, dict, dict]:
+                        redraws: int) -> tuple[dict, dict, dict, dict]:
     """psiphond, Psiphon's client to psiphond and to the onehop server, a onehop client to
-    psiphond (all OSSH). Returns (SOCKS port by path, CPU roles by path, algorithms by path)."""
+    psiphond (all OSSH). Returns (SOCKS port, CPU roles, algorithms, notices) by path."""
     psiphond = _psiphon.start_psiphond(procs, root)
-    ports, roles, algs = {}, {}, {}
+    ports, roles, algs, readers = {}, {}, {}, {}
     for path, entry, port, server_pid in (
             ("psiphon-psiphond", psiphond.entry_file, psiphond.port, psiphond.proc.pid),
             ("psiphon-onehop", onehop_server.entry_file, onehop_server.ossh_port, onehop_server.proc.pid)):
         for attempt in range(1 + (redraws if want_cipher else 0)):
             sniffer = _psiphon.HandshakeSniffer(port)
-            socks, proc, _ = _psiphon.start_psiphon_client(procs, root, f"{path}-{attempt}", entry)
+            socks, proc, notices = _psiphon.start_psiphon_client(procs, root, f"{path}-{attempt}", entry)
             drawn = _psiphon.describe(sniffer, entry)
             if not want_cipher or (isinstance(drawn, dict) and drawn["cipher"] == want_cipher):
                 break
@@ -182,13 +183,15 @@ def start_psiphon_paths(procs: Processes, root: str, onehop_server, runner: str,
             raise BenchError(f"Psiphon's client did not draw {want_cipher} in {1 + redraws} tunnels "
                              f"to {path.split('-')[1]}")
         ports[path], roles[path], algs[path] = socks, {"client": proc.pid, "server": server_pid}, drawn
+        readers[path] = notices
     sniffer = _psiphon.HandshakeSniffer(psiphond.port)
     socks, client, _ = start_onehop_client(procs, root, "onehop-client-psiphond", psiphond.entry_file,
                                            "OSSH", runner, (("psiphond", psiphond.proc),))
     algs["onehop-psiphond"] = _psiphon.describe(sniffer, psiphond.entry_file)
     ports["onehop-psiphond"] = socks
     roles["onehop-psiphond"] = {"client": client.pid, "server": psiphond.proc.pid}
-    return ports, roles, algs
+    readers["onehop-psiphond"] = client.notice_reader  # type: ignore[attr-defined]
+    return ports, roles, algs, readers
 
 
 # -- profiling -------------------------------------------------------------------------
@@ -260,14 +263,28 @@ def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> t
                     profiler.start(key)
                 before = {r: tree_cpu_seconds(pid) for r, pid in roles.get(path, {}).items()}
                 started = time.perf_counter()
+                reader = args.notices.get(path)
+                mark = len(reader.notices) if reader else 0
                 try:
                     seconds = transfer(connectors[path], direction, streams, total)
                 except BenchError as exc:
                     if path not in PSIPHON_KEYS:
                         raise
-                    args.failures[(path, key)] = f"{exc} (after {time.perf_counter() - started:.0f} s)"
-                    print(f"  {case_label(streams, direction):18} {label:16}    FAILED  "
-                          f"{args.failures[(path, key)]}", flush=True)
+                    why = f"{exc} (after {time.perf_counter() - started:.0f} s)"
+                    if reader is not None:
+                        time.sleep(1.0)  # let the client's notices about it arrive
+                        seen = [json.dumps({"noticeType": x.get("noticeType"), "data": x.get("data")})[:200]
+                                for x in reader.since(mark)[:6]]
+                        if seen:
+                            why += "; client notices since the start of the transfer: " + " ".join(seen)
+                        if reader.tunnels < 1:
+                            try:
+                                wait_until(lambda: reader.tunnels >= 1, 60, "the tunnel to come back")
+                                why += "; the client re-established its tunnel"
+                            except BenchError:
+                                why += "; no tunnel again within 60 s"
+                    args.failures[(path, key)] = why
+                    print(f"  {case_label(streams, direction):18} {label:16}    FAILED  {why}", flush=True)
                     continue
                 finally:
                     if profile:
@@ -302,8 +319,14 @@ def report(args, samples: dict, cpu: dict, algs: dict) -> dict:
     print("-" * len(head))
     for streams, direction in CASES:
         key = case_key(streams, direction)
-        print(f"{case_label(streams, direction):20}"
-              + "".join(f"{med[p][key]:{w}.1f}" if key in med[p] else f"{'failed':>{w}}" for p, _ in paths))
+        cells = []
+        for p, _ in paths:
+            n = len(samples[p].get(key, []))
+            cells.append(f"{'failed':>{w}}" if not n else
+                         f"{med[p][key]:{w - 1}.1f}*" if n < args.repeat else f"{med[p][key]:{w}.1f}")
+        print(f"{case_label(streams, direction):20}" + "".join(cells))
+    if any(0 < len(samples[p].get(k, [])) < args.repeat for p, _ in paths for k in samples[p]):
+        print(f"  * median of fewer than {args.repeat} runs: the others failed (listed below)")
     print()
     ratios: dict[str, dict[str, float]] = {}
     for title, base, cols in (("ratio to raw loopback", "raw", tunnels),
@@ -399,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.paths = BASE_PATHS
     args.failures = {}
+    args.notices = {}
     args.psiphon_note = ""
     if args.no_psiphon:
         args.psiphon_note = "Psiphon columns skipped (--no-psiphon)."
@@ -431,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             roles = {"openssh": ssh_pids, "onehop": {"client": pids["client"], "server": pids["server"]}}
             algs: dict = {}
             if len(args.paths) > len(BASE_PATHS):
-                ports, psiphon_roles, algs = start_psiphon_paths(procs, root, onehop_server, pids["runner"],
+                ports, psiphon_roles, algs, args.notices = start_psiphon_paths(procs, root, onehop_server, pids["runner"],
                                                                  args.psiphon_cipher, args.psiphon_redraws)
                 roles.update(psiphon_roles)
                 for path, label in PSIPHON_PATHS:
