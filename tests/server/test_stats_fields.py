@@ -139,3 +139,21 @@ def test_records_are_capped_per_tunnel():
 def test_odd_status_data_is_ignored():
     s = session()
     assert stats.status_records(s, {"remote_server_list_stats": "x", "failed_tunnel_stats": None}) == []
+
+
+def test_records_of_a_client_built_without_a_revision_are_kept():
+    """Psiphon's client sends client_build_rev "" when built without one (its release
+    fixtures are); psiphond checks it with isHexDigits, which the empty string passes."""
+    sent = {"session_id": "ab" * 16, "propagation_channel_id": "ABCDEF0123456789", "sponsor_id": "0123456789ABCDEF",
+            "client_version": "1", "client_platform": "Linux_interop", "client_build_rev": "",
+            "client_download_timestamp": "2026-03-04T05:00:00Z", "tunneled": "0",
+            "url": "http://127.0.0.1:8080/list", "etag": "\"abc\"", "bytes": "2117", "duration": "6",
+            "authenticated": "1"}
+    s = session()
+    (name, fields), = stats.status_records(s, {"remote_server_list_stats": [sent],
+                                               "failed_tunnel_stats": [dict(FAILED, client_build_rev="")]})[:1]
+    assert name == "remote_server_list" and fields["client_build_rev"] == "" and fields["bytes"] == 2117
+    assert s.records_logged == 2 and s.records_invalid == 0
+    s = session()
+    assert stats.status_records(s, {"remote_server_list_stats": [dict(sent, client_build_rev="v1.2 dirty")]}) == []
+    assert s.records_invalid == 1

@@ -26,6 +26,8 @@ MAX_RECORDS_PER_REQUEST = 256
 NONE = "None"
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,128}")
+#: psiphond's isHexDigits: the empty string passes (clients built without a revision send it).
+_BUILD_REV = re.compile(r"[0-9a-fA-F]{0,128}")
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 _FLOAT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,18})?")
 _NO_SPACE = re.compile(r"[^\s]{1,256}")
@@ -89,12 +91,12 @@ def _last_connected(value: Any) -> str:
 
 
 HEX, INT, FLOAT = _match(_HEX), _match(_DECIMAL, int), _match(_FLOAT, float)
-WORD, REGION = _match(_NO_SPACE), _match(_REGION)
+WORD, REGION, BUILD_REV = _match(_NO_SPACE), _match(_REGION), _match(_BUILD_REV)
 
 #: Handshake and dial parameters Psiphon logs with a tunnel, with their kinds.
 BASE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "propagation_channel_id": HEX, "sponsor_id": HEX, "client_version": INT, "client_platform": WORD,
-    "client_build_rev": WORD, "device_region": REGION, "egress_region": REGION,
+    "client_build_rev": BUILD_REV, "device_region": REGION, "egress_region": REGION,
     "relay_protocol": WORD, "ssh_client_version": _string, "network_type": WORD,
     "server_entry_region": REGION, "server_entry_source": WORD, "server_entry_timestamp": _timestamp,
     "dial_port_number": INT, "is_replay": _flag, "dial_duration": INT, "candidate_number": INT,
