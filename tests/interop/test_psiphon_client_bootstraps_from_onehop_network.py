@@ -193,6 +193,14 @@ def test_remote_server_list_alone_bootstraps_a_tunnel(net, procs, tmp_path, page
     assert any(r[1] == urlsplit(net.remote_list_url).path for r in net.web.requests)
     event = server_tunnel_event(client, net, server_id)
     assert event["server_entry_source"] == "REMOTE" and event["handshake_completed"] is True
+    # the client reports its download in a status request (at the latest when it stops); the
+    # server logs it, without the URL's address
+    stat = wait_for(lambda: next((e for e in net.events(server_id) if e.get("event_name") == "remote_server_list"
+                                  and e.get("session_id") == event["session_id"]), None),
+                    20, "the remote_server_list event")
+    assert stat["authenticated"] is True and stat["tunneled"] is False
+    assert stat["bytes"] == len(net.web.files[urlsplit(net.remote_list_url).path])
+    assert "127.0.0.1" not in json.dumps(stat)
 
 
 def test_embedded_server_list_bootstraps_a_tunnel_with_signatures_checked(net, procs, tmp_path, page):
