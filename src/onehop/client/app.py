@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
                                 verify_server_entry_signature)
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
-from .candidates import MemoryStore
+from .candidates import TargetStore
 from .config import ClientConfig, apply_flags, load_client_config
 from .controller import Controller
 from .datastore import Datastore
@@ -113,13 +113,13 @@ def _stop(main: asyncio.Task) -> None:
 
 
 def open_store(config: ClientConfig, notices: Notices):
-    """The target server alone (in memory), or the persistent datastore seeded with the
-    embedded and --server-list entries (which never overwrite newer stored ones)."""
+    """The persistent datastore seeded with the embedded and --server-list entries (which
+    never overwrite newer stored ones), or with a target server in front of it."""
     entries = initial_entries(config, notices)
-    if config.target_server_entry:
-        return MemoryStore(entries)
     store = Datastore(config.data_dir, signature_public_key=config.server_entry_signature_public_key,
                       say=notices.alert)
+    if config.target_server_entry:
+        return TargetStore(entries[0], store)
     store.import_entries(entries, "EMBEDDED")
     return store
 
@@ -146,8 +146,7 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
     try:
         return await _serve(controller, config, notices, view)
     finally:
-        if isinstance(store, Datastore):
-            store.close()
+        store.close()
 
 
 async def _serve(controller: Controller, config: ClientConfig, notices: Notices, view) -> int:

@@ -1,7 +1,8 @@
 """Where candidates come from, and the order they are tried in.
 
 ``CandidateSource`` is what the controller needs from a server-entry store; the SQLite
-datastore implements it, and ``MemoryStore`` does for lists given on the command line.
+datastore implements it, ``MemoryStore`` does for lists given on the command line, and
+``TargetStore`` puts a target server in front of the datastore.
 ``order_candidates`` puts the affinity server first and shuffles the rest, as Psiphon.
 """
 
@@ -47,6 +48,29 @@ class MemoryStore:
             self._entries[entry.ip_address] = entry
             count += 1
         return count
+
+
+class TargetStore:
+    """``--target-server-entry`` as Psiphon's client does it: the target is the only
+    candidate and is never stored or promoted, while everything else (the last connected
+    time, discovered entries, persistent stats, small state) lives in the datastore, so a
+    server counts a returning user once, not on every run."""
+
+    def __init__(self, target: ServerEntry, store) -> None:
+        self._target = target
+        self._store = store
+
+    def entries(self) -> list[ServerEntry]:
+        return [self._target]
+
+    def affinity(self) -> str | None:
+        return None
+
+    def set_affinity(self, ip_address: str) -> None:
+        pass  # connecting to a target server does not change the ranking
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)  # import_entries, get/set, stats, tags, close
 
 
 def usable(entry: ServerEntry, region: str, protocols: tuple[str, ...]) -> bool:
