@@ -284,9 +284,10 @@ def test_psiphond_logs_our_connected_and_status_requests(tmp_path, procs, page, 
         [stat] = wait_events(server, "remote_server_list", 1, timeout=20)
         assert client.process.stop() == 0
 
-        # A second run with the same data directory reports the connected timestamp the
-        # first one got: psiphond counts the user once.
-        again = OnehopClient(procs, client.directory, ["--config", str(client.directory / "client.json")])
+        # A second run with the same data directory, aimed at the server as a target,
+        # reports the connected timestamp the first one got: psiphond counts the user once.
+        again = OnehopClient(procs, client.directory, ["--config", str(client.directory / "client.json"),
+                                                       "--target-server-entry", server.entry])
         fetch(again, page)
         assert again.process.stop() == 0
     finally:
