@@ -10,7 +10,10 @@ embedded list, served over HTTP with ETags. Psiphon's client then gets only:
 * the published ``embedded_server_list`` (``-serverList``), with signature checks on,
 
 and must come up, fetch a page, show the sponsor's home page and learn the discovery
-server from a handshake. A remote list signed by another key is refused.
+server from a handshake (then use it once the others are gone). The servers' own events
+confirm each entry source (REMOTE, EMBEDDED, DISCOVERY) and the remote list download. A
+remote list signed by another key (under its own digest or the network's) and entries
+under a wrong entry-signing key are refused; a new export reaches running servers.
 """
 
 from __future__ import annotations
