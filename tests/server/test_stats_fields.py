@@ -64,7 +64,7 @@ def test_handshake_fields_are_validated_converted_and_truncated():
     assert fields["client_version"] == 172 and fields["is_replay"] is True and fields["dial_duration"] == 1234
     assert fields["server_entry_timestamp"] == "2026-03-04T05:00:00Z"
     assert "candidate_number" not in fields and "padding" not in fields
-    assert "device_region" not in fields  # "de" is not a region code
+    assert fields["device_region"] == "de"  # psiphond takes any string here, and so do we
     assert fields["ssh_client_version"] == "SSH-2.0-OpenSSH_8.4 from [ip]"
 
 
@@ -157,3 +157,12 @@ def test_records_of_a_client_built_without_a_revision_are_kept():
     s = session()
     assert stats.status_records(s, {"remote_server_list_stats": [dict(sent, client_build_rev="v1.2 dirty")]}) == []
     assert s.records_invalid == 1
+
+
+def test_free_text_fields_psiphond_accepts_keep_the_record():
+    """psiphond takes device_region, network_type and ossh_prefix as any string; a record
+    carrying a lower-case region or a spaced network type must not be dropped."""
+    s = session()
+    record = dict(FAILED, device_region="us", network_type="MOBILE 5G", ossh_prefix="my prefix")
+    (event,) = stats.status_records(s, {"failed_tunnel_stats": [record]})
+    assert event[1]["device_region"] == "us" and event[1]["network_type"] == "MOBILE 5G"

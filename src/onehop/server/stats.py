@@ -93,14 +93,16 @@ def _last_connected(value: Any) -> str:
 HEX, INT, FLOAT = _match(_HEX), _match(_DECIMAL, int), _match(_FLOAT, float)
 WORD, REGION, BUILD_REV = _match(_NO_SPACE), _match(_REGION), _match(_BUILD_REV)
 
-#: Handshake and dial parameters Psiphon logs with a tunnel, with their kinds.
+#: Handshake and dial parameters Psiphon logs with a tunnel, with their kinds. A field that
+#: psiphond accepts as any string (device_region, network_type, ossh_prefix) is free text
+#: here too: a stricter check would drop the client's whole record.
 BASE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "propagation_channel_id": HEX, "sponsor_id": HEX, "client_version": INT, "client_platform": WORD,
-    "client_build_rev": BUILD_REV, "device_region": REGION, "egress_region": REGION,
-    "relay_protocol": WORD, "ssh_client_version": _string, "network_type": WORD,
+    "client_build_rev": BUILD_REV, "device_region": _string, "egress_region": REGION,
+    "relay_protocol": WORD, "ssh_client_version": _string, "network_type": _string,
     "server_entry_region": REGION, "server_entry_source": WORD, "server_entry_timestamp": _timestamp,
     "dial_port_number": INT, "is_replay": _flag, "dial_duration": INT, "candidate_number": INT,
-    "established_tunnels_count": INT, "upstream_ossh_padding": INT, "ossh_prefix": WORD,
+    "established_tunnels_count": INT, "upstream_ossh_padding": INT, "ossh_prefix": _string,
     "upstream_proxy_type": WORD, "session_id": HEX, "split_tunnel": _flag,
     "establishment_duration": INT,
 }
