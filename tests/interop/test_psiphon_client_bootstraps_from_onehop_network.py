@@ -202,6 +202,8 @@ def test_remote_server_list_alone_bootstraps_a_tunnel(net, procs, tmp_path, page
                                   and e.get("session_id") == event["session_id"]), None),
                     20, "the remote_server_list event")
     assert stat["authenticated"] is True and stat["tunneled"] is False
+    # psiphon-status was accepted, and its record carries the sponsor and channel the client sent
+    assert (stat["sponsor_id"], stat["propagation_channel_id"]) == (net.sponsor_id.upper(), net.channel_id.upper())
     assert stat["bytes"] == len(net.web.files[urlsplit(net.remote_list_url).path])
     assert "127.0.0.1" not in json.dumps(stat)
 
