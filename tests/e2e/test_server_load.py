@@ -64,6 +64,8 @@ def count_events(path, name: str) -> int:
 async def test_one_server_holds_1000_tunnels_with_forward_churn(tmp_path, echo_server, page, make_client):
     ip = "127.0.0.40"
     generated = generate_server(ip, ossh_port=free_port(ip), allow_bogons=True, log_filename="events.log")
+    # the load generator is one source dialing 64 at a time: above the per-source handshake cap
+    generated.config["MaxConcurrentSSHHandshakesPerClient"] = 128
     config_path, entry_path = write_server_dir(tmp_path / "server", generated)
     log_path = tmp_path / "server" / "events.log"
     server = await asyncio.create_subprocess_exec(

@@ -7,6 +7,9 @@ closes shortly after. The behaviour is identical whatever, and however much, was
 Rejections, timeouts and half-sent preambles are reported to ``on_irregular`` with the
 peer's address (for a GeoIP region computed in memory; the address goes no further).
 Key derivation can run in worker processes (``key_deriver``) instead of on the loop.
+Connections still in the handshake are capped, in total and per source, by an
+:class:`~onehop.net.acceptgate.AcceptGate` (shared with the server's other listeners):
+beyond the caps nothing is accepted, or the connection is closed without a byte.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Callable, Mapping
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, SeedHistory, ServerObfuscator
 from ..core.ossh.events import KeysNeeded
 from ..errors import ProtocolError, RemoteProtocolError
+from .acceptgate import AcceptGate, Admission, GatedServer
 from .keypool import KeyDeriver
 from .ossh import ObfuscatedTransport, ObfuscatedWire
 
@@ -36,7 +40,7 @@ IrregularReport = Callable[[ProtocolError, str], None]
 class ProbeSilentConnection(ObfuscatedWire):
     """One accepted OSSH connection."""
 
-    def __init__(self, listener: "OSSHListener") -> None:
+    def __init__(self, listener: "OSSHListener", admission: Admission | None = None) -> None:
         obfuscator = ServerObfuscator(listener.keyword, replay_check=listener.replay_check,
                                       random_bytes=os.urandom, prefix_specs=listener.prefix_specs,
                                       defer_key_derivation=listener.deriver is not None)
@@ -46,6 +50,7 @@ class ProbeSilentConnection(ObfuscatedWire):
         self._deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._derivations: set[asyncio.Task] = set()
+        self._admission = admission
         self.established = False
 
     def connection_made(self, transport) -> None:
@@ -62,6 +67,8 @@ class ProbeSilentConnection(ObfuscatedWire):
         self.established = True  # from here the SSH layer's own login timeout applies
         if self._deadline is not None:
             self._deadline.cancel()
+        if self._admission is not None:
+            self._admission.release()
         return self._listener.ssh_factory(event, transport)
 
     def _other_event(self, event) -> None:
@@ -110,6 +117,8 @@ class ProbeSilentConnection(ObfuscatedWire):
                 timer.cancel()
         for task in list(self._derivations):
             task.cancel()
+        if self._admission is not None:
+            self._admission.release()
         self._listener.connections.discard(self)
         super().connection_lost(exc)
 
@@ -123,6 +132,7 @@ class OSSHListener:
                  prefix_specs: Mapping[str, str] = DEFAULT_SERVER_PREFIX_SPECS,
                  on_irregular: IrregularReport | None = None,
                  key_deriver: KeyDeriver | None = None,
+                 gate: AcceptGate | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.keyword = keyword
         self.ssh_factory = ssh_factory
@@ -133,7 +143,8 @@ class OSSHListener:
         self._on_irregular = on_irregular
         self._clock = clock
         self.connections: set[ProbeSilentConnection] = set()
-        self.server: asyncio.AbstractServer | None = None
+        self.gate = gate
+        self.server: GatedServer | None = None
 
     def replay_check(self, seed: bytes) -> bool:
         return self.history.add_new(seed, self._clock())
@@ -143,10 +154,11 @@ class OSSHListener:
         if self._on_irregular is not None:
             self._on_irregular(error, peer_ip)
 
-    async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: ProbeSilentConnection(self), host, port,
-                                               reuse_address=True, backlog=1024)
+    async def start(self, host: str, port: int) -> GatedServer:
+        if self.gate is None:
+            self.gate = AcceptGate()
+        self.server = await GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
+                                        "OSSH").start(host, port, backlog=1024)
         return self.server
 
     def close(self) -> None:

@@ -53,6 +53,8 @@ class ServerConfig:
     dns_resolver_address: tuple[str, int] | None = None  # None: first nameserver of resolv.conf
     ossh_prefix_specs: dict[str, str] = field(default_factory=dict)  # spec name -> reply pattern
     ossh_key_workers: int = 0  # worker processes for OSSH key derivation; 0: on the event loop
+    max_concurrent_handshakes: int = 0  # connections still in their handshake; 0: from RLIMIT_NOFILE
+    max_concurrent_handshakes_per_source: int = 0  # the same per client IP address; 0: from the total
     base_dir: str = "."
 
     def path(self, name: str) -> str:
@@ -146,6 +148,8 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
                            **c.take("ServerOSSHPrefixSpecs", dict, {}, prefix_specs_problem)},
         ossh_key_workers=c.take("OSSHKeyDerivationWorkers", int, os.cpu_count() or 1,
                                 lambda v: None if 0 <= v <= 64 else "must be between 0 and 64"),
+        max_concurrent_handshakes=c.take("MaxConcurrentSSHHandshakes", int, 0, _cap_check),
+        max_concurrent_handshakes_per_source=c.take("MaxConcurrentSSHHandshakesPerClient", int, 0, _cap_check),
     )
     udpgw = c.take("UDPInterceptUdpgwServerAddress", str, None, _udpgw_check)
     values["udpgw_server_address"] = DEFAULT_UDPGW_ADDRESS if udpgw is None else parse_host_port(udpgw)
@@ -154,6 +158,10 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
     c.reject_unknown()
     c.raise_if_problems()
     return ServerConfig(**values, base_dir=base_dir)
+
+
+def _cap_check(value: int) -> str | None:
+    return None if 0 <= value <= 1_000_000 else "must be between 0 (automatic) and 1000000"
 
 
 def load_server_config(path: str | os.PathLike) -> ServerConfig:

@@ -20,6 +20,13 @@ from .throttle import PausableReader
 class ServerConnection(PsiphonServerConnection):
     #: Set by the session: charge n bytes read, get the seconds to pause reading.
     charge_upstream: Callable[[int], float] | None = None
+    #: Set by a listener that caps connections in their handshake: released once the
+    #: client has authenticated (``auth_completed``) or the connection is lost.
+    admission: Any = None
+
+    def auth_completed(self) -> None:
+        if self.admission is not None:
+            self.admission.release()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._upstream_reader = PausableReader()
@@ -35,6 +42,7 @@ class ServerConnection(PsiphonServerConnection):
                 self._upstream_reader.throttle(delay)
 
     def connection_lost(self, exc: Exception | None = None) -> None:
+        self.auth_completed()  # gone: its place in the handshake cap is free either way
         self._upstream_reader.close()
         super().connection_lost(exc)
 

@@ -31,6 +31,7 @@ from .config import ServerConfig
 from .connection import new_connection
 from .discovery import ServerDiscovery
 from ..net.keypool import KeyDeriver
+from ..net.acceptgate import AcceptGate, Admission, GatedServer
 from ..net.listener import OSSHListener
 from .events import EventLog
 from .geoip import GeoIPService
@@ -98,6 +99,7 @@ class TunnelServer:
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
         self._ossh: OSSHListener | None = None
+        self.accept_gate: AcceptGate | None = None
         self._key_deriver: KeyDeriver | None = None
         self._stopped = asyncio.Event()
         self._options = self._ssh_options()
@@ -172,8 +174,16 @@ class TunnelServer:
         self._reloader = asyncio.get_running_loop().create_task(self._reload_periodically())
         log.info("serving %s on %s", ", ".join(f"{p}:{n}" for p, n in ports.items()), host)
 
+    def _ssh_connection(self, admission: Admission):
+        conn = new_connection(self._options, tunnel_protocol="SSH")
+        conn.admission = admission  # released once authenticated, or when the connection is lost
+        return conn
+
     async def _listen(self, host: str, ports: dict[str, int]) -> None:
         cfg = self.config
+        # one cap on connections still in their handshake, shared by both listeners
+        self.accept_gate = AcceptGate(cfg.max_concurrent_handshakes or None,
+                                      cfg.max_concurrent_handshakes_per_source or None)
         if "OSSH" in ports:
             if cfg.ossh_key_workers:
                 self._key_deriver = KeyDeriver(cfg.ossh_key_workers)
@@ -183,13 +193,12 @@ class TunnelServer:
                                       handshake_timeout=cfg.handshake_timeout,
                                       prefix_specs=cfg.ossh_prefix_specs,
                                       key_deriver=self._key_deriver,
+                                      gate=self.accept_gate,
                                       on_irregular=self._irregular_ossh)
             self._servers.append(await self._ossh.start(host, ports["OSSH"]))
         if "SSH" in ports:
-            loop = asyncio.get_running_loop()
-            self._servers.append(await loop.create_server(
-                lambda: new_connection(self._options, tunnel_protocol="SSH"),
-                host, ports["SSH"], reuse_address=True, backlog=1024))
+            self._servers.append(await GatedServer(self._ssh_connection, self.accept_gate, "SSH")
+                                 .start(host, ports["SSH"], backlog=1024))
 
     def start_line(self) -> str:
         """One line for the operator's terminal: what listens where, and where events go."""

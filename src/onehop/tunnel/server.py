@@ -72,6 +72,11 @@ class TunnelSSHServer(asyncssh.SSHServer):
     def begin_auth(self, username: str) -> bool:
         return True
 
+    def auth_completed(self) -> None:
+        hook = getattr(self._conn, "auth_completed", None)  # the server's connection frees its handshake place
+        if hook is not None:
+            hook()
+
     def password_auth_supported(self) -> bool:
         return True
 
