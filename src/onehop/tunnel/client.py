@@ -20,7 +20,7 @@ from ..core.ossh import ClientObfuscator, PrefixSpec
 from ..errors import TunnelError
 from ..net.ossh import ObfuscatedWire
 from .algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
-from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, tune_client_connection
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, return_window_early, tune_client_connection
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,10 @@ class TunnelClient:
 
     async def open_channel(self, session_factory, host: str, port: int):
         """Open a direct-tcpip channel to (host, port); raises asyncssh.ChannelOpenError."""
-        return await self.conn.create_connection(session_factory, host, port, window=CHANNEL_WINDOW,
-                                                 max_pktsize=CHANNEL_MAX_PACKET)
+        chan, session = await self.conn.create_connection(session_factory, host, port, window=CHANNEL_WINDOW,
+                                                          max_pktsize=CHANNEL_MAX_PACKET)
+        return_window_early(chan)  # see tuning.py: Go peers may believe a smaller window
+        return chan, session
 
     def close(self) -> None:
         self.conn.close()

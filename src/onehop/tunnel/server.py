@@ -21,7 +21,8 @@ import asyncssh
 from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
-from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, use_growable_receive_buffer
+from .tuning import (CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early,
+                     use_growable_receive_buffer)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class TunnelSSHServer(asyncssh.SSHServer):
         # Our own channel: asyncssh's would have 32 KiB packets whatever the options say.
         assert self._conn is not None
         chan = self._conn.create_tcp_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PACKET)
+        return_window_early(chan)
         return chan, self.policy.open_forward(dest_host, dest_port)
 
     def server_requested(self, listen_host, listen_port):
@@ -172,7 +174,9 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
                 or open_streams >= MAX_OPEN_RANDOM_STREAMS or not self._owner.policy.random_stream_allowed():
             raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
         self._open_random_streams = open_streams + 1
-        return self.create_tcp_channel(), RandomStreamSession(
+        chan = self.create_tcp_channel()
+        return_window_early(chan)
+        return chan, RandomStreamSession(
             upstream, downstream, self._owner.policy, on_closed=self._random_stream_closed)
 
     def _random_stream_closed(self) -> None:

@@ -1,0 +1,53 @@
+"""A peer that believes a smaller window than we granted still gets window back.
+
+Psiphon's Go SSH caps the window it believes a channel's other end granted at 4 x 32 KiB,
+whatever the confirmation said. A server that returned window only after half of its own
+8 MiB was consumed never sent a WINDOW_ADJUST to such a client, which stopped after 128 KiB:
+every upload from Psiphon's client through onehop's server stalled (found by
+bench/throughput.py's Psiphon columns; tests/interop has the live test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import asyncssh
+import pytest
+
+from onehop.client.config import ClientConfig
+from onehop.client.dialer import dial
+from onehop.net.dial import connect_socket
+
+pytestmark = pytest.mark.e2e
+PSIPHON_CAPPED_WINDOW = 4 * 32 * 1024
+
+
+async def test_upload_beyond_a_capped_window_arrives(network):
+    received = hashlib.sha256()
+    count = 0
+    done = asyncio.Event()
+    total = 2 * 1024 * 1024
+
+    async def sink(reader, writer):
+        nonlocal count
+        while count < total and (data := await reader.read(65536)):
+            received.update(data)
+            count += len(data)
+        done.set()
+        writer.close()
+
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    running = await network.add()
+    tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
+    chan, _ = await tunnel.client.open_channel(asyncssh.SSHTCPSession, "127.0.0.1", port)
+    # What Psiphon's client does on CHANNEL_OPEN_CONFIRMATION: believe at most 128 KiB.
+    chan._send_window = min(chan._send_window, PSIPHON_CAPPED_WINDOW)
+    payload = os.urandom(total)
+    chan.write(payload)
+    await asyncio.wait_for(done.wait(), 10)
+    assert count == total and received.digest() == hashlib.sha256(payload).digest()
+    tunnel.client.close()
+    server.close()
