@@ -91,8 +91,9 @@ class BuildResult:
 class Builder:
     """Stages the runtime once, then makes any number of builds (cached by inputs)."""
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, wheels: str = "installed") -> None:
         self.cache_dir = cache_dir or default_cache_dir()
+        self.wheels = wheels  # where the pinned runtime comes from (onehop.network.pins)
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._base: Path | None = None
         self._base_digest = ""
@@ -113,7 +114,7 @@ class Builder:
             self._tmp = tempfile.TemporaryDirectory(prefix="onehop-build-")
             self._base = Path(self._tmp.name) / "runtime"
             self._base.mkdir()
-            stage_runtime(self._base)
+            stage_runtime(self._base, self.wheels)
             self._base_digest = tree_digest(self._base)
         return self._base, self._base_digest
 

@@ -15,6 +15,11 @@ DB_HELP = ("SQLAlchemy URL: sqlite:///PATH (default $XDG_DATA_HOME/onehop/networ
            "postgresql+psycopg://...; accepted before or after the verb")
 
 
+WHEELS_HELP = ("where the build's pinned runtime comes from (constraints/client-build.txt): 'installed' "
+               "(default; refused unless it is exactly the pins), 'pypi' or a directory of wheels "
+               "(pip --require-hashes)")
+
+
 def _dispatch(name: str):
     def run(args) -> int:
         module_name, _, function = name.rpartition(".")
@@ -161,12 +166,14 @@ def _files(sub) -> None:
     p.add_argument("--s3-endpoint", help="S3 endpoint URL (default $AWS_ENDPOINT_URL or AWS)")
     p.add_argument("--no-builds", action="store_true", help="lists only")
     p.add_argument("--build-cache", help="where builds are cached (default $XDG_CACHE_HOME/onehop/builds)")
+    p.add_argument("--wheels", metavar="installed|pypi|DIR", help=WHEELS_HELP)
     p = _leaf(sub, "build-client", "build a client for a channel and sponsor", "commands_files.build_client")
     p.add_argument("--channel", required=True, help="channel ID or name")
     p.add_argument("--sponsor", required=True, help="sponsor ID or name")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the build")
     p.add_argument("--base-url", help="where lists and upgrades are published (default: the last publish)")
     p.add_argument("--build-cache", help="where builds are cached (default $XDG_CACHE_HOME/onehop/builds)")
+    p.add_argument("--wheels", metavar="installed|pypi|DIR", help=WHEELS_HELP)
     g = _group(sub, "discovery", "discovery pool analysis")
     p = _leaf(g, "simulate", "how many servers an adversary learns vs an ordinary user",
               "commands_files.discovery_simulate")

@@ -32,6 +32,16 @@ def _cache(args) -> Path:
     return Path(args.build_cache).expanduser() if args.build_cache else default_cache_dir()
 
 
+def _wheels(args) -> str:
+    """Where the builds' pinned runtime comes from: installed | pypi | a wheelhouse directory."""
+    wheels = getattr(args, "wheels", None) or "installed"
+    if wheels not in ("installed", "pypi"):
+        wheels = str(Path(wheels).expanduser().resolve())
+        if not Path(wheels).is_dir():
+            raise ConfigError([ConfigProblem("--wheels", f"{wheels} is not a directory of wheels")])
+    return wheels
+
+
 def export(args) -> int:
     ctx = audit.Context()
     with session_for(args) as session:
@@ -53,7 +63,7 @@ def publish(args) -> int:
     with session_for(args) as session:
         state = load_state(session, ctx.now)
         packages = [] if args.no_builds else published_packages(session)
-    builder = None if args.no_builds else Builder(_cache(args))
+    builder = None if args.no_builds else Builder(_cache(args), _wheels(args))
     publisher = Publisher(state, target, builder, packages)
     for warning in publisher.warnings:
         print(f"onehop: warning: {warning}", file=sys.stderr)
@@ -97,7 +107,7 @@ def build_client(args) -> int:
         state = load_state(session, audit.utc_now())
     remote, upgrade = _client_urls(state, channel.id, sponsor.id, args.base_url)
     spec = build_spec(state, EntryBook.build(state.servers, state.keys), channel.id, sponsor.id, remote, upgrade)
-    with Builder(_cache(args)) as builder:
+    with Builder(_cache(args), _wheels(args)) as builder:
         result = builder.build(spec, state.keys, Path(args.out).expanduser())
     data = {"path": str(result.path), "channel": channel.id, "sponsor": sponsor.id, "sha256": result.sha256,
             "size": result.size, "client_version": spec.client_version, "servers": len(spec.server_list),

@@ -2,15 +2,20 @@
 
 The client build carries onehop and the closure of its base dependencies
 (``importlib.metadata`` requirements, markers evaluated for this interpreter, extras
-followed). Each distribution's files are copied from its RECORD (with its
-``.dist-info``), so nothing is downloaded. onehop itself is copied from its package
-directory (it may be an editable install) without the operator-only parts
-(``network``, ``mail``, ``lab``): users get the client, not the operator's tooling.
+followed), pinned by ``onehop.network.pins`` (constraints/client-build.txt): by default
+each distribution's files are copied from its RECORD (with its ``.dist-info``), so
+nothing is downloaded, but only when the installed versions are exactly the pinned ones
+and every file matches its RECORD's SHA-256; with ``wheels`` ("pypi" or a wheelhouse
+directory) pip installs the pinned wheels with ``--require-hashes`` instead. onehop
+itself is copied from its package directory (it may be an editable install) without
+the operator-only parts (``network``, ``mail``, ``lab``): users get the client, not
+the operator's tooling.
 The staged tree is specific to this Python version and platform (C extensions).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.metadata as metadata
 import re
@@ -21,6 +26,7 @@ from pathlib import Path
 import onehop
 
 from .errors import BuildError
+from .pins import CONSTRAINTS, environment_problems, load_pins, pip_install
 
 try:
     from packaging.markers import default_environment
@@ -68,6 +74,16 @@ def runtime_closure(root: str = "onehop") -> dict[str, metadata.Distribution]:
     return {key: dist for key, (dist, _) in sorted(found.items())}
 
 
+def _recorded(file: metadata.PackagePath, data: bytes) -> bool:
+    """Whether ``data`` is what the distribution's RECORD says ``file`` holds (files
+    RECORD lists without a hash, such as RECORD itself, pass)."""
+    if file.hash is None:
+        return True
+    if file.hash.mode != "sha256":
+        return False
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode() == file.hash.value
+
+
 def _copy_distribution(dist: metadata.Distribution, stage: Path) -> int:
     copied = 0
     for file in dist.files or []:
@@ -76,9 +92,14 @@ def _copy_distribution(dist: metadata.Distribution, stage: Path) -> int:
         source = Path(str(dist.locate_file(file)))
         if not source.is_file():
             continue
+        data = source.read_bytes()
+        if not _recorded(file, data):
+            raise BuildError(f"{dist.metadata['Name']} {dist.version}: {file} differs from its RECORD "
+                             "(modified after installation): reinstall it")
         target = stage / file
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        target.write_bytes(data)
+        shutil.copystat(source, target)
         copied += 1
     if not copied:
         raise BuildError(f"{dist.metadata['Name']} has no files to copy (no RECORD?)")
@@ -98,10 +119,25 @@ def _copy_onehop(stage: Path) -> None:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: onehop\nVersion: {onehop.__version__}\n")
 
 
-def stage_runtime(stage: Path) -> None:
-    """Fill ``stage`` (an empty directory) with onehop and its runtime closure."""
-    for dist in runtime_closure().values():
-        _copy_distribution(dist, stage)
+def stage_runtime(stage: Path, wheels: str = "installed", constraints: Path = CONSTRAINTS) -> None:
+    """Fill ``stage`` (an empty directory) with onehop and its pinned runtime closure.
+
+    ``wheels``: "installed" (copy what is installed, refused unless it is exactly the
+    pinned set), "pypi" or a wheelhouse directory (pip --require-hashes).
+    """
+    pins = load_pins(constraints)
+    if wheels == "installed":
+        closure = runtime_closure()
+        problems = environment_problems({key: dist.version for key, dist in closure.items()}, pins)
+        if problems:
+            raise BuildError(f"this environment is not the pinned client runtime ({constraints}): "
+                             + "; ".join(problems) + ". Install the pins (pip install -r "
+                             f"{constraints}), build with --wheels pypi, or update the pins "
+                             "(docs/client-builds.md)")
+        for dist in closure.values():
+            _copy_distribution(dist, stage)
+    else:
+        pip_install(stage, wheels, constraints)
     _copy_onehop(stage)
 
 
