@@ -309,3 +309,19 @@ async def test_operator_defined_prefixes_on_both_ends(network, make_client, page
     body, port = page
     assert await http_get_via_socks(client.socks_port, "127.0.0.1", port) == body
     assert sessions(running)[0].ossh_prefix == "tls-ish"
+
+
+async def test_padded_keepalive_gets_a_speed_test_reply_and_keeps_the_tunnel(network):
+    """Psiphon's client pads keepalive@openssh.com with 0-256 bytes; asyncssh's own handler
+    disconnected on any payload, dropping every Psiphon tunnel at its first keepalive."""
+    import time
+    from onehop.core.api.keepalive import go_time_binary
+    running = await network.add()
+    tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
+    for padding in (b"", os.urandom(1), os.urandom(256)):
+        reply = await tunnel.client.api_request("keepalive@openssh.com", padding)
+        hour = int(time.time()) - int(time.time()) % 3600
+        assert reply[0] == 15 and reply[1:16] in (go_time_binary(hour), go_time_binary(hour - 3600))
+        assert len(reply) <= 16 + 256
+    assert not tunnel.client.conn.is_closed()
+    tunnel.client.close()

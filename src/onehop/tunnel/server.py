@@ -15,12 +15,15 @@ import copy
 import json
 import logging
 import os
+import secrets
+import time
 from typing import Any, Awaitable, Protocol
 
 import asyncssh
 from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
+from ..core.api.keepalive import MAX_KEEPALIVE_PADDING, encode_keepalive_response
 from .tuning import (CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early,
                      use_growable_receive_buffer)
 
@@ -156,6 +159,12 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
 
     def _process_psiphon_client_verification_global_request(self, packet: SSHPacket) -> None:
         self._answer_api_request("psiphon-client-verification", packet)
+
+    def _process_keepalive_at_openssh_dot_com_global_request(self, packet: SSHPacket) -> None:
+        # Psiphon's client pads keepalives (asyncssh's own handler disconnects on any payload)
+        # and reads the reply as a speed-test sample: a timestamp and random padding.
+        padding = os.urandom(secrets.randbelow(MAX_KEEPALIVE_PADDING + 1))
+        self._report_global_response(encode_keepalive_response(time.time(), padding))
 
     def _process_direct_tcpip_no_split_tunnel_at_psiphon_dot_ca_open(self, packet: SSHPacket):
         # Psiphon clients use this for forwards that split tunnelling must never divert;
