@@ -46,7 +46,18 @@ Verifier = Callable[[bytes, str], bool]
 
 
 class ResponderSMTP(SMTP):
-    """aiosmtpd's SMTP, counting the refusals it makes on its own (size, line length)."""
+    """aiosmtpd's SMTP, counting the refusals it makes on its own (size, line length).
+
+    ``admission`` is its place in the listener's connection cap (``onehop.net.acceptgate``),
+    freed when the connection is lost.
+    """
+
+    admission = None
+
+    def connection_lost(self, *args, **kwargs):
+        if self.admission is not None:
+            self.admission.release()
+        return super().connection_lost(*args, **kwargs)
 
     async def push(self, status) -> None:
         if isinstance(status, str) and status.startswith(("552 Error", "500 Line too long")):

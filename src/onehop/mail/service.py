@@ -24,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import ConfigError, ConfigProblem
+from ..net.acceptgate import AcceptGate, Admission, GatedServer
 from . import dkimtools
 from .blobs import Blobs
 from .config import ActiveConfig, load_responder_config
@@ -53,7 +54,7 @@ class Responder:
         self.port: int | None = None
         self._active: ActiveConfig | None = None
         self._bad_signature: tuple | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: GatedServer | None = None
         self._connections: weakref.WeakSet = weakref.WeakSet()
         self._tasks: list[asyncio.Task] = []
         self._reload_now = asyncio.Event()
@@ -91,9 +92,9 @@ class Responder:
                                       key=self.key, active=lambda: self.active, on_queued=self.sender.wake,
                                       verifier=verifier, clock=self.clock)
         self._tls = tls_context(o.tls_cert, o.tls_key) if o.tls_cert and o.tls_key else None
-        loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(self._protocol, *o.listen)
+            # capped like the tunnel listeners: no descriptor exhaustion, no traceback per failed accept()
+            self._server = await GatedServer(self._gated_protocol, AcceptGate(), "SMTP").start(*o.listen)
         except OSError as exc:
             raise ConfigError([ConfigProblem("--listen", f"cannot listen on {o.listen[0]}:{o.listen[1]}: "
                                                          f"{exc.strerror or exc}")]) from None
@@ -113,6 +114,11 @@ class Responder:
                 f"{o.listen[0]}:{self.port} ({', '.join(extras)}); replies through the relay "
                 f"{o.relay[0]}:{o.relay[1]} ({self._pending_at_start} replies queued); state in {o.state_dir}; "
                 f"events to {events}; SIGHUP reloads {o.config_path}, SIGTERM stops it")
+
+    def _gated_protocol(self, admission: Admission) -> ResponderSMTP:
+        smtp = self._protocol()
+        smtp.admission = admission
+        return smtp
 
     def _protocol(self) -> ResponderSMTP:
         o = self.options
