@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..errors import ConfigError, ConfigProblem
+from ..net.acceptgate import AcceptGate, GatedServer, ReleasingProtocol
 
 DEFAULT_MAX_SIZE = 8 * 1024 * 1024  # what `collect` accepts by default
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STORED = web.AppKey("stored", dict)
 _OPTIONS = web.AppKey("options", object)
+_LISTENERS = web.AppKey("listeners", list)
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,16 @@ def make_app(options: ReceiveOptions) -> web.Application:
     app = web.Application(client_max_size=options.max_size + 1)
     app[_OPTIONS] = options
     app[_STORED] = {"count": 0}
+    app[_LISTENERS] = []
+    app.on_shutdown.append(_close_listeners)
     app.router.add_put("/{tail:.*}", _put)
     return app
+
+
+async def _close_listeners(app: web.Application) -> None:
+    for listener in app[_LISTENERS]:
+        listener.close()
+        await listener.wait_closed()
 
 
 def _check_directory(directory: str) -> None:
@@ -111,9 +121,11 @@ async def start(options: ReceiveOptions) -> tuple[web.AppRunner, int]:
     _check_directory(options.directory)
     runner = web.AppRunner(make_app(options), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
+    # a public endpoint: connections are capped (total and per source, from RLIMIT_NOFILE) and
+    # accept() backs off when descriptors run out, like the tunnel listeners
+    listener = GatedServer(lambda admission: ReleasingProtocol(runner.server(), admission), AcceptGate(), "HTTP")
     try:
-        await site.start()
+        await listener.start(options.host, options.port)
     except OSError as exc:
         await runner.cleanup()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -121,7 +133,8 @@ async def start(options: ReceiveOptions) -> tuple[web.AppRunner, int]:
             reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
         raise ConfigError([ConfigProblem("--listen", f"cannot listen on {options.host}:{options.port}: "
                                                      f"{reason}")]) from None
-    port = runner.addresses[0][1]
+    runner.app[_LISTENERS].append(listener)
+    port = listener.sockets[0].getsockname()[1]
     return runner, port
 
 

@@ -143,6 +143,34 @@ def close_silently(conn: socket.socket) -> None:
     conn.close()
 
 
+class ReleasingProtocol(asyncio.Protocol):
+    """Wraps a protocol that cannot hold an admission itself (a library's, with
+    ``__slots__``): everything is passed on, and the admission is released when the
+    connection is lost. For listeners whose whole connection counts against the cap."""
+
+    def __init__(self, inner: asyncio.Protocol, admission: Admission) -> None:
+        self._inner, self._admission = inner, admission
+
+    def connection_made(self, transport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self):
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc) -> None:
+        self._admission.release()
+        self._inner.connection_lost(exc)
+
+
 ProtocolFactory = Callable[[Admission], asyncio.Protocol]
 
 
