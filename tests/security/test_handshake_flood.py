@@ -221,3 +221,23 @@ async def test_accept_backs_off_on_emfile_with_one_log_line(monkeypatch, caplog)
     assert 0.3 < waited < 5  # 50+100+200+400+800 ms... capped: it waited, it did not spin
     lines = [r for r in caplog.records if r.name == "onehop.net.acceptgate"]
     assert len(lines) == 1 and "out of descriptors" in lines[0].getMessage()
+
+
+async def test_established_tunnels_free_their_handshake_place(network):
+    """The cap counts handshakes only: authenticated tunnels (OSSH and SSH) and closed
+    connections give their place back, so a busy server never stops accepting."""
+    running = await network.add(MaxConcurrentSSHHandshakes=2, MaxConcurrentSSHHandshakesPerClient=2)
+    gate = running.server.accept_gate
+    tunnels = []
+    for protocol in ("OSSH", "SSH", "OSSH", "SSH", "OSSH"):  # more tunnels than the cap
+        tunnels.append(await asyncio.wait_for(
+            dial(running.entry, protocol, ClientConfig(), os.urandom(16).hex(), connect_socket), 20))
+        assert gate.pending == 0
+    for tunnel in tunnels:
+        tunnel.client.close()
+    _, writer = await asyncio.open_connection(running.entry.ip_address, running.entry.ssh_obfuscated_port)
+    writer.close()
+    deadline = time.monotonic() + 5
+    while gate.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert gate.pending == 0

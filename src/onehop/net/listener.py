@@ -7,7 +7,8 @@ closes shortly after. The behaviour is identical whatever, and however much, was
 Rejections, timeouts and half-sent preambles are reported to ``on_irregular`` with the
 peer's address (for a GeoIP region computed in memory; the address goes no further).
 Key derivation can run in worker processes (``key_deriver``) instead of on the loop.
-Connections still in the handshake are capped, in total and per source, by an
+Connections still in the handshake (the preamble, then, when the SSH protocol takes an
+``admission``, until SSH authentication) are capped, in total and per source, by an
 :class:`~onehop.net.acceptgate.AcceptGate` (shared with the server's other listeners):
 beyond the caps nothing is accepted, or the connection is closed without a byte.
 """
@@ -67,9 +68,14 @@ class ProbeSilentConnection(ObfuscatedWire):
         self.established = True  # from here the SSH layer's own login timeout applies
         if self._deadline is not None:
             self._deadline.cancel()
-        if self._admission is not None:
-            self._admission.release()
-        return self._listener.ssh_factory(event, transport)
+        protocol = self._listener.ssh_factory(event, transport)
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            if hasattr(protocol, "admission"):  # the SSH layer holds the place until authentication
+                protocol.admission = admission
+            else:
+                admission.release()
+        return protocol
 
     def _other_event(self, event) -> None:
         if isinstance(event, KeysNeeded) and self._listener.deriver is not None:
