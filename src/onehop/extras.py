@@ -15,6 +15,7 @@ from .errors import ConfigError, ConfigProblem
 EXTRA_OF_MODULE = {
     "sqlalchemy": "network", "alembic": "network", "psycopg": "network", "boto3": "network",
     "botocore": "network", "shiv": "network",
+    "PyInstaller": "network",
     "aiosmtpd": "mail", "aiosmtplib": "mail", "dkim": "mail",
     "nfstream": "lab", "pyroute2": "lab", "matplotlib": "lab",
 }

@@ -1,7 +1,9 @@
 """Per-channel client builds (one runnable file); their signed upgrade packages are made
 by ``onehop.upgrade.package.make_upgrade_package`` (see ``publish``).
 
-A build is a shiv zipapp: the staged runtime (``staging``) plus a top-level package
+A build is a shiv zipapp (``zipapp``) or a one-file native executable (``standalone``,
+PyInstaller; ``standalone`` freezes the runtime once and embeds each channel's files in
+it). A zipapp is the staged runtime (``staging``) plus a top-level package
 ``onehop_embedded`` holding ``config.json`` (Psiphon key names: channel and sponsor
 IDs, client version, remote list / upgrade / feedback URLs and keys) and
 ``server_list.dat`` (the channel's embedded list). ``python FILE client ...`` runs
@@ -14,23 +16,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
 from .fileio import write_atomic
 from .keys import NetworkKeys
-from .staging import ENTRY_POINT, stage_runtime, tree_digest
+from .staging import ENTRY_POINT, runtime_closure, stage_runtime, tree_digest
+from . import standalone
 
 EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.app looks for
 SHEBANG = "/usr/bin/env python3"
 UPGRADE_SUFFIX = ".upgrade"
+FORMATS = ("zipapp", "standalone")
+CACHE_SUFFIXES = {"zipapp": ".pyz", "standalone": ".bin"}
 
 
 def default_cache_dir() -> Path:
@@ -86,6 +94,38 @@ class BuildResult:
     sha256: str
     size: int
     cached: bool
+    format: str = "zipapp"
+
+
+def format_of(data: bytes) -> str | None:
+    """``standalone`` (a PyInstaller executable), ``zipapp`` (a zip file) or None."""
+    try:
+        standalone.find_archive(data)
+        return "standalone"
+    except BuildError:
+        pass
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        return "zipapp"
+    return None
+
+
+def verify_build(data: bytes, build_format: str, files: dict[str, bytes] | None = None) -> None:
+    """Refuse a build that is damaged or tampered with, or (with ``files``) that does not
+    embed exactly ``files``: what ``publish`` checks before it signs and uploads."""
+    if build_format == "standalone":
+        standalone.verify_standalone(data, files)
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+            found = {n.rsplit("/", 1)[1]: archive.read(n) for n in archive.namelist()
+                     if n.startswith(f"site-packages/{EMBEDDED_PACKAGE}/") and not n.endswith("/")}
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise BuildError(f"zipapp build is damaged: {exc}") from None
+    if bad is not None:
+        raise BuildError(f"zipapp build: {bad} is corrupt (tampered?)")
+    if files is not None and found != files:
+        raise BuildError("zipapp build: its embedded files differ from what this channel's build must carry")
 
 
 class Builder:
@@ -97,6 +137,7 @@ class Builder:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._base: Path | None = None
         self._base_digest = ""
+        self._runtime: Path | None = None
 
     def __enter__(self) -> "Builder":
         return self
@@ -118,25 +159,59 @@ class Builder:
             self._base_digest = tree_digest(self._base)
         return self._base, self._base_digest
 
-    def build(self, spec: BuildSpec, keys: NetworkKeys, out: Path) -> BuildResult:
-        """Write the build for ``spec`` to ``out`` atomically."""
+    def build(self, spec: BuildSpec, keys: NetworkKeys, out: Path, build_format: str = "zipapp") -> BuildResult:
+        """Write the build for ``spec`` to ``out`` atomically; a cached one is checked first."""
+        if build_format not in FORMATS:
+            raise BuildError(f"unknown build format {build_format!r} (known: {', '.join(FORMATS)})")
+        if build_format == "standalone":
+            standalone.check_platform()
         base, digest = self._stage()
         files = embedded_files(spec, keys)
+        if build_format == "standalone":
+            digest = self._standalone_runtime_key(base, digest)
         key = hashlib.sha256(digest.encode() + b"".join(
             name.encode() + b"\0" + hashlib.sha256(data).digest() for name, data in sorted(files.items()))).hexdigest()
-        cached = self.cache_dir / f"{key}.pyz"
-        hit = cached.is_file()
+        cached = self.cache_dir / f"{key}{CACHE_SUFFIXES[build_format]}"
+        index = self.cache_dir / f"{key}.sha256"
+        hit = cached.is_file() and index.is_file()
         if not hit:
-            self._shiv(base, files, cached)
+            if build_format == "standalone":
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                standalone.embed(self._freeze(base), files, cached)
+            else:
+                self._shiv(base, files, cached)
         data = cached.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
         if not hit:
-            write_atomic(cached.with_suffix(".sha256"), sha256.encode("ascii"))
+            verify_build(data, build_format, files)
+            write_atomic(index, sha256.encode("ascii"))
+        elif index.read_text(encoding="ascii").strip() != sha256:
+            raise BuildError(f"the cached build {cached} does not match its recorded SHA-256 (tampered with?): "
+                             "remove it and build again")
         try:
             write_atomic(out, data, 0o755)
         except OSError as exc:
             raise BuildError(f"cannot write {out}: {exc.strerror or exc}") from None
-        return BuildResult(out, sha256, len(data), hit)
+        return BuildResult(out, sha256, len(data), hit, build_format)
+
+    def _standalone_runtime_key(self, base: Path, digest: str) -> str:
+        if self._runtime is None:
+            self._excluded = standalone.excluded_modules(runtime_closure())
+            self._runtime_key = standalone.runtime_key(digest, self._excluded)
+            self._runtime = self.cache_dir / f"runtime-{self._runtime_key}.bin"
+        return self._runtime_key
+
+    def _freeze(self, base: Path) -> Path:
+        """The channel-less PyInstaller runtime, frozen once per set of inputs (cached)."""
+        assert self._runtime is not None and self._tmp is not None
+        if not self._runtime.is_file():
+            work = Path(tempfile.mkdtemp(dir=self._tmp.name, prefix="freeze-"))
+            partial = work / "runtime.partial"
+            standalone.freeze_runtime(base, self._excluded, work, partial, "onehop-client")
+            standalone.verify_standalone(partial.read_bytes())
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self._runtime, partial.read_bytes(), 0o755)
+        return self._runtime
 
     def _shiv(self, base: Path, files: dict[str, bytes], cached: Path) -> None:
         assert self._tmp is not None
@@ -169,7 +244,10 @@ def find_cached_build(cache_dir: Path, sha256: str) -> Path | None:
     if not cache_dir.is_dir():
         return None
     for index in cache_dir.glob("*.sha256"):
-        build = index.with_suffix(".pyz")
-        if index.read_text(encoding="ascii").strip() == sha256 and build.is_file():
-            return build
+        if index.read_text(encoding="ascii").strip() != sha256:
+            continue
+        for suffix in CACHE_SUFFIXES.values():
+            build = index.with_suffix(suffix)
+            if build.is_file():
+                return build
     return None

@@ -165,12 +165,18 @@ def _files(sub) -> None:
     p.add_argument("--base-url", help="public URL of the target (default: file:// or path-style S3)")
     p.add_argument("--s3-endpoint", help="S3 endpoint URL (default $AWS_ENDPOINT_URL or AWS)")
     p.add_argument("--no-builds", action="store_true", help="lists only")
+    p.add_argument("--format", choices=("zipapp", "standalone"),
+                   help="campaign builds: zipapp (needs Python 3) or standalone (one native executable for "
+                        "this platform, PyInstaller); default: the build-format setting (zipapp)")
     p.add_argument("--build-cache", help="where builds are cached (default $XDG_CACHE_HOME/onehop/builds)")
     p.add_argument("--wheels", metavar="installed|pypi|DIR", help=WHEELS_HELP)
     p = _leaf(sub, "build-client", "build a client for a channel and sponsor", "commands_files.build_client")
     p.add_argument("--channel", required=True, help="channel ID or name")
     p.add_argument("--sponsor", required=True, help="sponsor ID or name")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the build")
+    p.add_argument("--format", choices=("zipapp", "standalone"),
+                   help="zipapp (needs Python 3) or standalone (one native executable for this platform, "
+                        "PyInstaller); default: the build-format setting (zipapp)")
     p.add_argument("--base-url", help="where lists and upgrades are published (default: the last publish)")
     p.add_argument("--build-cache", help="where builds are cached (default $XDG_CACHE_HOME/onehop/builds)")
     p.add_argument("--wheels", metavar="installed|pypi|DIR", help=WHEELS_HELP)

@@ -236,6 +236,13 @@ def _read_build(path: str) -> bytes:
         raise ConfigError([ConfigProblem("--file", f"cannot read {path}: {exc.strerror}")]) from None
     if not data:
         raise ConfigError([ConfigProblem("--file", f"{path} is empty")])
+    from .builds import format_of, verify_build  # the build tooling, only when a build is added
+    from .errors import BuildError
+    if format_of(data) == "standalone":
+        try:
+            verify_build(data, "standalone")  # a damaged or tampered standalone is never signed
+        except BuildError as exc:
+            raise ConfigError([ConfigProblem("--file", f"{path}: {exc}")]) from None
     return data
 
 

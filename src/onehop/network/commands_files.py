@@ -19,7 +19,7 @@ from .commands import session_for
 from .entries import EntryBook
 from .export import export_network
 from .lists import discovery_pool
-from .publish import Publisher, build_path, build_spec, record, remote_list_path
+from .publish import Publisher, build_format, build_path, build_spec, record, remote_list_path
 from .render import output, table
 from .render import record as render_record
 from .simulate import random_hmac_key, simulate, synthetic_pool
@@ -64,7 +64,7 @@ def publish(args) -> int:
         state = load_state(session, ctx.now)
         packages = [] if args.no_builds else published_packages(session)
     builder = None if args.no_builds else Builder(_cache(args), _wheels(args))
-    publisher = Publisher(state, target, builder, packages)
+    publisher = Publisher(state, target, builder, packages, getattr(args, "format", None))
     for warning in publisher.warnings:
         print(f"onehop: warning: {warning}", file=sys.stderr)
     try:
@@ -89,12 +89,13 @@ def _published_urls(state: NetworkState, kind: str, channel_id: str, campaign_id
     return tuple(url for _, url in sorted(newest.values(), reverse=True))
 
 
-def _client_urls(state: NetworkState, channel_id: str, sponsor_id: str,
-                 base_url: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _client_urls(state: NetworkState, channel_id: str, sponsor_id: str, base_url: str | None,
+                 fmt: str = "zipapp") -> tuple[tuple[str, ...], tuple[str, ...]]:
     campaigns = [c for c in state.campaigns if c.channel_id == channel_id and c.sponsor_id == sponsor_id]
     if base_url:
         remote = (join_url(base_url, remote_list_path(state.channel(channel_id).site_id)),)
-        upgrade = tuple(join_url(base_url, build_path(c.site_id) + UPGRADE_SUFFIX) for c in campaigns[:1])
+        upgrade = tuple(join_url(base_url, build_path(c.site_id, fmt) + UPGRADE_SUFFIX)
+                        for c in campaigns[:1])
         return remote, upgrade
     ids = {c.id for c in campaigns}
     return (_published_urls(state, "remote-server-list", channel_id, ids),
@@ -105,11 +106,12 @@ def build_client(args) -> int:
     with session_for(args) as session:
         channel, sponsor = lookup.channel(session, args.channel), lookup.sponsor(session, args.sponsor)
         state = load_state(session, audit.utc_now())
-    remote, upgrade = _client_urls(state, channel.id, sponsor.id, args.base_url)
+    fmt = build_format(state, getattr(args, "format", None))
+    remote, upgrade = _client_urls(state, channel.id, sponsor.id, args.base_url, fmt)
     spec = build_spec(state, EntryBook.build(state.servers, state.keys), channel.id, sponsor.id, remote, upgrade)
     with Builder(_cache(args), _wheels(args)) as builder:
-        result = builder.build(spec, state.keys, Path(args.out).expanduser())
-    data = {"path": str(result.path), "channel": channel.id, "sponsor": sponsor.id, "sha256": result.sha256,
+        result = builder.build(spec, state.keys, Path(args.out).expanduser(), fmt)
+    data = {"path": str(result.path), "format": fmt, "channel": channel.id, "sponsor": sponsor.id, "sha256": result.sha256,
             "size": result.size, "client_version": spec.client_version, "servers": len(spec.server_list),
             "remote_server_list_urls": list(spec.remote_list_urls), "upgrade_urls": list(spec.upgrade_urls),
             "cached": result.cached}

@@ -33,6 +33,7 @@ from ..server.config import server_config_to_json
 from .builds import default_cache_dir
 from .entries import PSINET_FILENAME, EntryBook, server_config
 from .errors import NetworkError
+from .builds import CACHE_SUFFIXES, format_of
 from .fileio import FileBatch
 from .psinetdoc import psinet_bytes, psinet_document
 from .responder import campaign_links, local_build, responder_bytes, responder_entry
@@ -87,12 +88,13 @@ def _stage_mail(batch: FileBatch, state: NetworkState, out: Path, base_url: str 
             continue
         relative = None
         build = local_build(state, campaign, cache_dir)
+        build_format = (format_of(build) or "zipapp") if build is not None else "zipapp"
         if build is not None:
-            relative = f"builds/{campaign.id}.pyz"
+            relative = f"builds/{campaign.id}{CACHE_SUFFIXES[build_format]}"
             batch.write(out / MAIL_DIR / relative, build, 0o644)
             attachments += 1
         links = campaign_links(state, campaign, base_url)
-        addresses[campaign.email_address] = responder_entry(state, campaign, links, relative)
+        addresses[campaign.email_address] = responder_entry(state, campaign, links, relative, build_format)
     batch.write(out / MAIL_DIR / "responder.json", responder_bytes(addresses), 0o644)
     return len(addresses), attachments
 

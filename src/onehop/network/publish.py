@@ -6,11 +6,17 @@ random so one published URL does not lead to the others):
 
 * ``<channel site>/server_list_compressed``  remote server list (signed, zlib)
 * ``<channel site>/embedded_server_list``    the embedded list, one entry per line
-* ``<campaign site>/onehop-client.pyz``      the campaign's client build
+* ``<campaign site>/onehop-client.pyz``      the campaign's client build (``build-format``
+  zipapp; a standalone build is ``onehop-client``, ``onehop-client.exe`` on Windows)
 * ``<campaign site>/onehop-client.pyz.upgrade``  its upgrade package (signed, gzip)
 * ``<platform site>/<name>.upgrade`` (and ``<name>.<from>-<to>.delta.upgrade``): the
   packages of each platform's newest ``client-version add --file`` build (``upgrades``);
   on S3 the full package carries ``x-amz-meta-psiphon-client-version``
+
+Every campaign build is verified before its upgrade package is signed: the bytes must
+be intact (a cached build must match the SHA-256 recorded when it was made; a
+standalone's archive entries must all inflate) and must embed exactly the campaign's
+config and list (``builds.verify_build``). A tampered build is refused, nothing uploaded.
 
 Order: the target is checked first (an unreachable endpoint fails before anything is
 built or written), then builds and upgrade packages, then lists, so a list never
@@ -33,7 +39,8 @@ from sqlalchemy.orm import Session
 from ..core.authpackage import load_private_key
 from ..upgrade.package import make_upgrade_package
 from . import audit
-from .builds import UPGRADE_SUFFIX, Builder, BuildSpec
+from .builds import UPGRADE_SUFFIX, Builder, BuildSpec, embedded_files, verify_build
+from .standalone import executable_name
 from .entries import EntryBook
 from .lists import EMBEDDED_LIST_NAME, REMOTE_LIST_NAME, embedded_list, list_text, remote_list_package
 from .models import Publication
@@ -43,6 +50,7 @@ from .targets import Target, join_url
 from .upgrades import PublishedPackage
 
 BUILD_NAME = "onehop-client.pyz"
+STANDALONE_NAME = "onehop-client"
 CONTENT_TYPES = {"remote-server-list": "application/octet-stream", "embedded-server-list": "text/plain",
                  "client-build": "application/zip", "upgrade-package": "application/octet-stream",
                  "client-upgrade": "application/octet-stream"}
@@ -71,8 +79,17 @@ def remote_list_path(site_id: str) -> str:
     return f"{site_id}/{REMOTE_LIST_NAME}"
 
 
-def build_path(site_id: str) -> str:
-    return f"{site_id}/{BUILD_NAME}"
+def build_name(build_format: str = "zipapp") -> str:
+    return executable_name(STANDALONE_NAME) if build_format == "standalone" else BUILD_NAME
+
+
+def build_path(site_id: str, build_format: str = "zipapp") -> str:
+    return f"{site_id}/{build_name(build_format)}"
+
+
+def build_format(state: NetworkState, override: str | None = None) -> str:
+    """``--format`` when given, else the ``build-format`` setting."""
+    return override or state.settings.get("build-format", "zipapp")
 
 
 def build_platform(state: NetworkState) -> str:
@@ -107,8 +124,9 @@ class Publisher:
     """One publish run against one target."""
 
     def __init__(self, state: NetworkState, target: Target, builder: Builder | None,
-                 upgrades: list[PublishedPackage] | None = None) -> None:
+                 upgrades: list[PublishedPackage] | None = None, format_override: str | None = None) -> None:
         self.state = state
+        self.format = build_format(state, format_override)
         self.target = target
         self.builder = builder
         self.upgrades = upgrades or []
@@ -132,12 +150,13 @@ class Publisher:
     def _campaign_build(self, campaign: CampaignRecord, workdir: Path) -> None:
         assert self.builder is not None
         channel = self.state.channel(campaign.channel_id)
-        path = build_path(campaign.site_id)
+        path = build_path(campaign.site_id, self.format)
         spec = build_spec(self.state, self.book, channel.id, campaign.sponsor_id,
                           (join_url(self.target.base_url, remote_list_path(channel.site_id)),),
                           (join_url(self.target.base_url, path + UPGRADE_SUFFIX),))
-        result = self.builder.build(spec, self.state.keys, workdir / f"{campaign.id}.pyz")
+        result = self.builder.build(spec, self.state.keys, workdir / campaign.id, self.format)
         data = result.path.read_bytes()
+        verify_build(data, self.format, embedded_files(spec, self.state.keys))
         self._put("client-build", channel.id, campaign, path, data)
         self._put("upgrade-package", channel.id, campaign, path + UPGRADE_SUFFIX,
                   make_upgrade_package(data, self.upgrade_key, self.state.keys.upgrade.public_key,

@@ -5,7 +5,8 @@ Schema (version 1)::
     {"version": 1, "addresses": {"<lowercased address>": {
         "campaign_id", "channel_id", "channel_name", "sponsor_id", "sponsor_name",
         "language": str | null, "links": [published download URLs],
-        "attachment": {"path": relative to responder.json, "filename", "content_type"} | null}}}
+        "attachment": {"path": relative to responder.json, "filename", "content_type",
+                       "format": "zipapp" | "standalone"} | null}}}
 
 Links are the campaign's build URLs from ``--base-url`` and from the last publish to
 each target; the attachment is the campaign's last published build when it is still
@@ -17,16 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
 from .builds import find_cached_build
-from .publish import build_path, web_urls
+from .publish import build_format, build_path, web_urls
 from .state import CampaignRecord, NetworkState, PublicationRecord
 from .targets import join_url
 
 RESPONDER_VERSION = 1
 ATTACHMENT_TYPE = "application/zip"
-BUILD_FORMAT = "zipapp"  # what build-client makes (a shiv zipapp); the reply's instructions follow it
+STANDALONE_TYPE = "application/octet-stream"
+#: Attachment names mail filters let through: a zipapp is a zip file; a standalone build gets
+#: no extension that filters treat as a program (``.exe`` is blocked by most), only a name
+#: saying what it runs on; the reply tells the user to make it executable and run it.
+ZIPAPP_SUFFIX = ".zip"
 
 
 def slug(text: str, fallback: str) -> str:
@@ -46,7 +52,7 @@ def latest_builds(state: NetworkState, campaign: CampaignRecord) -> list[Publica
 
 def campaign_links(state: NetworkState, campaign: CampaignRecord, base_url: str | None) -> list[str]:
     """Download URLs people can open: http(s) only (a directory target's file:// URL is not one)."""
-    links = [join_url(base_url, build_path(campaign.site_id))] if base_url else []
+    links = [join_url(base_url, build_path(campaign.site_id, build_format(state)))] if base_url else []
     for item in latest_builds(state, campaign):
         if item.url not in links:
             links.append(item.url)
@@ -67,13 +73,23 @@ def local_build(state: NetworkState, campaign: CampaignRecord, cache_dir: Path) 
     return None
 
 
+def standalone_suffix(platform: str | None = None) -> str:
+    """``-linux``, ``-windows.bin`` or ``-macos``: what a standalone attachment is called after."""
+    platform = platform or sys.platform
+    if platform.startswith("win"):
+        return "-windows.bin"  # never .exe: the reply says to rename it
+    return "-macos" if platform.startswith("darwin") else "-linux"
+
+
 def responder_entry(state: NetworkState, campaign: CampaignRecord, links: list[str],
-                    attachment_path: str | None) -> dict:
+                    attachment_path: str | None, build_format: str = "zipapp") -> dict:
     channel, sponsor = state.channel(campaign.channel_id), state.sponsor(campaign.sponsor_id)
     attachment = None
     if attachment_path:
-        attachment = {"path": attachment_path, "filename": f"onehop-{slug(channel.name, channel.id)}.zip",
-                      "content_type": ATTACHMENT_TYPE, "format": BUILD_FORMAT}
+        standalone = build_format == "standalone"
+        suffix = standalone_suffix() if standalone else ZIPAPP_SUFFIX
+        attachment = {"path": attachment_path, "filename": f"onehop-{slug(channel.name, channel.id)}{suffix}",
+                      "content_type": STANDALONE_TYPE if standalone else ATTACHMENT_TYPE, "format": build_format}
     return {"campaign_id": campaign.id, "channel_id": channel.id, "channel_name": channel.name,
             "sponsor_id": sponsor.id, "sponsor_name": sponsor.name, "language": campaign.language,
             "links": links, "attachment": attachment}

@@ -6,6 +6,9 @@
 ``feedback-upload-url``      where clients upload encrypted feedback (FeedbackUploadURLs)
 ``default-sponsor``          the sponsor whose home pages unknown sponsor IDs get
 ``build-platform``           client platform class of onehop builds (for client versions)
+``heal-max-hosts-per-run``   the most hosts one ``heal`` run launches (default 3)
+``build-format``             what ``publish`` builds per campaign: zipapp (needs Python) or
+                             standalone (one native executable, PyInstaller)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from . import audit
 from .models import Setting, Sponsor
 
 PLATFORMS = ("Android", "iOS", "Windows", "Other")
+BUILD_FORMATS = ("zipapp", "standalone")
 
 
 def _strategy(value: str) -> str | None:
@@ -40,6 +44,10 @@ def _platform(value: str) -> str | None:
     return None if value in PLATFORMS else f"must be one of {', '.join(PLATFORMS)}"
 
 
+def _build_format(value: str) -> str | None:
+    return None if value in BUILD_FORMATS else f"must be one of {', '.join(BUILD_FORMATS)}"
+
+
 def _anything(value: str) -> str | None:
     return None
 
@@ -50,6 +58,8 @@ DEFAULTS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "feedback-upload-url": ("", _url),
     "default-sponsor": ("", _anything),
     "build-platform": ("Other", _platform),
+    "heal-max-hosts-per-run": ("3", _count),
+    "build-format": ("zipapp", _build_format),
 }
 
 

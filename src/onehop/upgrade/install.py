@@ -1,6 +1,6 @@
 """Installing a verified build: atomically in place, with the previous one kept.
 
-A single-file client (a zipapp such as the per-channel builds) is replaced in place:
+A single-file client (a per-channel build: zipapp or standalone executable) is replaced in place:
 the new build is written to a temporary file in the same directory, fsynced, given the
 old file's mode, and renamed over the running file (``os.replace``, atomic on POSIX and
 Windows), after the running file was hard-linked (else copied) to ``<file>.previous``.
@@ -46,8 +46,14 @@ class Installation:
         return self.kind == "single-file"
 
 
-def detect_installation(argv0: str | None = None, executable: str | None = None) -> Installation:
-    """A zipapp named by ``sys.argv[0]`` is a single-file client; anything else is pip."""
+def detect_installation(argv0: str | None = None, executable: str | None = None,
+                        frozen: bool | None = None) -> Installation:
+    """A standalone build (PyInstaller: ``sys.frozen``, the file is ``sys.executable``) or a
+    zipapp named by ``sys.argv[0]`` is a single-file client; anything else is pip."""
+    frozen = bool(getattr(sys, "frozen", False)) if frozen is None else frozen
+    if frozen:
+        path = os.path.realpath(executable or sys.executable)
+        return Installation("single-file", path, path)
     argv0 = sys.argv[0] if argv0 is None else argv0
     python = executable or sys.executable or "python3"
     path = os.path.realpath(argv0) if argv0 else ""
