@@ -103,3 +103,19 @@ def test_pip_refuses_a_wheel_whose_hash_is_not_pinned(tmp_path):
     right.write_text("\n".join(block for block in blocks(CONSTRAINTS.read_text()) if block.startswith("idna==")) + "\n")
     stage_runtime(tmp_path / "stage2", wheels=str(wheels), constraints=right)
     assert (tmp_path / "stage2" / "idna" / "core.py").is_file()
+
+
+def test_deploy_pins_servers_to_the_project_pins_not_the_operators_versions(monkeypatch):
+    """Sibling: ``network deploy`` wrote the operator's installed versions as the servers'
+    pip constraints; now the servers get the project's pins too."""
+    import onehop.network.deploy.wheel as wheel
+
+    real = runtime_closure()
+
+    class Drifted:
+        version = "3.0.0"
+
+    monkeypatch.setattr(wheel, "runtime_closure", lambda: {**real, "aiohttp": Drifted()})
+    lines = wheel.constraints(True).splitlines()
+    assert f"aiohttp=={pins()['aiohttp'].version}" in lines and "aiohttp==3.0.0" not in lines
+    assert {line.split("==")[0] for line in lines} >= set(real)

@@ -23,6 +23,7 @@ from pathlib import Path
 import onehop
 
 from ..errors import DeployError
+from ..pins import load_pins
 from ..staging import runtime_closure
 
 SERVER_EXTRA = ("maxminddb",)
@@ -88,11 +89,18 @@ def local_wheel(source: str | None) -> Wheel:
 
 
 def constraints(pin: bool) -> str:
-    """``name==version`` for the client/server runtime installed here (empty without pinning)."""
+    """``name==version`` for the server's runtime (empty without pinning): the project's pins
+    (``onehop.network.pins``, the same runtime as client builds) rather than whatever is
+    installed on the operator's machine; what the pins do not name, as installed here."""
     if not pin:
         return ""
-    versions = {key: dist.version for key, dist in runtime_closure().items()}
+    pins = load_pins()
+    versions = {key: (pins[key].version if key in pins else dist.version)
+                for key, dist in runtime_closure().items()}
     for name in SERVER_EXTRA:
+        if name in pins:
+            versions[name] = pins[name].version
+            continue
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
