@@ -97,7 +97,8 @@ def build_config(args) -> ClientConfig:
         dns_port=getattr(args, "dns_port", None),
         egress_region=args.region, protocols=tuple(args.protocol) if args.protocol else None,
         upstream_proxy=args.upstream_proxy, server_list_file=args.server_list,
-        target_server_entry=args.target_server_entry, open_home_page=args.open_home_page)
+        target_server_entry=args.target_server_entry, open_home_page=args.open_home_page,
+        whole_device=getattr(args, "whole_device", None), share_lan=getattr(args, "share_lan", None))
 
 
 EXIT_GRACE_SECONDS = 10.0
@@ -159,6 +160,10 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
         from .dns_forwarder import start_dns_forwarder
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
         notices.emit("ListeningDNSForwarderPort", port=dns.port)
+    if config.whole_device:
+        from .wholedevice import WholeDevice
+        controller.whole_device = WholeDevice(controller, config.share_lan)
+        await controller.whole_device.start()
     main = loop.create_task(controller.run())
     drawing = loop.create_task(view.run()) if view is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,6 +178,8 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
             view.failed(str(exc))
         return 1
     finally:
+        if controller.whole_device is not None:
+            await controller.whole_device.close()  # the rules go first, before anything can hang
         if drawing is not None:
             view.stopped()
             drawing.cancel()
@@ -186,13 +193,28 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
 
 
 def run_client(args) -> int:
+    if getattr(args, "cleanup", False):
+        return cleanup_whole_device(args)
     config = build_config(args)
     if getattr(args, "rollback", False):
         return rollback(config)
+    if config.whole_device:
+        from .wholedevice.rules import preflight
+        preflight(config.share_lan)  # not root, no nft, no such interface: one line, nothing changed
     terminal = sys.stdout.isatty() and not args.notices
     # On a terminal the view shows alerts and errors as sentences; JSON goes to the notice file.
     notices = Notices(None if terminal else sys.stdout)
     return asyncio.run(run_controller(config, notices, terminal=terminal))
+
+
+def cleanup_whole_device(args) -> int:
+    """``onehop client --whole-device --cleanup``: remove a crashed run's rules, then exit."""
+    if not args.whole_device:
+        raise ConfigError([ConfigProblem("--cleanup", "needs --whole-device")])
+    from .wholedevice import cleanup
+    print("removed the whole-device rules (table inet onehop)" if cleanup()
+          else "no whole-device rules were in place")
+    return 0
 
 
 def rollback(config: ClientConfig) -> int:

@@ -21,6 +21,13 @@ def register(sub) -> None:
     p.add_argument("--notices", action="store_true", help="JSON notices even on a terminal")
     p.add_argument("--dns-port", type=int, help="also run a local DNS forwarder on this UDP port "
                    "(queries travel through the tunnel)")
+    p.add_argument("--whole-device", action="store_true", default=None,
+                   help="Linux, root: tunnel every TCP connection and UDP datagram of this machine "
+                   "(nftables rules in table inet onehop; nothing leaves directly while no tunnel is up)")
+    p.add_argument("--share-lan", metavar="IFACE",
+                   help="with --whole-device: also tunnel what arrives from this LAN interface (gateway mode)")
+    p.add_argument("--cleanup", action="store_true",
+                   help="with --whole-device: remove rules a crashed client left behind, then exit")
     p.add_argument("--rollback", action="store_true",
                    help="restore the client build that the last upgrade replaced, then exit")
     p.set_defaults(func=_run)

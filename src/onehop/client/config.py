@@ -80,6 +80,8 @@ class ClientConfig:
     upgrade_signature_public_key: str = ""
     open_home_page: bool = False
     api_encoding: str = ""  # TargetAPIEncoding: "" or "cbor" (packed where supported), "json"
+    whole_device: bool = False  # WholeDevice / --whole-device: nftables rules tunnel the whole machine
+    share_lan: str = ""         # WholeDeviceShareLAN / --share-lan IFACE: and what a LAN sends through it
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +160,8 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         upgrade_download_urls=tuple(c.take("UpgradeDownloadURLs", list, [])),
         upgrade_signature_public_key=c.take("UpgradeSignaturePublicKey", str, ""),
         api_encoding=c.take("TargetAPIEncoding", str, "", _api_encoding_check),
+        whole_device=c.take("WholeDevice", bool, False),
+        share_lan=c.take("WholeDeviceShareLAN", str, ""),
     )
     proxy_url = c.take("UpstreamProxyURL", str, "")
     if proxy_url:
@@ -174,6 +178,8 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
     if values["socks_port"] and values["socks_port"] == values["http_port"]:
         c.problem("LocalHttpProxyPort", "must differ from LocalSocksProxyPort")
     _check_signed_downloads(c, values)
+    if values["share_lan"] and not values["whole_device"]:
+        c.problem("WholeDeviceShareLAN", "needs WholeDevice: true")
     c.reject_unknown()
     c.raise_if_problems()
     return ClientConfig(**values)
@@ -226,6 +232,8 @@ def apply_flags(config: ClientConfig, **flags: Any) -> ClientConfig:
         except ConfigError as exc:
             for problem in exc.problems:
                 problems.problem("--upstream-proxy", problem.message)
+    if given.get("share_lan") and not (given.get("whole_device") or config.whole_device):
+        problems.problem("--share-lan", "needs --whole-device")
     problems.raise_if_problems()
     merged.update({k: v for k, v in given.items() if k != "upstream_proxy"})
     if "upstream_proxy" in given and "upstream_proxy" not in merged:

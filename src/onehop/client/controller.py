@@ -75,6 +75,7 @@ class Controller:
         self.http_port: int | None = None
         self.tunnels_established = 0
         self.on_lost_tunnel: Callable[[], None] | None = None
+        self.whole_device = None  # a wholedevice.WholeDevice in --whole-device mode (its .state)
         self._said_no_candidates: tuple | None = None
         self._said_refused: set[tuple[str, int]] = set()
 

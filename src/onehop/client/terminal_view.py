@@ -38,6 +38,16 @@ def sentence(data: dict) -> str:
     return f"{message}: {hint}" if hint else message
 
 
+def whole_device_line(state) -> str:
+    """--whole-device: on or off, and what it carried and refused."""
+    if not state.active:
+        return "off"
+    lan = f", LAN {state.share_lan}" if state.share_lan else ""
+    return (f"on (IPv6 {state.ipv6}{lan}): {state.tcp_connections} connections, "
+            f"{state.udp_datagrams} datagrams; refused {state.tcp_refused} connections, "
+            f"dropped {state.udp_dropped} datagrams")
+
+
 class TerminalView:
     def __init__(self, controller, console: Console | None = None, notices_path: str | None = None) -> None:
         self._controller = controller
@@ -92,6 +102,9 @@ class TerminalView:
         host = c.config.listen_interface
         table.add_row("SOCKS proxy", f"{host}:{c.socks_port}" if c.socks_port else "-")
         table.add_row("HTTP proxy", f"{host}:{c.http_port}" if c.http_port else "-")
+        whole = getattr(c, "whole_device", None)
+        if whole is not None:
+            table.add_row("whole device", Text(whole_device_line(whole.state)))
         for i, message in enumerate(self.messages):
             table.add_row("messages" if i == 0 else "", Text(message))
         if self.notices_path:

@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from ..core.upstreamproxy import ProxySpec
 
 RECV_SIZE = 4096
+SO_MARK = 36
+_socket_mark = 0  # whole-device mode: the client's own sockets skip its packet rules
+
+
+def set_socket_mark(mark: int) -> None:
+    """Mark every socket opened from now on with ``SO_MARK`` (0: no mark)."""
+    global _socket_mark
+    _socket_mark = mark
 
 
 async def connect_socket(host: str, port: int, *, timeout: float = 20.0) -> socket.socket:
@@ -32,6 +40,8 @@ async def connect_socket(host: str, port: int, *, timeout: float = 20.0) -> sock
         sock = socket.socket(family, kind, proto)
         sock.setblocking(False)
         try:
+            if _socket_mark:
+                sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _socket_mark)
             await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock

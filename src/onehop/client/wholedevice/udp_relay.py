@@ -1,0 +1,202 @@
+"""The TPROXY UDP relay: every datagram the rules caught, through udpgw over the tunnel.
+
+TPROXY delivers datagrams to one socket per family without changing them; the
+original destination comes with each one (``IP_ORIGDSTADDR`` / ``IPV6_ORIGDSTADDR``).
+Each (application address, original destination) pair is one udpgw flow, so DNS to
+any resolver, a UDP echo or a game's datagrams reach exactly where they were sent. A
+reply is sent from the original destination's address (a transparent socket bound to
+it, marked so the rules let it pass), so the application sees the answer it expects.
+
+UDP semantics hold: while no tunnel is up datagrams wait in a small queue and are
+dropped if none comes (the application retries, as on any lossy network); flows idle
+for ``FLOW_IDLE`` seconds are forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from collections import OrderedDict
+
+import asyncssh
+
+from ...core.udpgw import MAX_PAYLOAD
+from ...errors import TunnelError
+from ..udpgw import UdpgwClient, UdpgwFlow
+from .rules import OWN_MARK
+
+log = logging.getLogger(__name__)
+
+IP_TRANSPARENT = 19
+IP_RECVORIGDSTADDR = 20       # IP_ORIGDSTADDR
+IPV6_TRANSPARENT = 75
+IPV6_RECVORIGDSTADDR = 74     # IPV6_ORIGDSTADDR
+SOL_IPV6 = 41
+SO_MARK = 36
+FLOW_IDLE = 60.0
+MAX_FLOWS = 1024
+MAX_QUEUED = 256
+ANCILLARY = 64
+BATCH = 64   # datagrams read per wake-up
+
+
+def _transparent_socket(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, OWN_MARK)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(SOL_IPV6, IPV6_TRANSPARENT, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _original_destination(ancdata) -> tuple[str, int] | None:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_IP and kind == IP_RECVORIGDSTADDR and len(data) >= 8:
+            port, = struct.unpack_from("!H", data, 2)
+            return socket.inet_ntoa(data[4:8]), port
+        if level == SOL_IPV6 and kind == IPV6_RECVORIGDSTADDR and len(data) >= 24:
+            port, = struct.unpack_from("!H", data, 2)
+            return socket.inet_ntop(socket.AF_INET6, data[8:24]), port
+    return None
+
+
+class UdpRelay:
+    def __init__(self, service, *, clock=time.monotonic) -> None:
+        self._service = service
+        self._clock = clock
+        self._sockets: list[socket.socket] = []
+        self._client: UdpgwClient | None = None
+        self._connecting: asyncio.Task | None = None
+        self._queue: list[tuple[bytes, tuple, tuple, int]] = []
+        self._flows: OrderedDict[tuple, tuple[UdpgwFlow, float]] = OrderedDict()
+        self.port = 0
+
+    # -- listening ----------------------------------------------------------------------
+
+    def listen(self, port: int = 0) -> int:
+        """Bind the TPROXY sockets (0.0.0.0 and, if enabled, [::]) on one port."""
+        loop = asyncio.get_running_loop()
+        v4 = _transparent_socket(socket.AF_INET)
+        v4.setsockopt(socket.SOL_IP, IP_RECVORIGDSTADDR, 1)
+        v4.bind(("0.0.0.0", port))
+        self.port = v4.getsockname()[1]
+        self._sockets.append(v4)
+        if self._service.ipv6:
+            try:
+                v6 = _transparent_socket(socket.AF_INET6)
+                v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                v6.setsockopt(SOL_IPV6, IPV6_RECVORIGDSTADDR, 1)
+                v6.bind(("::", self.port))
+                self._sockets.append(v6)
+            except OSError as exc:
+                log.info("no IPv6 UDP relay (%s): IPv6 is blocked", exc)
+                self._service.ipv6 = False
+        for sock in self._sockets:
+            loop.add_reader(sock.fileno(), self._readable, sock)
+        return self.port
+
+    def _readable(self, sock: socket.socket) -> None:
+        for _ in range(BATCH):
+            try:
+                data, ancdata, _, source = sock.recvmsg(MAX_PAYLOAD + 1, socket.CMSG_SPACE(ANCILLARY))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error for an earlier datagram
+            destination = _original_destination(ancdata)
+            if destination is None or not data or len(data) > MAX_PAYLOAD:
+                self._service.state.udp_dropped += 1
+                continue
+            self._datagram(data, source[:2], destination, sock.family)
+
+    # -- forwarding ---------------------------------------------------------------------
+
+    def _datagram(self, data: bytes, source: tuple, destination: tuple, family: int) -> None:
+        state = self._service.state
+        state.udp_datagrams += 1
+        client = self._client
+        if client is not None and client.is_open:
+            self._send(client, data, source, destination, family)
+        elif len(self._queue) < MAX_QUEUED:
+            self._queue.append((data, source, destination, family))
+            self._connect()
+        else:
+            state.udp_dropped += 1
+
+    def _connect(self) -> None:
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.get_running_loop().create_task(self._open_channel())
+
+    async def _open_channel(self) -> None:
+        self._flows.clear()
+        try:
+            client = await UdpgwClient.open(self._service.controller)
+        except (TunnelError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+            log.info("whole-device UDP: no udpgw channel (%s); %d datagrams dropped", exc, len(self._queue))
+            self._service.state.udp_dropped += len(self._queue)
+            self._queue.clear()
+            return
+        if not self._sockets:
+            client.close()
+            return
+        self._client = client
+        queued, self._queue = self._queue, []
+        for item in queued:
+            self._send(client, *item)
+
+    def _send(self, client: UdpgwClient, data: bytes, source: tuple, destination: tuple, family: int) -> None:
+        now = self._clock()
+        key = (source, destination)
+        entry = self._flows.pop(key, None)
+        flow = entry[0] if entry and not entry[0].closed else None
+        if flow is None:
+            self._expire(now)
+            flow = client.open_flow(destination[0], destination[1],
+                                    lambda reply, k=key, f=family: self._reply(reply, k, f))
+        self._flows[key] = (flow, now)
+        if not flow.send(data):
+            self._service.state.udp_dropped += 1
+
+    def _expire(self, now: float) -> None:
+        while self._flows:
+            key, (flow, used) = next(iter(self._flows.items()))
+            if now - used < FLOW_IDLE and len(self._flows) < MAX_FLOWS and not flow.closed:
+                break
+            del self._flows[key]
+            flow.close()
+
+    def _reply(self, payload: bytes, key: tuple, family: int) -> None:
+        """Send ``payload`` to the application from the address it wrote to."""
+        source, destination = key
+        try:
+            sock = _transparent_socket(family)
+            try:
+                sock.bind(destination)
+                sock.sendto(payload, source)
+            finally:
+                sock.close()
+        except OSError as exc:
+            log.debug("whole-device UDP: reply to %s lost: %s", source, exc)
+            return
+        self._service.state.udp_replies += 1
+
+    def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._client is not None:
+            self._client.close()
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets.clear()
