@@ -143,3 +143,34 @@ def test_whole_device_tunnels_everything_and_leaks_nothing(net: Net):
 def _peers():
     from .conftest import PEERS
     return (PEERS,)
+
+
+SPLIT_WEB_IP = "10.200.5.1"   # outside the split region: tunnelled
+
+
+def test_split_tunnel_regions_go_direct_in_whole_device_mode(net: Net):
+    """SplitTunnelRegions [FR] with the world's web address in FR: that fetch leaves directly
+    (the web server sees the device), one outside FR still goes through the tunnel."""
+    from tests.server.mmdb import city_record, write_mmdb
+    sh(*ONEHOP, "server", "generate", "--ip", SERVER_IP, "--ossh-port", str(OSSH_PORT), "--allow-bogons",
+       "--out", str(net.tmp / "server"))
+    config_path = net.tmp / "server" / "server.json"
+    write_mmdb(net.tmp / "city.mmdb", {"10.200.1.0/24": city_record("DE", "Berlin"),
+                                       "10.200.3.0/24": city_record("FR", "Paris")})
+    config = json.loads(config_path.read_text())
+    config["GeoIPDatabaseFilenames"] = [str(net.tmp / "city.mmdb")]
+    config_path.write_text(json.dumps(config))
+    (net.tmp / "client.json").write_text(json.dumps({"SplitTunnelRegions": ["FR"]}))
+    sh("ip", "-n", net.ns["wld"], "addr", "add", SPLIT_WEB_IP + "/32", "dev", "lo")
+    net.start("wld", "python3", "-u", *_peers(), "world", WEB_IP, SPLIT_WEB_IP, log="world.log")
+    net.wait_for(lambda: "ready" in net.log("world.log"), 10, "the world's services")
+    start_server(net, str(config_path), "server.log")
+    client = start_client(net, str(net.tmp / "server" / "server-entry.dat"), "client.log",
+                          "--config", str(net.tmp / "client.json"))
+    net.wait_for(lambda: tunnels_up(net, "client.log") >= 1, 30, "the tunnel")
+
+    assert net.peer("dev", "fetch", WEB_IP).stdout.strip() == DEVICE_IP          # split: direct
+    assert net.peer("dev", "fetch", SPLIT_WEB_IP).stdout.strip() not in ("", DEVICE_IP)  # tunnelled
+    assert [n["data"]["address"] for n in notices(net, "client.log")
+            if n["noticeType"] == "Untunneled"] == [f"{WEB_IP}:80"]
+    assert net.stop(client) == 0

@@ -33,8 +33,7 @@ PSIPHON_IGNORED_KEYS = frozenset({
     "TunnelPoolSize", "DisableTactics", "TargetAPIProtocol",
     "ObfuscatedServerListRootURLs", "DisableRemoteServerListFetcher", "UseIndistinguishableTLS",
     "NetworkID", "DeviceRegion", "ClientFeatures", "EnableUpgradeDownload", "EnableFeedbackUpload",
-    "UpgradeDownloadFilename", "UpgradeDownloadClientVersionHeader", "SplitTunnelOwnRegion",
-    "SplitTunnelRegions", "LocalSocksProxyPort6", "DisableLocalSocksProxy", "DisableLocalHTTPProxy",
+    "UpgradeDownloadFilename", "UpgradeDownloadClientVersionHeader", "LocalSocksProxyPort6", "DisableLocalSocksProxy", "DisableLocalHTTPProxy",
     "EstablishTunnelTimeoutSeconds", "MigrateDataStoreDirectory", "MigrateRemoteServerListDownloadFilename",
     "MigrateObfuscatedServerListDownloadDirectory", "MigrateUpgradeDownloadFilename",
     "RemoteServerListDownloadFilename", "ObfuscatedServerListDownloadDirectory", "CustomHeaders",
@@ -82,6 +81,8 @@ class ClientConfig:
     api_encoding: str = ""  # TargetAPIEncoding: "" or "cbor" (packed where supported), "json"
     whole_device: bool = False  # WholeDevice / --whole-device: nftables rules tunnel the whole machine
     share_lan: str = ""         # WholeDeviceShareLAN / --share-lan IFACE: and what a LAN sends through it
+    split_tunnel_own_region: bool = False           # SplitTunnelOwnRegion: the server refuses forwards
+    split_tunnel_regions: tuple[str, ...] = ()      # SplitTunnelRegions:   to these; we connect directly
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +92,11 @@ def _id_check(value: str) -> str | None:
 
 def _region_check(value: str) -> str | None:
     return None if value == "" or _REGION.fullmatch(value) else "must be a two-letter country code like US"
+
+
+def _regions_check(value: list) -> str | None:
+    bad = [r for r in value if not isinstance(r, str) or not _REGION.fullmatch(r)]
+    return f"must be two-letter country codes like US (not {bad})" if bad else None
 
 
 def _protocols_check(value: list) -> str | None:
@@ -162,6 +168,8 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         api_encoding=c.take("TargetAPIEncoding", str, "", _api_encoding_check),
         whole_device=c.take("WholeDevice", bool, False),
         share_lan=c.take("WholeDeviceShareLAN", str, ""),
+        split_tunnel_own_region=c.take("SplitTunnelOwnRegion", bool, False),
+        split_tunnel_regions=tuple(c.take("SplitTunnelRegions", list, [], _regions_check)),
     )
     proxy_url = c.take("UpstreamProxyURL", str, "")
     if proxy_url:

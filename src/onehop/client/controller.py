@@ -33,6 +33,7 @@ from .http_proxy import HttpProxyConnection
 from .local_proxy import AcceptErrors, ConnectionLimits
 from .notices import Notices
 from .socks_proxy import SocksConnection
+from .split_tunnel import Untunnelled, is_split_tunnel
 from .status import status_loop
 from .tunnel_socket import tunnel_socket_opener
 
@@ -76,6 +77,7 @@ class Controller:
         self.tunnels_established = 0
         self.on_lost_tunnel: Callable[[], None] | None = None
         self.whole_device = None  # a wholedevice.WholeDevice in --whole-device mode (its .state)
+        self.untunnelled = Untunnelled(self._open_socket, notices)  # split tunnelling
         self._said_no_candidates: tuple | None = None
         self._said_refused: set[tuple[str, int]] = set()
 
@@ -133,6 +135,8 @@ class Controller:
             return await asyncio.wait_for(tunnel.client.open_channel(session_factory, host, port),
                                           CHANNEL_OPEN_TIMEOUT)
         except asyncssh.ChannelOpenError as exc:
+            if is_split_tunnel(exc):  # SplitTunnelOwnRegion / SplitTunnelRegions: go direct
+                return await self.untunnelled.connect(session_factory, host, port)
             if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
                 self._forward_refused(host, port)
             raise

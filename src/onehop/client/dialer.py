@@ -104,6 +104,10 @@ def handshake_params(config: ClientConfig, entry: ServerEntry, protocol: str, ta
         params["ossh_prefix"] = target.obfuscation.prefix.name
     if config.egress_region:
         params["egress_region"] = config.egress_region
+    if config.split_tunnel_own_region:
+        params["split_tunnel"] = "1"
+    if config.split_tunnel_regions:
+        params["split_tunnel_regions"] = list(config.split_tunnel_regions)
     if entry.region:
         params["server_entry_region"] = entry.region
     if entry.local_source:

@@ -18,6 +18,7 @@ from ..core import api
 from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
 from ..errors import RemoteProtocolError
 from .stats import charge_status_records, handshake_fields, parse_status_records, unique_user_fields
+from .splittunnel import split_regions
 
 if TYPE_CHECKING:
     from .session import ClientSession
@@ -119,6 +120,7 @@ class APIHandler:
         kept = {k: v for k, v in params.items()
                 if isinstance(v, str) and k != api.PARAM_PADDING and len(v) <= MAX_KEPT_VALUE}
         session.handshake = HandshakeState(kept, region, now, handshake_fields(kept))
+        session.split_regions = split_regions(params, region)
         session.reselect_rules()
         rules = session.rules
         snapshot = self._server.psinet.snapshot

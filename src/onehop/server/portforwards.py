@@ -21,6 +21,7 @@ from asyncssh.misc import ChannelOpenError
 from ..tunnel.relay import CountingForwarder
 from .forwarding import OPEN_CONNECT_FAILED, dial, prohibited, resolve
 from .idle import IdleTimer
+from .splittunnel import CHANNEL_REJECT_REASON_SPLIT_TUNNEL, split_tunnel_rejection
 from .throttle import PausableReader
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class ForwardCounts:
     opened: int = 0
     rejected: int = 0
     peak: int = 0
+    split: int = 0   # refused with the split-tunnel answer (the client went direct)
 
     def note_open(self, concurrent: int) -> None:
         self.opened += 1
@@ -157,15 +159,18 @@ class PortForwards:
         self.gate = DialGate()
         self.counts = ForwardCounts()
 
-    async def open_tcp(self, host: str, port: int) -> RelaySide:
-        """The channel-side end of a new relay to (host, port), or ChannelOpenError."""
+    async def open_tcp(self, host: str, port: int, *, no_split: bool = False) -> RelaySide:
+        """The channel-side end of a new relay to (host, port), or ChannelOpenError (also
+        Psiphon's split-tunnel answer when the destination lies in a region the client
+        wants untunnelled, unless ``no_split``)."""
         try:
-            return await self._open(host, port)
-        except ChannelOpenError:
-            self.counts.rejected += 1
+            return await self._open(host, port, no_split)
+        except ChannelOpenError as exc:
+            if exc.code != CHANNEL_REJECT_REASON_SPLIT_TUNNEL:
+                self.counts.rejected += 1
             raise
 
-    async def _open(self, host: str, port: int) -> RelaySide:
+    async def _open(self, host: str, port: int, no_split: bool = False) -> RelaySide:
         rules = self.session.rules
         loop = asyncio.get_running_loop()
         deadline = loop.time() + rules.dial_tcp_timeout if rules.dial_tcp_timeout > 0 else None
@@ -176,6 +181,10 @@ class PortForwards:
             ip = await asyncio.wait_for(resolve(host), remaining())
             if not self.session.forward_decision("tcp", ip, port).allowed:
                 raise prohibited()
+            if not no_split and self.session.split_regions \
+                    and self.session.server.geoip.lookup(ip).region in self.session.split_regions:
+                self.counts.split += 1
+                raise split_tunnel_rejection()
             self._make_room(rules.max_tcp)
             relay = TCPRelay(self)
             down = await dial(ip, port, lambda: RelaySide(relay, direction="down"), remaining())

@@ -55,6 +55,7 @@ class ClientSession:
         self.session_id: str | None = None
         self.sponsor_id: str | None = None
         self.handshake: "HandshakeState | None" = None
+        self.split_regions: frozenset[str] = frozenset()  # from the handshake (splittunnel.py)
         self.started = time.time()
         self.geoip = server.geoip.lookup(self.peer_ip)
         self.tcp_bytes = ByteCounter()
@@ -148,13 +149,13 @@ class ClientSession:
     async def api_request(self, name: str, payload: bytes) -> bytes | None:
         return await self.server.api.handle(self, name, payload)
 
-    async def open_forward(self, host: str, port: int):
+    async def open_forward(self, host: str, port: int, *, no_split: bool = False):
         if self.handshake is None:
             self.forwards.counts.rejected += 1
             raise prohibited()
         if self.server.is_udpgw_address(host, port):
             return self.open_udpgw()
-        return await self.forwards.open_tcp(host, port)
+        return await self.forwards.open_tcp(host, port, no_split=no_split)
 
     def open_udpgw(self) -> UdpgwChannel:
         """The client's udpgw channel; one per client, a new one replaces the old."""

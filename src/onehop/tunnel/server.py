@@ -46,7 +46,7 @@ class TunnelServerPolicy(Protocol):
 
     def api_request(self, name: str, payload: bytes) -> Awaitable[bytes | None]: ...
 
-    def open_forward(self, host: str, port: int) -> Awaitable[asyncssh.SSHTCPSession]: ...
+    def open_forward(self, host: str, port: int, *, no_split: bool = False) -> Awaitable[asyncssh.SSHTCPSession]: ...
 
     def random_stream_allowed(self) -> bool: ...
 
@@ -92,7 +92,8 @@ class TunnelSSHServer(asyncssh.SSHServer):
         assert self._conn is not None
         chan = self._conn.create_tcp_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PACKET)
         return_window_early(chan)
-        return chan, self.policy.open_forward(dest_host, dest_port)
+        no_split = getattr(self._conn, "opening_no_split_forward", False)
+        return chan, self.policy.open_forward(dest_host, dest_port, no_split=no_split)
 
     def server_requested(self, listen_host, listen_port):
         return False  # no remote port forwarding
@@ -167,9 +168,13 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
         self._report_global_response(encode_keepalive_response(time.time(), padding))
 
     def _process_direct_tcpip_no_split_tunnel_at_psiphon_dot_ca_open(self, packet: SSHPacket):
-        # Psiphon clients use this for forwards that split tunnelling must never divert;
-        # we have no split tunnelling, so it is an ordinary direct-tcpip forward.
-        return self._process_direct_tcpip_open(packet)
+        # Psiphon clients use this for forwards that split tunnelling must never divert:
+        # an ordinary direct-tcpip forward, flagged for connection_requested (called from here).
+        self.opening_no_split_forward = True
+        try:
+            return self._process_direct_tcpip_open(packet)
+        finally:
+            self.opening_no_split_forward = False
 
     def _process_random_at_psiphon_dot_ca_open(self, packet: SSHPacket):
         try:
