@@ -52,10 +52,18 @@ class RelaySide(CountingForwarder):
         super().__init__(peer, counter=relay.session.tcp_bytes, direction=direction)
         self.relay = relay
         self.reader = PausableReader()
+        self.is_destination = direction == "down"
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.reader.attach(transport)
+        if self.is_destination:
+            # Read nothing from the destination until the client's channel can carry it:
+            # asyncssh's forwarder keeps bytes that arrive before its peer is connected in
+            # a buffer nothing flushes (a server that speaks first lost its first bytes).
+            self.reader.flow_pause()
+        elif isinstance(self._peer, RelaySide):
+            self._peer.reader.flow_resume()  # the channel is open: start the relay
 
     def data_received(self, data: bytes, datatype=None) -> None:
         self.relay.activity(self, len(data))  # charged first: it may end the tunnel
