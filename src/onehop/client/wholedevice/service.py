@@ -1,9 +1,10 @@
 """Whole-device mode for one client run: listeners up, rules in, counters, rules out.
 
-``WholeDevice.start`` checks the machine (root, nft, the LAN interface), removes a
-stale table left by a crashed run, marks the client's own sockets, starts the
-transparent TCP listener and the UDP relay, then installs the rules, so that from
-that moment nothing leaves the machine except through the tunnel. ``close`` removes
+``WholeDevice.start`` checks the machine (root, nft, the LAN interface), marks the
+client's own sockets, starts the transparent TCP listener and the UDP relay, then
+installs the rules (replacing a stale table left by a crashed run in the same
+transaction), so that from that moment nothing leaves the machine except through the
+tunnel. ``close`` removes
 the rules again. The controller holds the object as ``controller.whole_device``;
 ``state`` is what notices, the terminal view and a UI show.
 """
@@ -58,9 +59,9 @@ class WholeDevice:
 
     async def start(self) -> None:
         rules.preflight(self.share_lan)
-        if rules.remove():
-            self.notices.info("removed the whole-device rules a previous run left behind",
-                              table=f"{rules.FAMILY} {rules.TABLE}")
+        # A table left by a crashed run keeps the machine closed until ``install`` replaces
+        # it in one transaction: there is no moment without a kill switch.
+        stale = rules.table_present()
         dial.set_socket_mark(rules.OWN_MARK)
         try:
             self._servers, self._tcp_port = await listen(self)
@@ -70,6 +71,9 @@ class WholeDevice:
         except BaseException:
             await self._stop_listeners()
             raise
+        if stale:
+            self.notices.info("removed the whole-device rules a previous run left behind",
+                              table=f"{rules.FAMILY} {rules.TABLE}")
         self.state.active = True
         self.state.ipv6 = "tunnelled" if self.ipv6 else "blocked"
         self.track(asyncio.get_running_loop().create_task(self._report_loop()))
