@@ -134,7 +134,13 @@ def run(args) -> int:
         build(names, f"wdb{pid % 100000}")
         sh(*ONEHOP, "server", "generate", "--ip", SERVER, "--ossh-port", str(OSSH_PORT), "--allow-bogons",
            "--out", os.path.join(tmp, "server"))
-        start("wld", *ONEHOP, "server", "run", "--config", os.path.join(tmp, "server", "server.json"), log="server.log")
+        config_path = os.path.join(tmp, "server", "server.json")
+        with open(config_path) as f:
+            config = json.load(f)
+        config["DNSResolverIPAddress"] = WORLD  # a private resolver: queries go with udpgw's DNS flag
+        with open(config_path, "w") as f:
+            json.dump(config, f)
+        start("wld", *ONEHOP, "server", "run", "--config", config_path, log="server.log")
         start("wld", sys.executable, os.path.join(HERE, "_common.py"), "sink", "--host", WORLD,
               "--port", str(SINK_PORT), log="sink.log")
         start("wld", sys.executable, __file__, "_dns", log="dns.log")

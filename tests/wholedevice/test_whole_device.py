@@ -61,10 +61,21 @@ def leaks(net: Net, pcap: str) -> list[str]:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
-def test_whole_device_tunnels_everything_and_leaks_nothing(net: Net):
+def generate_server(net: Net, **settings) -> tuple[str, str]:
+    """server.json (the world's resolver as the server's, plus ``settings``) and the entry."""
     sh(*ONEHOP, "server", "generate", "--ip", SERVER_IP, "--ossh-port", str(OSSH_PORT), "--allow-bogons",
        "--out", str(net.tmp / "server"))
-    config, entry = str(net.tmp / "server" / "server.json"), str(net.tmp / "server" / "server-entry.dat")
+    path = net.tmp / "server" / "server.json"
+    config = json.loads(path.read_text())
+    config.update(DNSResolverIPAddress=WEB_IP, **settings)
+    path.write_text(json.dumps(config))
+    return str(path), str(net.tmp / "server" / "server-entry.dat")
+
+
+def test_whole_device_tunnels_everything_and_leaks_nothing(net: Net):
+    # DNS to the world's resolver (a private address, as a LAN router's is) travels with
+    # udpgw's DNS flag; the server's resolver is that same resolver here.
+    config, entry = generate_server(net)
     net.start("wld", "python3", "-u", *_peers(), "world", WEB_IP, WEB_IP6, log="world.log")
     net.wait_for(lambda: "ready" in net.log("world.log"), 10, "the world's services")
     server = start_server(net, config, "server1.log")
@@ -153,20 +164,15 @@ def test_split_tunnel_regions_go_direct_in_whole_device_mode(net: Net):
     """SplitTunnelRegions [FR] with the world's web address in FR: that fetch leaves directly
     (the web server sees the device), one outside FR still goes through the tunnel."""
     from tests.server.mmdb import city_record, write_mmdb
-    sh(*ONEHOP, "server", "generate", "--ip", SERVER_IP, "--ossh-port", str(OSSH_PORT), "--allow-bogons",
-       "--out", str(net.tmp / "server"))
-    config_path = net.tmp / "server" / "server.json"
     write_mmdb(net.tmp / "city.mmdb", {"10.200.1.0/24": city_record("DE", "Berlin"),
                                        "10.200.3.0/24": city_record("FR", "Paris")})
-    config = json.loads(config_path.read_text())
-    config["GeoIPDatabaseFilenames"] = [str(net.tmp / "city.mmdb")]
-    config_path.write_text(json.dumps(config))
+    config_path, entry = generate_server(net, GeoIPDatabaseFilenames=[str(net.tmp / "city.mmdb")])
     (net.tmp / "client.json").write_text(json.dumps({"SplitTunnelRegions": ["FR"]}))
     sh("ip", "-n", net.ns["wld"], "addr", "add", SPLIT_WEB_IP + "/32", "dev", "lo")
     net.start("wld", "python3", "-u", *_peers(), "world", WEB_IP, SPLIT_WEB_IP, log="world.log")
     net.wait_for(lambda: "ready" in net.log("world.log"), 10, "the world's services")
-    start_server(net, str(config_path), "server.log")
-    client = start_client(net, str(net.tmp / "server" / "server-entry.dat"), "client.log",
+    start_server(net, config_path, "server.log")
+    client = start_client(net, entry, "client.log",
                           "--config", str(net.tmp / "client.json"))
     net.wait_for(lambda: tunnels_up(net, "client.log") >= 1, 30, "the tunnel")
 

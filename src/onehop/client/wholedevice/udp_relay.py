@@ -2,8 +2,10 @@
 
 TPROXY delivers datagrams to one socket per family without changing them; the
 original destination comes with each one (``IP_ORIGDSTADDR`` / ``IPV6_ORIGDSTADDR``).
-Each (application address, original destination) pair is one udpgw flow, so DNS to
-any resolver, a UDP echo or a game's datagrams reach exactly where they were sent. A
+Each (application address, original destination) pair is one udpgw flow, so a UDP
+echo or a game's datagrams reach exactly where they were sent; DNS too, except to a
+private resolver (the LAN's, which the server cannot reach): that is flagged for the
+server's own resolver (``to_server_resolver``). A
 reply is sent from the original destination's address (a transparent socket bound to
 it, marked so the rules let it pass), so the application sees the answer it expects.
 
@@ -15,6 +17,7 @@ for ``FLOW_IDLE`` seconds are forgotten.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -57,6 +60,18 @@ def _transparent_socket(family: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def to_server_resolver(destination: tuple[str, int]) -> bool:
+    """DNS to a resolver only this network can reach (the LAN router, a private address):
+    the udpgw DNS flag, so the server's own resolver answers, as Psiphon's tun2socks
+    does; DNS to a public resolver goes where the application sent it."""
+    if destination[1] != 53:
+        return False
+    try:
+        return not ipaddress.ip_address(destination[0]).is_global
+    except ValueError:
+        return True
 
 
 def _original_destination(ancdata) -> tuple[str, int] | None:
@@ -162,7 +177,8 @@ class UdpRelay:
         if flow is None:
             self._expire(now)
             flow = client.open_flow(destination[0], destination[1],
-                                    lambda reply, k=key, f=family: self._reply(reply, k, f))
+                                    lambda reply, k=key, f=family: self._reply(reply, k, f),
+                                    dns=to_server_resolver(destination))
         self._flows[key] = (flow, now)
         if not flow.send(data):
             self._service.state.udp_dropped += 1
