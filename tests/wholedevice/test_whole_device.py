@@ -119,6 +119,7 @@ def test_whole_device_tunnels_everything_and_leaks_nothing(net: Net):
     server = start_server(net, config, "server2.log")
     net.wait_for(lambda: tunnels_up(net, "client1.log") >= 2, 40, "the tunnel to come back")
     assert net.peer("dev", "fetch", WEB_IP).stdout.strip() not in ("", DEVICE_IP)
+    assert net.peer("dev", "echo", WEB_IP).stdout.strip() == "echo-payload"  # a new udpgw channel
 
     # SIGKILL: the table stays (fail closed) until the next start removes it.
     net.stop(client, signal.SIGKILL)
