@@ -42,7 +42,8 @@ def _keygen(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def private_sshd(directory: Path):
+def private_sshd(directory: Path, addresses: tuple[str, ...] = ("127.0.0.1",)):
+    """``addresses``: the loopback addresses it listens on (the first is the one waited for)."""
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
         pytest.skip("OpenSSH server not installed (apt-get install -y openssh-server)")
     if os.geteuid() != 0:
@@ -54,9 +55,9 @@ def private_sshd(directory: Path):
     shutil.copyfile(directory / "client_ed25519.pub", directory / "authorized_keys")
     port = _free_port()
     config = directory / "sshd_config"
+    listen = "".join(f"ListenAddress {a}\n" for a in addresses)
     config.write_text(f"""\
-ListenAddress 127.0.0.1
-Port {port}
+{listen}Port {port}
 HostKey {directory / 'host_ed25519'}
 PidFile {directory / 'sshd.pid'}
 AuthorizedKeysFile {directory / 'authorized_keys'}

@@ -15,7 +15,7 @@ from onehop.network.db import Database
 from onehop.network.models import schema_metadata
 from tests.network.conftest import TEST_RSA_BITS, NetworkCLI
 
-HEAD = "0004_client_builds"
+HEAD = "0005_providers"
 
 
 def test_init_creates_schema_and_keys_then_is_idempotent(db_url):
@@ -121,7 +121,7 @@ def test_the_history_is_linear_and_upgrades_step_by_step(db_url):
     from alembic.script import ScriptDirectory
     script = ScriptDirectory.from_config(migrate.alembic_config())
     chain = [r.revision for r in script.walk_revisions()][::-1]
-    assert chain == ["0001_network", "0002_stats", "0003_feedback", "0004_client_builds"]
+    assert chain == ["0001_network", "0002_stats", "0003_feedback", "0004_client_builds", "0005_providers"]
     assert all(len(r._all_down_revisions) <= 1 for r in script.walk_revisions())
     engine = sa.create_engine(db_url)
     with engine.begin() as connection:

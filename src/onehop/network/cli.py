@@ -101,6 +101,8 @@ def _hosts_servers(sub) -> None:
               "commands_ops.host_set_key")
     add_target(p, "name", "NAME", "the host's name", "--name")
     p.add_argument("--ssh-host-key", required=True, help="'ssh-ed25519 AAAA...' (as in known_hosts)")
+    from .cli_cloud import host_verbs
+    host_verbs(g, _leaf)
 
     g = _group(sub, "server", "servers")
     p = _leaf(g, "add", "add a server (generates every secret)", "commands.server_add")
@@ -245,3 +247,5 @@ def register(sub) -> None:
     _versions_keys_settings(nsub)
     _files(nsub)
     _operations(nsub)
+    from .cli_cloud import register as register_cloud
+    register_cloud(nsub, _leaf, _group)

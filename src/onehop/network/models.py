@@ -344,3 +344,72 @@ def schema_metadata() -> MetaData:
         table.to_metadata(combined)
     feedback_records.to_metadata(combined)
     return combined
+
+
+# -- cloud providers, launched machines, heal (revision 0005) ----------------------------
+
+class Provider(Base):
+    """Where hosts can be launched: ``aws`` (EC2) or ``ssh`` (machines someone else made).
+
+    ``settings`` holds no credentials: AWS keys come from the environment or the
+    credentials file it names. ``ssh_private_key`` is the management key the network
+    holds for the hosts it launches (the public half goes into each machine)."""
+
+    __tablename__ = "providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict] = mapped_column(JSONText)
+    ssh_private_key: Mapped[str] = mapped_column(Text)
+    ssh_public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Launch(Base):
+    """One ``host launch``: pending until its host is recorded, ``failed`` with the error
+    when the provider said no (its created resources are then released or kept listed)."""
+
+    __tablename__ = "launches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), index=True)
+    host_name: Mapped[str] = mapped_column(String(100), unique=True)
+    region: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ssh_host_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    provider: Mapped[Provider] = relationship()
+
+
+class ProviderResource(Base):
+    """Something a launch created at the provider (instance, security group, key pair,
+    elastic IP...), recorded as soon as it exists, so ``host destroy`` releases exactly
+    these and nothing else."""
+
+    __tablename__ = "provider_resources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    launch_id: Mapped[int] = mapped_column(ForeignKey("launches.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict] = mapped_column(JSONText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class HealAction(Base):
+    """What ``heal`` decided for one blocked server and how far it got (so a rerun
+    resumes): planned -> launched -> replaced -> deployed (done), or left."""
+
+    __tablename__ = "heal_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("servers.id"), index=True)
+    region: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    launch_id: Mapped[int | None] = mapped_column(ForeignKey("launches.id"), nullable=True)
+    replacement_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
