@@ -184,7 +184,7 @@ def _files(sub) -> None:
     p.add_argument("--wheels", metavar="installed|pypi|DIR", help=WHEELS_HELP)
     g = _group(sub, "discovery", "discovery pool analysis")
     p = _leaf(g, "simulate", "how many servers an adversary learns vs an ordinary user",
-              "commands_files.discovery_simulate")
+              "commands_cloud.discovery_simulate")
     p.add_argument("--attacker-ips", type=int, required=True, help="addresses in distinct /24s")
     p.add_argument("--days", type=int, required=True, help="how many days the adversary probes")
     p.add_argument("--strategy", choices=("classic", "consistent", "both"), default="both",
@@ -192,6 +192,8 @@ def _files(sub) -> None:
     p.add_argument("--servers", type=int, action="append",
                    help="simulate a pool of N servers instead of the database's; repeatable")
     p.add_argument("--seed", type=int, default=1, help="random seed, for repeatable runs (default 1)")
+    from .cli_cloud import week_arguments
+    week_arguments(p)
 
 
 def _operations(sub) -> None:

@@ -59,3 +59,17 @@ def register(nsub, leaf, group) -> None:
     p.add_argument("--ssh-key", action="append", default=[], metavar="FILE",
                    help="extra management keys (the provider's own key is always offered)")
     p.add_argument("--check-timeout", type=float, default=60.0, help="as deploy (60)")
+
+
+def week_arguments(p) -> None:
+    """``discovery simulate --week``: a censor that enumerates and blocks, with and without heal."""
+    p.add_argument("--week", action="store_true", help="simulate users under a censor that enumerates and "
+                   "blocks, with and without a daily heal (see docs/heal-simulation.md)")
+    p.add_argument("--users", type=int, default=300, help="--week: simulated users (default 300)")
+    p.add_argument("--embedded", type=int, default=4, help="--week: embedded servers (default 4)")
+    p.add_argument("--discovery-servers", type=int, default=40, help="--week: discovery pool (default 40)")
+    p.add_argument("--block-delay-hours", type=int, default=24,
+                   help="--week: hours from the censor learning a server to blocking it (default 24)")
+    p.add_argument("--heal", choices=("both", "on", "off"), default="both", help="--week: heal daily or not")
+    p.add_argument("--max-hosts", type=int, default=10, help="--week: heal's cap per run (default 10)")
+    p.add_argument("--plot", metavar="FILE.png", help="--week: draw the curves (matplotlib)")

@@ -157,3 +157,36 @@ def heal(args) -> int:
         db.close()
     output(args.json, result, _heal_human(result, args.dry_run))
     return 0 if result["ok"] else 1
+
+
+def discovery_simulate(args) -> int:
+    """``discovery simulate``: the enumeration count, or with ``--week`` the censorship week."""
+    if not args.week:
+        from .commands_files import discovery_simulate as enumeration
+        return enumeration(args)
+    from ..extras import require
+    from .censorsim import WeekParams, plot_weeks, simulate_week
+    problems = [ConfigProblem(key, f"between 1 and {top}") for key, value, top in (
+        ("--days", args.days, 60), ("--users", args.users, 20000), ("--attacker-ips", args.attacker_ips, 10000),
+        ("--embedded", args.embedded, 1000), ("--discovery-servers", args.discovery_servers, 10000),
+        ("--block-delay-hours", args.block_delay_hours, 24 * 30), ("--max-hosts", args.max_hosts + 1, 1001))
+        if not 1 <= value <= top]
+    if problems:
+        raise ConfigError(problems)
+    if args.plot:
+        require("matplotlib", "--plot")
+    strategies = ("consistent", "classic") if args.strategy == "both" else (args.strategy,)
+    heals = {"both": (False, True), "on": (True,), "off": (False,)}[args.heal]
+    results = [simulate_week(WeekParams(strategy, heal, args.days, args.users, args.embedded, args.discovery_servers,
+                                        args.attacker_ips, args.block_delay_hours, args.max_hosts, args.seed))
+               for strategy in strategies for heal in heals]
+    if args.plot:
+        plot_weeks(results, Path(args.plot).expanduser())
+    rows = [{"strategy": r.params.strategy, "heal": "daily" if r.params.heal else "off", **vars(d)}
+            for r in results for d in r.days]
+    output(args.json, [r.as_dict() for r in results],
+           table(rows, [("STRATEGY", "strategy"), ("HEAL", "heal"), ("DAY", "day"),
+                        ("USERS WORKING", "users_with_working_server"), ("LAUNCHED", "servers_launched"),
+                        ("REVEALED", "revealed_to_censor"), ("BLOCKED", "blocked")])
+           + (f"\nplot written to {args.plot}" if args.plot else ""))
+    return 0
