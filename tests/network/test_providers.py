@@ -156,3 +156,29 @@ def test_an_ssh_pool_hands_out_its_machines_and_takes_them_back(cli, tmp_path, m
     assert "no free machine" in cli.fails("host", "launch", "--provider", "pool", "--region", "NL")
     cli.ok("host", "destroy", "--name", first["host"])
     cli.ok("host", "launch", "--provider", "pool", "--region", "NL")  # the machine is free again
+
+
+def test_a_launch_interrupted_while_pending_is_released_by_the_next_heal(sqlite_cli, aws, monkeypatch):
+    """The process died after AWS made the key pair and the group: a later run (heal
+    starts with this) closes the launch and releases both."""
+    cli = sqlite_cli
+    ec2, _, _ = aws
+    add_aws(cli, aws, "aws1")
+    before = groups(ec2), key_pairs(ec2)
+    real_call = AwsProvider._call
+
+    def die(self, what, function, **kwargs):
+        if what == "run-instances":
+            raise KeyboardInterrupt  # not a provider error: the process is gone
+        return real_call(self, what, function, **kwargs)
+
+    monkeypatch.setattr(AwsProvider, "_call", die)
+    assert cli.run("host", "launch", "--provider", "aws1", "--region", REGION).rc != 0
+    monkeypatch.setattr(AwsProvider, "_call", real_call)
+    (pending,) = cli.ok("host", "launches")
+    assert pending["state"] == "pending" and len(pending["unreleased"]) == 2 and len(groups(ec2)) == len(before[0]) + 1
+    monkeypatch.setattr(launch, "STALE_PENDING", 0.0)
+    assert cli.ok("heal")["plan"] == []  # no stats, nothing to replace; but the leftovers go
+    (closed,) = cli.ok("host", "launches")
+    assert closed["state"] == "failed" and closed["unreleased"] == []
+    assert (groups(ec2), key_pairs(ec2)) == before

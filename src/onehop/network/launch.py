@@ -268,8 +268,20 @@ def destroy_host(db: Database, ctx: audit.Context, host_name: str, *, force: boo
     return {"host": name, "retired_servers": retired, "released": released}
 
 
+STALE_PENDING = 3600.0  # a launch pending this long was interrupted (the process died)
+
+
 def cleanup_failed(db: Database, ctx: audit.Context) -> list[str]:
-    """Release what failed launches still hold (a rerun finishing the job)."""
+    """Release what failed launches still hold (a rerun finishing the job); a launch left
+    ``pending`` by a process that died is closed as failed first."""
+    from datetime import timedelta
+    with db.transaction() as session:
+        cutoff = ctx.now - timedelta(seconds=STALE_PENDING)
+        for stale in session.scalars(select(Launch).where(Launch.state == "pending", Launch.created_at < cutoff)):
+            stale.state, stale.error, stale.finished_at = "failed", "interrupted while pending", ctx.now
+            audit.record(session, ctx, "host.launch-failed", "launch", [stale.host_name, stale.provider.name],
+                         error="interrupted while pending", quota=False, unreleased=[
+                             f"{r.kind} {r.resource_id}" for r in unreleased(session, stale.id)])
     with db.transaction() as session:
         failed = [(l.id, open_provider(session, l.provider)) for l in session.scalars(
             select(Launch).where(Launch.state == "failed"))
