@@ -33,6 +33,16 @@ class ServerConnection(PsiphonServerConnection):
         self._upstream_reader.attach(transport)
         super().connection_made(transport)
 
+    def pause_writing(self) -> None:
+        # asyncssh ignores it: a client that never reads would have every answer (API
+        # padding, keepalive replies) queued here. Stop reading it until they drain.
+        super().pause_writing()
+        self._upstream_reader.flow_pause()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._upstream_reader.flow_resume()
+
     def data_received(self, data: bytes, datatype=None) -> None:
         super().data_received(data, datatype)
         charge = self.charge_upstream

@@ -119,6 +119,27 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
         use_growable_receive_buffer(self)  # see tuning.py
         super().data_received(data, datatype)
 
+    # Global requests already read wait while the client leaves our answers unread
+    # (asyncssh ignores pause_writing): each answer may be far larger than its request.
+    _writing_paused = False
+    _global_request_deferred = False
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._global_request_deferred:
+            self._global_request_deferred = False
+            if self._global_request_queue and self._transport is not None:
+                super()._service_next_global_request()
+
+    def _service_next_global_request(self) -> None:
+        if self._writing_paused:
+            self._global_request_deferred = True
+            return
+        super()._service_next_global_request()
+
     def choose_server_host_key(self, peer_host_key_algs) -> bool:
         """asyncssh's choice, on a keypair of this connection's own.
 
