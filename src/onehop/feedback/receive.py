@@ -27,6 +27,11 @@ from ..errors import ConfigError, ConfigProblem
 from ..net.acceptgate import AcceptGate, GatedServer, ReleasingProtocol
 
 DEFAULT_MAX_SIZE = 8 * 1024 * 1024  # what `collect` accepts by default
+#: A connection must have sent on average this many bytes a second once GRACE_SECONDS have
+#: passed, or it is closed: aiohttp has no header or body read timeout, and a connection
+#: that sends nothing (or a byte now and then) would hold its place in the cap for ever.
+GRACE_SECONDS = 30.0
+MIN_BYTES_PER_SECOND = 512
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STORED = web.AppKey("stored", dict)
 _OPTIONS = web.AppKey("options", object)
@@ -69,6 +74,44 @@ def store_upload(directory: str, name: str, body: bytes) -> str:
                 candidate = f"{stem}-{os.urandom(4).hex()}"
     finally:
         os.unlink(temporary)
+
+
+class SlowClientGuard(ReleasingProtocol):
+    """Closes a connection whose average inbound rate falls below ``MIN_BYTES_PER_SECOND``
+    (checked from ``GRACE_SECONDS`` on, once per grace period)."""
+
+    def __init__(self, inner: asyncio.Protocol, admission) -> None:
+        super().__init__(inner, admission)
+        self._received = 0
+        self._started = 0.0
+        self._transport: asyncio.BaseTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, self._started = transport, loop.time()
+        self._timer = loop.call_later(GRACE_SECONDS, self._check)
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        super().data_received(data)
+
+    def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._received < MIN_BYTES_PER_SECOND * (loop.time() - self._started):
+            self._timer = None
+            if self._transport is not None:
+                self._transport.close()
+            return
+        self._timer = loop.call_later(GRACE_SECONDS, self._check)
+
+    def connection_lost(self, exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._transport = None
+        super().connection_lost(exc)
 
 
 async def _put(request: web.Request) -> web.Response:
@@ -123,7 +166,8 @@ async def start(options: ReceiveOptions) -> tuple[web.AppRunner, int]:
     await runner.setup()
     # a public endpoint: connections are capped (total and per source, from RLIMIT_NOFILE) and
     # accept() backs off when descriptors run out, like the tunnel listeners
-    listener = GatedServer(lambda admission: ReleasingProtocol(runner.server(), admission), AcceptGate(), "HTTP")
+    # (and a connection too slow to be a real upload is closed: SlowClientGuard)
+    listener = GatedServer(lambda admission: SlowClientGuard(runner.server(), admission), AcceptGate(), "HTTP")
     try:
         await listener.start(options.host, options.port)
     except OSError as exc:
