@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 import signal
 import threading
 import sys
@@ -88,17 +89,26 @@ def build_config(args) -> ClientConfig:
     from ..configtools import parse_json_text
     from .config import parse_client_config
     embedded = embedded_resource("config.json") if not args.config else None
-    if embedded is not None:
-        config = parse_client_config(parse_json_text(embedded, "embedded config.json"), "embedded config.json")
-    else:
+    if args.config:
         config = load_client_config(args.config)
+    else:  # with what a UI saved (client/ui/settings.py), which --config FILE holds itself
+        raw = parse_json_text(embedded, "embedded config.json") if embedded is not None else {}
+        config = parse_client_config(with_ui_settings(raw, args.data_dir), "embedded config.json"
+                                     if embedded is not None else "the UI's settings.json")
     return apply_flags(
         config, data_dir=args.data_dir, socks_port=args.socks_port, http_port=args.http_port,
         dns_port=getattr(args, "dns_port", None),
         egress_region=args.region, protocols=tuple(args.protocol) if args.protocol else None,
         upstream_proxy=args.upstream_proxy, server_list_file=args.server_list,
         target_server_entry=args.target_server_entry, open_home_page=args.open_home_page,
-        whole_device=getattr(args, "whole_device", None), share_lan=getattr(args, "share_lan", None))
+        whole_device=getattr(args, "whole_device", None), share_lan=getattr(args, "share_lan", None),
+        ui=getattr(args, "ui", None) or None, ui_port=getattr(args, "ui_port", None))
+
+
+def with_ui_settings(raw: dict, data_dir: str | None) -> dict:
+    from .config import default_data_dir
+    from .ui.settings import read_overlay
+    return {**raw, **read_overlay(data_dir or raw.get("DataRootDirectory") or default_data_dir())}
 
 
 EXIT_GRACE_SECONDS = 10.0
@@ -133,7 +143,8 @@ def remote_fetcher(config: ClientConfig, store, notices: Notices) -> RemoteListF
                              config.data_dir)
 
 
-async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bool = False) -> int:
+async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bool = False,
+                         ui: bool = False, config_file: str | None = None, open_browser: bool = True) -> int:
     if config.extra:
         notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
     from ..feedback.noticelog import attach_notice_log
@@ -144,9 +155,15 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
     if terminal:
         from .terminal_view import TerminalView
         view = TerminalView(controller, notices_path=notice_log.path)
+    page = None
     try:
+        if ui:
+            from .ui.launch import start_ui
+            page = await start_ui(controller, config_file=config_file, open_browser=open_browser)
         return await _serve(controller, config, notices, view)
     finally:
+        if page is not None:
+            await page.close()
         store.close()
 
 
@@ -202,9 +219,13 @@ def run_client(args) -> int:
         from .wholedevice.rules import preflight
         preflight(config.share_lan)  # not root, no nft, no such interface: one line, nothing changed
     terminal = sys.stdout.isatty() and not args.notices
+    ui = config.ui or (config.ui_without_terminal and not sys.stdout.isatty())
+    if ui:  # the UI opens the home pages itself, once per connect
+        config = replace(config, open_home_page=False)
     # On a terminal the view shows alerts and errors as sentences; JSON goes to the notice file.
     notices = Notices(None if terminal else sys.stdout)
-    return asyncio.run(run_controller(config, notices, terminal=terminal))
+    return asyncio.run(run_controller(config, notices, terminal=terminal, ui=ui, config_file=args.config,
+                                      open_browser=not getattr(args, "no_browser", False)))
 
 
 def cleanup_whole_device(args) -> int:

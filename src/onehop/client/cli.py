@@ -28,6 +28,13 @@ def register(sub) -> None:
                    help="with --whole-device: also tunnel what arrives from this LAN interface (gateway mode)")
     p.add_argument("--cleanup", action="store_true",
                    help="with --whole-device: remove rules a crashed client left behind, then exit")
+    p.add_argument("--ui", action="store_true",
+                   help="also serve a web UI on 127.0.0.1 (address with a per-run token printed on stderr) "
+                        "and open it in the system browser; WebUIWithoutTerminal: true does this whenever "
+                        "stdout is not a terminal")
+    p.add_argument("--ui-port", type=int, help="the web UI's port (default 0: any free port)")
+    p.add_argument("--no-browser", action="store_true",
+                   help="with --ui: do not open the browser (nor the home pages); open the printed address")
     p.add_argument("--rollback", action="store_true",
                    help="restore the client build that the last upgrade replaced, then exit")
     p.set_defaults(func=_run)

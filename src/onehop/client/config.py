@@ -83,6 +83,9 @@ class ClientConfig:
     share_lan: str = ""         # WholeDeviceShareLAN / --share-lan IFACE: and what a LAN sends through it
     split_tunnel_own_region: bool = False           # SplitTunnelOwnRegion: the server refuses forwards
     split_tunnel_regions: tuple[str, ...] = ()      # SplitTunnelRegions:   to these; we connect directly
+    ui: bool = False                 # --ui: the local web UI (client/ui)
+    ui_without_terminal: bool = False  # WebUIWithoutTerminal: --ui whenever stdout is not a terminal
+    ui_port: int = 0                 # WebUIPort / --ui-port (0: any free port)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,6 +173,8 @@ def parse_client_config(raw: dict, source: str = "") -> ClientConfig:
         share_lan=c.take("WholeDeviceShareLAN", str, ""),
         split_tunnel_own_region=c.take("SplitTunnelOwnRegion", bool, False),
         split_tunnel_regions=tuple(c.take("SplitTunnelRegions", list, [], _regions_check)),
+        ui_without_terminal=c.take("WebUIWithoutTerminal", bool, False),
+        ui_port=c.take("WebUIPort", int, 0, _port_check),
     )
     proxy_url = c.take("UpstreamProxyURL", str, "")
     if proxy_url:
@@ -231,7 +236,7 @@ def apply_flags(config: ClientConfig, **flags: Any) -> ClientConfig:
         problems.problem("--region", _region_check(given["egress_region"]) or "")
     if "protocols" in given and _protocols_check(list(given["protocols"])):
         problems.problem("--protocol", _protocols_check(list(given["protocols"])) or "")
-    for key in ("socks_port", "http_port", "dns_port"):
+    for key in ("socks_port", "http_port", "dns_port", "ui_port"):
         if key in given and _port_check(given[key]):
             problems.problem("--" + key.replace("_", "-"), _port_check(given[key]) or "")
     if isinstance(given.get("upstream_proxy"), str):

@@ -80,6 +80,9 @@ class Controller:
         self.untunnelled = Untunnelled(self._open_socket, notices)  # split tunnelling
         self._said_no_candidates: tuple | None = None
         self._said_refused: set[tuple[str, int]] = set()
+        self._wanted = asyncio.Event()  # connect() / disconnect(): whether to keep a tunnel up
+        self._wanted.set()
+        self._session: asyncio.Task | None = None
 
     def outbound_opener(self):
         """How to reach the internet now: through the tunnel when one is up."""
@@ -109,6 +112,9 @@ class Controller:
             self.notices.emit(notice, port=bound)
 
     async def close(self) -> None:
+        if self._session is not None:
+            self._session.cancel()
+            await asyncio.gather(self._session, return_exceptions=True)
         for server in self._servers:
             server.close()
         tasks = [*self._proxy_tasks, *self._tunnel_tasks]
@@ -160,13 +166,79 @@ class Controller:
         """Run until cancelled (or after the first tunnel when ``stop_after_first``)."""
         if not self._servers:
             await self.start_proxies()
+        if stop_after_first:
+            await self.activate(await self.establish())
+            return
         while True:
-            tunnel = await self.establish()
-            await self.activate(tunnel)
-            if stop_after_first:
-                return
-            await tunnel.client.wait_closed()
-            self._tunnel_lost(tunnel)
+            await self._wanted.wait()
+            self._session = asyncio.get_running_loop().create_task(self._keep_tunnel())
+            try:
+                await self._session
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the client itself stops; else disconnect() or reconfigure() ended a session
+
+    async def _keep_tunnel(self) -> None:
+        """One session: establish, operate, re-establish when lost, until cancelled."""
+        tunnel = None
+        try:
+            while True:
+                tunnel = await self.establish()
+                await self.activate(tunnel)
+                await tunnel.client.wait_closed()
+                self._tunnel_lost(tunnel)
+                tunnel = None
+        except asyncio.CancelledError:
+            if tunnel is not None:
+                self._drop_tunnel(tunnel)
+            raise
+
+    def _drop_tunnel(self, tunnel: EstablishedTunnel) -> None:
+        """The session ended on purpose: close the tunnel without a "tunnel lost" alert."""
+        was_active = self.active is tunnel
+        self._ready.clear()
+        self.active = None
+        for task in list(self._tunnel_tasks):
+            task.cancel()
+        tunnel.client.close()
+        if was_active:
+            self.notices.emit(N.TUNNELS, count=0)
+
+    # -- what a user interface changes (client/ui) ------------------------------------------
+
+    @property
+    def wanted(self) -> bool:
+        """False after disconnect(): no tunnel is kept until connect()."""
+        return self._wanted.is_set()
+
+    def connect(self) -> None:
+        if not self._wanted.is_set():
+            self._wanted.set()
+            self.notices.info("connecting: asked by the user")
+
+    def disconnect(self) -> None:
+        if self._wanted.is_set():
+            self._wanted.clear()
+            self._end_session()
+            self.notices.info("disconnected: asked by the user")
+
+    def reconfigure(self, config: ClientConfig, *, reconnect: bool = True) -> None:
+        """New settings (region, protocols, upstream proxy, split tunnelling) take effect now:
+        a new way out when the upstream proxy changed, and (``reconnect``) a new tunnel
+        chosen with them."""
+        old, self.config = self.config, config
+        if (config.upstream_proxy, config.tunnel_connect_timeout) != (old.upstream_proxy,
+                                                                      old.tunnel_connect_timeout):
+            self._open_socket = socket_opener(config.upstream_proxy, config.tunnel_connect_timeout)
+            self.untunnelled = Untunnelled(self._open_socket, self.notices)
+        self._said_no_candidates = None
+        if reconnect:
+            self._end_session()
+
+    def _end_session(self) -> None:
+        if self._session is not None and not self._session.done():
+            self._session.cancel()
 
     def _tunnel_lost(self, tunnel: EstablishedTunnel) -> None:
         self._ready.clear()

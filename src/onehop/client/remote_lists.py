@@ -73,6 +73,7 @@ class RemoteListFetcher:
             return 0
         etag_key = f"remote_server_list_etag:{canonical(self.urls).url}"
         started = time.monotonic()
+        self.notices.info("remote server list download started", url=chosen.url)  # the UI's progress
         try:
             result = await download(chosen.url, self.path, open_socket, if_none_match=self.store.get(etag_key),
                                     timeout=FETCH_TIMEOUT, verify_tls=not chosen.skip_verify,

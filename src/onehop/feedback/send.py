@@ -64,16 +64,26 @@ def prepare_feedback(config: Any, message: str, *, email: str = "", include_diag
     targets = _targets(config)
     key = encryption_key(targets, config.feedback_encryption_public_key)
     upload_id = random_bytes(8).hex()
+    document = feedback_preview(config, message, email=email, include_diagnostics=include_diagnostics,
+                                notices=notices, keep_ips=keep_ips, extra_stats=extra_stats,
+                                installation=installation, feedback_id=upload_id)
+    blob = encrypt(encode_document(document), key, random_bytes)
+    return FeedbackQueue(config.data_dir).add(upload_id, public_key_digest(key), blob)
+
+
+def feedback_preview(config: Any, message: str, *, email: str = "", include_diagnostics: bool = True,
+                     notices: Iterable[Mapping] | None = None, keep_ips: Collection[str] = (),
+                     extra_stats: Mapping[str, Any] | None = None, installation: str = "",
+                     feedback_id: str = "") -> dict:
+    """The document exactly as it is encrypted and sent, after redaction (a UI shows it)."""
     diagnostics = None
     if include_diagnostics:
         history = read_notice_log(config.data_dir) if notices is None else list(notices)
         diagnostics = gather_diagnostics(config, history, keep_ips=keep_ips, extra_stats=extra_stats,
                                          installation=installation)
     redactor = Redactor(keep=keep_ips)
-    document = feedback_document(redactor.text(message), email.strip(), diagnostics,
-                                 feedback_id=upload_id, platform=platform_name(sys.platform))
-    blob = encrypt(encode_document(document), key, random_bytes)
-    return FeedbackQueue(config.data_dir).add(upload_id, public_key_digest(key), blob)
+    return feedback_document(redactor.text(message), email.strip(), diagnostics,
+                             feedback_id=feedback_id, platform=platform_name(sys.platform))
 
 
 async def flush_feedback(config: Any, get_opener: Callable[[], Any] | None = None, *,
@@ -124,6 +134,14 @@ def _notify(notices: Any) -> Callable[[str, dict], None]:
         if notices is not None:
             notices.info(f"feedback upload {kind}", **data)
     return on_event
+
+
+def preview_from(controller: Any, message: str, *, email: str = "", include_diagnostics: bool = True) -> dict:
+    """What :func:`send_feedback_from` would send now (its ID is chosen when sending)."""
+    notices = getattr(controller, "notices", None)
+    return feedback_preview(controller.config, message, email=email, include_diagnostics=include_diagnostics,
+                            notices=list(getattr(notices, "recent", ())),
+                            keep_ips=server_addresses(controller), extra_stats=controller_stats(controller))
 
 
 async def send_feedback_from(controller: Any, message: str, *, email: str = "",
