@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..core.redact import redact_addresses
 from ..errors import ConfigError, ConfigProblem
 from ..net.acceptgate import AcceptGate, GatedServer, ReleasingProtocol
 
@@ -119,10 +121,13 @@ async def _put(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > options.max_size:
         return web.Response(status=413, text="too large\n")
     body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > options.max_size:
-            return web.Response(status=413, text="too large\n")
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > options.max_size:
+                return web.Response(status=413, text="too large\n")
+    except ConnectionError:  # the client went away mid-upload: nothing to store or answer
+        return web.Response(status=400, text="incomplete\n")
     if not body:
         return web.Response(status=400, text="empty\n")
     name = request.match_info["tail"].rstrip("/").rpartition("/")[2]
@@ -132,6 +137,19 @@ async def _put(request: web.Request) -> web.Response:
         return web.Response(status=503, text="cannot store now\n")  # the client retries later
     request.app[_STORED]["count"] += 1
     return web.Response(status=200, text="ok\n")
+
+
+class _RedactAddresses(logging.Filter):
+    """aiohttp names the peer in its own lines ("Error handling request from <ip>")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_addresses(record.getMessage()), None
+        return True
+
+
+#: aiohttp's request handlers log here instead of ``aiohttp.server``: no client address.
+_HTTP_LOG = logging.getLogger(__name__ + ".http")
+_HTTP_LOG.addFilter(_RedactAddresses())
 
 
 def make_app(options: ReceiveOptions) -> web.Application:
@@ -162,7 +180,7 @@ def _check_directory(directory: str) -> None:
 
 async def start(options: ReceiveOptions) -> tuple[web.AppRunner, int]:
     _check_directory(options.directory)
-    runner = web.AppRunner(make_app(options), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(options), access_log=None, handle_signals=False, logger=_HTTP_LOG)
     await runner.setup()
     # a public endpoint: connections are capped (total and per source, from RLIMIT_NOFILE) and
     # accept() backs off when descriptors run out, like the tunnel listeners
