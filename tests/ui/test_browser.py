@@ -105,8 +105,11 @@ async def test_other_origins_and_requests_without_the_token_are_refused(browser,
         return out;
       }})();
     </script>"""
+    async def attacker_page(request):
+        return web.Response(text=attack, content_type="text/html")
+
     app = web.Application()
-    app.router.add_get("/", lambda request: web.Response(text=attack, content_type="text/html"))
+    app.router.add_get("/", attacker_page)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
