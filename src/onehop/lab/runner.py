@@ -99,7 +99,10 @@ class Lab:
             ossh_port = free_port_in(ip) if ossh else None
             ssh_port = free_port_in(ip) if ssh else None
         generated = generate_server(ip, ossh_port=ossh_port, ssh_port=ssh_port, allow_bogons=True)
-        config = dict(generated.config, SSHHandshakeTimeoutMilliseconds=self.settings.server_handshake_ms)
+        # Behind the lab's relay (or one censor namespace) every client, prober included, is
+        # one source: the per-source handshake cap would judge them all as one.
+        config = dict(generated.config, SSHHandshakeTimeoutMilliseconds=self.settings.server_handshake_ms,
+                      MaxConcurrentSSHHandshakesPerClient=1024)
         base = os.path.join(self.workdir, f"server-{number}")
         os.makedirs(base, exist_ok=True)
         if psinet is not None:

@@ -173,6 +173,47 @@ class ReleasingProtocol(asyncio.Protocol):
 
 ProtocolFactory = Callable[[Admission], asyncio.Protocol]
 
+#: After our FIN, how long a held connection waits for the peer's before closing anyway.
+HOLD_LINGER = 10.0
+
+
+class HeldConnection(asyncio.Protocol):
+    """A connection beyond its source's cap, treated as any failed probe is: everything it
+    sends is read and dropped, nothing is sent, and at the handshake deadline it gets a FIN
+    (or, if the peer closes first, a quiet close). Closing it at once instead would tell a
+    prober holding many connections where the cap is."""
+
+    def __init__(self, hold_for: float, on_lost: Callable[[], None]) -> None:
+        self._hold_for, self._on_lost = hold_for, on_lost
+        self._transport: asyncio.Transport | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        self._timers.append(asyncio.get_running_loop().call_later(self._hold_for, self._deadline))
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self):
+        return None  # the peer gave up: close quietly, as the listeners do
+
+    def _deadline(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._timers.append(asyncio.get_running_loop().call_later(HOLD_LINGER, transport.close))
+        else:
+            transport.close()
+
+    def connection_lost(self, exc) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._transport = None
+        self._on_lost()
+
 
 class GatedServer:
     """A listening socket served by an accept loop that honours an :class:`AcceptGate`.
@@ -183,8 +224,13 @@ class GatedServer:
     and when the connection is lost.
     """
 
-    def __init__(self, factory: ProtocolFactory, gate: AcceptGate, name: str) -> None:
+    def __init__(self, factory: ProtocolFactory, gate: AcceptGate, name: str,
+                 hold_for: float | None = None) -> None:
+        """``hold_for``: hold connections beyond a source's cap this long, as a failed probe
+        is held (None: close them at once, for listeners that are not probe-resistant)."""
         self._factory, self.gate, self.name = factory, gate, name
+        self._hold_for = hold_for
+        self.held = 0
         self._sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
         self._connecting: set[asyncio.Task] = set()
@@ -224,11 +270,35 @@ class GatedServer:
             delay = 0.0
             admission = self.gate.admit(address[0] if isinstance(address, tuple) else "")
             if admission is None:
-                close_silently(conn)
+                self._refuse(conn)
                 continue
             task = loop.create_task(self._connect(conn, admission))
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Beyond a source's cap: held like a failed probe while the held ones stay within
+        the total cap (so descriptors stay bounded), else closed at once."""
+        if self._hold_for is None or self.held >= self.gate.max_pending:
+            close_silently(conn)
+            return
+        self.held += 1
+        task = asyncio.get_running_loop().create_task(self._hold(conn))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _hold(self, conn: socket.socket) -> None:
+        def lost() -> None:
+            self.held -= 1
+        try:
+            conn.setblocking(False)
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: HeldConnection(self._hold_for, lost), sock=conn)
+        except BaseException as exc:
+            lost()
+            conn.close()
+            if not isinstance(exc, (OSError, asyncio.CancelledError)):
+                raise
 
     async def _connect(self, conn: socket.socket, admission: Admission) -> None:
         try:

@@ -10,7 +10,8 @@ Key derivation can run in worker processes (``key_deriver``) instead of on the l
 Connections still in the handshake (the preamble, then, when the SSH protocol takes an
 ``admission``, until SSH authentication) are capped, in total and per source, by an
 :class:`~onehop.net.acceptgate.AcceptGate` (shared with the server's other listeners):
-beyond the caps nothing is accepted, or the connection is closed without a byte.
+beyond the total cap nothing is accepted; beyond a source's cap a connection is held and
+closed exactly as a failed probe is.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class OSSHListener:
         if self.gate is None:
             self.gate = AcceptGate()
         self.server = await GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
-                                        "OSSH").start(host, port, backlog=1024)
+                                        "OSSH", hold_for=self.handshake_timeout).start(host, port, backlog=1024)
         return self.server
 
     def close(self) -> None:
