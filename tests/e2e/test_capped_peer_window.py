@@ -51,3 +51,34 @@ async def test_upload_beyond_a_capped_window_arrives(network):
     assert count == total and received.digest() == hashlib.sha256(payload).digest()
     tunnel.client.close()
     server.close()
+
+
+async def test_window_is_not_returned_for_bytes_a_paused_session_has_not_taken(network):
+    """A slow destination must hold the client at about one window: each resume of the
+    paused relay must not return window for bytes still queued in asyncssh's buffer."""
+    from onehop.tunnel.tuning import CHANNEL_WINDOW
+    stop = asyncio.Event()
+
+    async def slow_reader(reader, writer):
+        while not stop.is_set():
+            if not await reader.read(16384):
+                break
+            await asyncio.sleep(0.02)
+        writer.close()
+
+    server = await asyncio.start_server(slow_reader, "127.0.0.1", 0, limit=16384)
+    port = server.sockets[0].getsockname()[1]
+    running = await network.add()
+    tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
+    chan, _ = await tunnel.client.open_channel(asyncssh.SSHTCPSession, "127.0.0.1", port)
+    total = 6 * CHANNEL_WINDOW
+    chan.write(os.urandom(total))
+    await asyncio.sleep(4)
+    sent = total - chan.get_write_buffer_size()
+    (session,) = running.server.clients
+    delivered = session.tcp_bytes.up
+    # In flight beyond what the destination took: one window, plus socket buffers.
+    assert sent - delivered <= CHANNEL_WINDOW + 8 * 1024 * 1024, (sent, delivered)
+    stop.set()
+    tunnel.client.close()
+    server.close()

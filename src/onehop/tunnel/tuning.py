@@ -47,19 +47,27 @@ def is_filler_ignore(pkttype: int, args: tuple) -> bool:
 def return_window_early(chan) -> None:
     """Make ``chan`` send WINDOW_ADJUST once ``WINDOW_ADJUST_AFTER`` bytes are consumed.
 
-    Relies on asyncssh's ``_deliver_data``, ``_init_recv_window`` and ``_recv_window``
-    (checked by tests/e2e/test_capped_peer_window.py). Data that waits in asyncssh's buffer
-    while the session is paused is not delivered, so no window is returned for it early:
-    flow control still holds at the channel's full window.
+    Replaces asyncssh's ``_deliver_data`` (whose own rule, at half the window, also returns
+    window for bytes still waiting in its buffer while the session is paused, so a slow
+    destination let a channel's buffer grow by a window at every resume). Relies on
+    ``_init_recv_window``, ``_recv_window``, ``_recv_buf``, ``_encoding`` and ``_session``
+    (checked by tests/e2e/test_capped_peer_window.py). Window is returned only for bytes
+    handed to the session, so flow control holds at the channel's full window.
     """
-    deliver = chan._deliver_data
+    if chan._encoding is not None:
+        raise ValueError("return_window_early is for byte channels")
 
     def deliver_returning_window(data, datatype):
         consumed = chan._init_recv_window - chan._recv_window
         if consumed >= WINDOW_ADJUST_AFTER:
-            chan.send_packet(MSG_CHANNEL_WINDOW_ADJUST, UInt32(consumed))
-            chan._recv_window = chan._init_recv_window
-        deliver(data, datatype)
+            # Bytes still queued behind this one were counted when they arrived but are not
+            # consumed yet: return only what has reached the session.
+            consumed -= sum(len(queued) for queued, _ in chan._recv_buf)
+            if consumed >= WINDOW_ADJUST_AFTER:
+                chan.send_packet(MSG_CHANNEL_WINDOW_ADJUST, UInt32(consumed))
+                chan._recv_window += consumed
+        if chan._session is not None:  # asyncssh's own delivery, without its window rule
+            chan._session.data_received(data, datatype)
 
     chan._deliver_data = deliver_returning_window
 
