@@ -83,7 +83,7 @@ def udp(ip: str, port: int, payload: bytes) -> bytes:
     sock = socket.socket(_family(ip), socket.SOCK_DGRAM)
     sock.settimeout(TIMEOUT / 2)
     try:
-        for _ in range(2):  # one retry, as a resolver would
+        for _ in range(3):  # retries, as a resolver would (the first may wait for udpgw on a busy machine)
             sock.sendto(payload, (ip, port))
             try:
                 return sock.recv(65535)
