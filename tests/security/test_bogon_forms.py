@@ -21,6 +21,7 @@ PSIPHOND_BOGONS = ["10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "0.1.2.
     "2002:7f00:1::", "2002:0a00:0001::", "2002:c0a8:0101::1",     # 6to4 of loopback and private
     "2001:0:4136:e378:8000:63bf:80ff:fffe",                        # Teredo, client 127.0.0.1
     "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::c0a8:101",     # NAT64 of loopback/private
+    "64:ff9b:1:7f00:0:100:808:808", "64:ff9b:1::808:808",          # local-use NAT64: never global
     "::ffff:127.0.0.1", "::ffff:10.0.0.1",                          # IPv4-mapped
 ])
 def test_bogon(address):

@@ -45,3 +45,12 @@ async def test_over_cap_connection_gets_the_probe_treatment(network):
     await asyncio.sleep(0.2)
     normal = await probe(host, port, os.urandom(300))
     assert normal[0] == b"" and abs(normal[1] - over_cap[1]) < 0.3, (normal, over_cap)
+
+
+def test_the_per_source_cap_counts_an_ipv6_host_by_its_64():
+    """One IPv6 host holds a whole /64: counted by address, it would have no cap at all."""
+    from onehop.net.acceptgate import source_key
+    assert source_key("2001:db8:1:2::1") == source_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_key("2001:db8:1:3::1") != source_key("2001:db8:1:2::1")
+    assert source_key("::ffff:192.0.2.7") == source_key("192.0.2.7") == "192.0.2.7"
+    assert source_key("fe80::1%eth0") == "fe80::/64"

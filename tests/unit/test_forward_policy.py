@@ -30,8 +30,9 @@ def public_unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     by its IPv4 address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if isinstance(ip, ipaddress.IPv6Address) and (ip in ipaddress.ip_network("64:ff9b::/96")
-                                                  or ip in ipaddress.ip_network("64:ff9b:1::/48")):
+    if isinstance(ip, ipaddress.IPv6Address) and ip in ipaddress.ip_network("64:ff9b:1::/48"):
+        return False  # RFC 8215 local-use NAT64
+    if isinstance(ip, ipaddress.IPv6Address) and ip in ipaddress.ip_network("64:ff9b::/96"):
         return public_unicast(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if any(ip.version == net.version and ip in net for net in PSIPHOND_BOGON_RANGES):
         return False

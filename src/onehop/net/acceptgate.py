@@ -23,6 +23,7 @@ memory only, as counters, and never logged.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import errno
 import logging
 import resource
@@ -124,6 +125,20 @@ class AcceptGate:
 
     async def wait_for_room(self) -> None:
         await self._room.wait()
+
+
+def source_key(ip: str) -> str:
+    """What the per-source cap counts by: the IPv4 address, or the /64 of an IPv6 address
+    (one host gets a whole /64, so counting addresses would not cap it)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def close_silently(conn: socket.socket) -> None:
@@ -268,7 +283,7 @@ class GatedServer:
                 await asyncio.sleep(delay)
                 continue
             delay = 0.0
-            admission = self.gate.admit(address[0] if isinstance(address, tuple) else "")
+            admission = self.gate.admit(source_key(address[0]) if isinstance(address, tuple) else "")
             if admission is None:
                 self._refuse(conn)
                 continue

@@ -44,14 +44,19 @@ PSIPHON_BOGONS = tuple(ipaddress.ip_network(n) for n in (
     "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32", "100.64.0.0/10",
     "::/128", "::1/128", "100::/64", "2001::/23", "2001:2::/48", "2001:db8::/32", "2001::/32",
     "fc00::/7", "fe80::/10", "ff00::/8", "2002::/16"))
-#: NAT64 prefixes: such an address is as reachable as the IPv4 address it carries.
-_NAT64 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48"))
+#: The well-known NAT64 prefix: such an address is as reachable as the IPv4 address it
+#: carries. The local-use prefix 64:ff9b:1::/48 (RFC 8215) may embed IPv4 at several
+#: positions and is never global: it is a bogon outright.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"),)
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 def is_bogon(ip: IPAddress) -> bool:
     """psiphond's bogons, and whatever else Python does not call global unicast; a NAT64
     address is judged by the IPv4 address it carries."""
     ip = canonical_ip(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _LOCAL_NAT64:
+        return True
     if isinstance(ip, ipaddress.IPv6Address) and any(ip in net for net in _NAT64):
         return is_bogon(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if any(ip.version == net.version and ip in net for net in PSIPHON_BOGONS):
