@@ -34,7 +34,8 @@ def require_psiphon() -> None:
     """Skip with the reason when Psiphon's binaries are absent; under ONEHOP_CI=1, fail."""
     missing = [str(p) for p in (PSIPHOND, PSIPHON_CLIENT) if not os.access(p, os.X_OK)]
     if missing:
-        reason = f"Psiphon's binaries are not at {PSIPHON_DIR} (missing: {', '.join(missing)})"
+        reason = (f"Psiphon's binaries are not at {PSIPHON_DIR} (missing: {', '.join(missing)}; "
+                  "ONEHOP_PSIPHON_DIR names another directory)")
         if os.environ.get("ONEHOP_CI") == "1":
             pytest.fail(reason + "; CI must have ../shared/psiphon")
         pytest.skip(reason)
