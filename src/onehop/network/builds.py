@@ -182,12 +182,12 @@ class Builder:
                 self._shiv(base, files, cached)
         data = cached.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
-        if not hit:
-            verify_build(data, build_format, files)
-            write_atomic(index, sha256.encode("ascii"))
-        elif index.read_text(encoding="ascii").strip() != sha256:
+        if hit and index.read_text(encoding="ascii").strip() != sha256:
             raise BuildError(f"the cached build {cached} does not match its recorded SHA-256 (tampered with?): "
                              "remove it and build again")
+        verify_build(data, build_format, files)  # a cache hit too: its hash file may have been rewritten
+        if not hit:
+            write_atomic(index, sha256.encode("ascii"))
         try:
             write_atomic(out, data, 0o755)
         except OSError as exc:
@@ -204,13 +204,21 @@ class Builder:
     def _freeze(self, base: Path) -> Path:
         """The channel-less PyInstaller runtime, frozen once per set of inputs (cached)."""
         assert self._runtime is not None and self._tmp is not None
-        if not self._runtime.is_file():
-            work = Path(tempfile.mkdtemp(dir=self._tmp.name, prefix="freeze-"))
-            partial = work / "runtime.partial"
-            standalone.freeze_runtime(base, self._excluded, work, partial, "onehop-client")
-            standalone.verify_standalone(partial.read_bytes())
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self._runtime, partial.read_bytes(), 0o755)
+        index = self._runtime.with_name(self._runtime.name + ".sha256")  # not <key>.sha256: no build's index
+        if self._runtime.is_file() and index.is_file():
+            if hashlib.sha256(self._runtime.read_bytes()).hexdigest() != index.read_text(encoding="ascii").strip():
+                raise BuildError(f"the cached runtime {self._runtime} does not match its recorded SHA-256 "
+                                 "(tampered with?): remove it and build again")
+            return self._runtime
+        # not frozen yet, or frozen without a recorded hash (an older cache): freeze it (again)
+        work = Path(tempfile.mkdtemp(dir=self._tmp.name, prefix="freeze-"))
+        partial = work / "runtime.partial"
+        standalone.freeze_runtime(base, self._excluded, work, partial, "onehop-client")
+        data = partial.read_bytes()
+        standalone.verify_standalone(data)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._runtime, data, 0o755)
+        write_atomic(index, hashlib.sha256(data).hexdigest().encode("ascii"))
         return self._runtime
 
     def _shiv(self, base: Path, files: dict[str, bytes], cached: Path) -> None:
