@@ -16,6 +16,8 @@ from . import cliargs
 from .errors import ConfigError, ConfigProblem, OnehopError
 from .extras import EXTRA_OF_MODULE, missing_extra  # noqa: F401  (EXTRA_OF_MODULE: re-exported)
 
+#: Libraries whose DEBUG output holds secrets (botocore logs each signed request), kept at INFO or above.
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer")
 #: Packages whose ``cli.register`` adds subcommands, in help order.
 SUBCOMMAND_MODULES = ("client", "server", "network", "mail", "feedback", "lab")
 
@@ -73,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cliargs.check_targets(args)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in QUIET_LOGGERS:  # their DEBUG logs what they sign and send: session tokens, UserData's host key
+        logging.getLogger(name).setLevel(max(level if isinstance(level, int) else logging.WARNING, logging.INFO))
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -12,6 +12,7 @@ and ``profile`` (else boto3's usual environment variables, profile or instance r
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from ...errors import ConfigProblem
@@ -31,6 +32,7 @@ QUOTA_CODES = {"InstanceLimitExceeded", "VcpuLimitExceeded", "AddressLimitExceed
                "InsufficientInstanceCapacity", "RequestLimitExceeded"}
 GONE_CODES = {"InvalidInstanceID.NotFound", "InvalidGroup.NotFound", "InvalidKeyPair.NotFound",
               "InvalidAllocationID.NotFound", "InvalidAssociationID.NotFound"}
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"']*@")
 SETTINGS = ("credentials_file", "profile", "endpoint_url", "images", "instance_type", "elastic_ip", "ssh_user")
 
 
@@ -41,6 +43,9 @@ def settings_problems(settings: dict) -> list[ConfigProblem]:
     path = settings.get("credentials_file")
     if path and not os.path.isfile(os.path.expanduser(path)):
         problems.append(ConfigProblem("--credentials-file", f"no file {path}"))
+    if "@" in str(settings.get("endpoint_url") or "").split("://", 1)[-1].split("/", 1)[0]:
+        problems.append(ConfigProblem("--endpoint-url", "no credentials in the URL (they would be stored in the "
+                                      "database): use the environment or --credentials-file"))
     unknown = set(settings) - set(SETTINGS)
     if unknown:
         problems.append(ConfigProblem("settings", f"unknown: {', '.join(sorted(unknown))}"))
@@ -84,8 +89,9 @@ class AwsProvider:
             error = ProviderError(f"AWS {what}: {code}: {message}", quota=code in QUOTA_CODES)
             error.code = code
             raise error from None
-        except BotoCoreError as exc:
-            raise ProviderError(f"AWS {what}: {exc}") from None
+        except BotoCoreError as exc:  # may name the endpoint URL: never with its user:password@
+            message = _USERINFO.sub(r"\1", str(exc))
+            raise ProviderError(f"AWS {what}: {message}") from None
 
     # -- the interface -------------------------------------------------------------
     def country(self, region: str) -> str:
