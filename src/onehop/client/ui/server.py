@@ -124,7 +124,8 @@ class UIServer:
     def _token_ok(self, request: web.Request) -> bool:
         given = request.headers.get(TOKEN_HEADER) or (
             request.query.get("token", "") if request.path == "/api/events" else "")
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        # aiohttp keeps bytes that are not UTF-8 as surrogates: compare them, never raise on them
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode())
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
