@@ -128,13 +128,16 @@ class SettingsFile:
         self.path = config_file or overlay_path(data_dir)
 
     def save(self, settings: Settings) -> None:
+        path = os.path.realpath(self.path)  # a symlinked config file is written through, not replaced
         raw: dict[str, Any] = {}
         mode = 0o600  # an upstream proxy URL may hold a password
-        if os.path.exists(self.path):
-            raw = read_json_file(self.path)
-            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        if os.path.exists(path):
+            raw = read_json_file(path)
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        if "@" in settings.upstream_proxy:
+            mode &= ~0o077  # a proxy password is never left readable by others
         raw.update(as_keys(settings))
         if not settings.whole_device:
             raw.pop("WholeDeviceShareLAN", None)  # needs WholeDevice: true
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        replace_file(self.path, (json.dumps(raw, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        replace_file(path, (json.dumps(raw, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode)
