@@ -118,6 +118,11 @@ def build_client(args) -> int:
     if not spec.remote_list_urls:
         print("onehop: warning: the build has no http(s) remote server list URL (publish to a public "
               "target or give --base-url)", file=sys.stderr)
+    if not spec.server_list:
+        print("onehop: warning: the build embeds no server (add one: `onehop network server add --host H "
+              f"--channel {channel.name}`)" + ("; it cannot connect at all" if not spec.remote_list_urls
+                                              else "; it connects only after fetching the remote server list"),
+              file=sys.stderr)
     output(args.json, data, render_record(data))
     return 0
 
