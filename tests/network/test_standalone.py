@@ -113,12 +113,20 @@ async def test_a_standalone_build_runs_with_an_empty_environment(sqlite_cli, tmp
         program.chmod(0o755)
         process = await __import__("asyncio").create_subprocess_exec(
             "env", "-i", f"HOME={home}", str(program), "client", "--socks-port", "0", "--http-port", "0",
+            "--ui", "--no-browser",
             cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             seen = await read_notices(process, lambda s: tunnels_up(s) and any(
                 n["noticeType"] == "Homepage" for n in s), 60)
             socks = next(n["data"]["port"] for n in seen if n["noticeType"] == "ListeningSocksProxyPort")
             body = await http_get_via_socks(socks, "127.0.0.1", page_port)
+            # The web UI's page and files are in the frozen program (PyInstaller bundles only
+            # modules unless told: the page was a 500 in standalone builds).
+            ui_port = next(n["data"]["port"] for n in seen if n["noticeType"] == "ListeningWebUIPort")
+            import aiohttp
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{ui_port}/") as page:
+                    assert page.status == 200 and "<html" in (await page.text()).lower()
         finally:
             process.terminate()
             await process.wait()

@@ -114,8 +114,18 @@ def client_modules(stage: Path) -> list[str]:
 ENTRY_SCRIPT = "import sys\nfrom onehop.cli import main\nsys.exit(main())\n"
 
 
+FREEZE_RECIPE = "2"  # bump when freeze_runtime's command changes: cached runtimes of the old recipe are not reused
+
+
+def package_data(stage: Path) -> list[str]:
+    """--add-data for every non-Python file of the staged onehop (the UI's page: PyInstaller bundles only modules)."""
+    root = stage / "onehop"
+    return [f"--add-data={path}{os.pathsep}{path.parent.relative_to(stage).as_posix()}"
+            for path in sorted(root.rglob("*")) if path.is_file() and path.suffix not in (".py", ".pyc")]
+
+
 def runtime_key(stage_digest: str, excluded: list[str]) -> str:
-    text = "\n".join([stage_digest, pyinstaller_version(), sys.version, check_platform(), *excluded])
+    text = "\n".join([FREEZE_RECIPE, stage_digest, pyinstaller_version(), sys.version, check_platform(), *excluded])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -130,6 +140,7 @@ def freeze_runtime(stage: Path, excluded: list[str], workdir: Path, out: Path, n
                "--specpath", str(workdir), "--paths", str(stage), "--noupx", "--strip"]
     command += [f"--hidden-import={m}" for m in client_modules(stage)]
     command += [f"--exclude-module={m}" for m in excluded]
+    command += package_data(stage)
     command.append(str(entry))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, "PYTHONHASHSEED": "0",
            "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
