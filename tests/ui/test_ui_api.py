@@ -92,6 +92,19 @@ async def test_the_page_is_served_with_a_strict_csp_and_only_to_this_host(served
         assert r.status == 403  # DNS rebinding: another name pointing at 127.0.0.1
 
 
+async def test_a_failing_handler_still_answers_with_the_security_headers(served, monkeypatch):
+    """A missing page file (as in a standalone build without its data) was aiohttp's bare 500."""
+    import onehop.client.ui.server as ui_server
+
+    def missing(name):
+        raise FileNotFoundError(name)
+    monkeypatch.setattr(ui_server, "_static", missing)
+    server, _, session = served
+    async with session.get(server.origin + "/") as r:
+        assert r.status == 500 and r.headers["Content-Security-Policy"] == CSP
+        assert r.headers["X-Frame-Options"] == "DENY"
+
+
 async def test_every_api_request_needs_the_token_and_state_changes_a_json_body(served):
     server, control, session = served
     url = server.origin

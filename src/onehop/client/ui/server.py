@@ -142,6 +142,11 @@ class UIServer:
             return await handler(request)
         except web.HTTPException as exc:
             return _refuse(exc.status, exc.reason)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:  # a bug: answer it like every other answer (security headers too)
+            log.exception("web UI: %s %s failed", request.method, request.path)
+            return _refuse(500, "internal error")
 
     def _refusal(self, request: web.Request) -> str:
         """Why this request is refused ('' when it may go on)."""
