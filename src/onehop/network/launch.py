@@ -42,18 +42,35 @@ from .providers import Answer, LaunchRequest, Machine, ProviderError, Resource, 
 ANSWER_TIMEOUT = 300.0
 
 
-def wait_for_ssh(machine: Machine, timeout: float = ANSWER_TIMEOUT) -> Answer:
-    """The default readiness step: the machine's management SSH port accepts connections."""
+def _ssh_identification(host: str, port: int, wait: float = 10.0) -> bytes:
+    """The first line the SSH port sends (a bare accepted connect proves nothing: a middlebox
+    or a captive proxy accepts too)."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.settimeout(wait)
+        line = b""
+        while not line.endswith(b"\n") and len(line) < 255:
+            chunk = sock.recv(255 - len(line))
+            if not chunk:
+                break
+            line += chunk
+        return line
+
+
+def wait_for_ssh(machine: Machine, timeout: float = ANSWER_TIMEOUT, interval: float = 2.0) -> Answer:
+    """The default readiness step: the machine's management SSH port sends an SSH
+    identification line (``SSH-2.0-...``)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((machine.public_ip, machine.ssh_port), timeout=5):
+            if _ssh_identification(machine.public_ip, machine.ssh_port).startswith(b"SSH-"):
                 return Answer(machine.public_ip, machine.ssh_port, machine.ssh_host_key, machine.public_ip)
+            problem = "something answered, but not SSH"
         except OSError as exc:
-            if time.monotonic() > deadline:
-                raise ProviderError(f"the machine {machine.id} did not answer on SSH within {timeout:g}s "
-                                    f"({exc.strerror or exc})") from None
-            time.sleep(2)
+            problem = exc.strerror or str(exc)
+        if time.monotonic() > deadline:
+            raise ProviderError(f"the machine {machine.id} did not answer on SSH within {timeout:g}s "
+                                f"({problem})")
+        time.sleep(interval)
 
 
 #: "wait until it answers": replaced in tests (moto's instances never boot).
