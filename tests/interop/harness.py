@@ -243,7 +243,7 @@ class PsiphonClient:
         bad = [n_ for n_ in self.notices() if n_.get("noticeType") in ("Alert", "Error", "Warning")]
         return json.dumps(bad[-n:])[:1500]
 
-    def wait_tunnel(self, timeout: float = 30.0) -> None:
+    def wait_tunnel(self, timeout: float = 60.0) -> None:
         self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
 
     @property
@@ -287,7 +287,7 @@ class OnehopClient:
             return None
         return wait_for(found, timeout, f"onehop notice {notice_type}")
 
-    def wait_tunnel(self, timeout: float = 30.0) -> None:
+    def wait_tunnel(self, timeout: float = 60.0) -> None:
         self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
 
     @property

@@ -148,7 +148,7 @@ def start_client(procs: Processes, directory: Path, args: list[str], **config) -
 
 def fetch(client: OnehopClient, page) -> None:
     web, path, body = page
-    client.wait_tunnel(timeout=30)
+    client.wait_tunnel(timeout=90)  # five clients start at once: slow on a busy CI machine
     assert socks5_get(client.socks_port, "127.0.0.1", web.port, path) == body
 
 
