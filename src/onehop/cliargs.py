@@ -50,7 +50,7 @@ def finish(parser: argparse.ArgumentParser) -> None:
             action.required = False
             if parser.get_default("func") is None:
                 parser.set_defaults(func=_printer(parser))
-            lines = {choice.dest: choice.help for choice in action._choices_actions}
+            lines = {choice.dest: choice.help or "" for choice in action._choices_actions}
             for name, child in action.choices.items():
                 if not child.description and lines.get(name):
                     child.description = lines[name][:1].upper() + lines[name][1:] + "."

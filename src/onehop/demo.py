@@ -120,6 +120,7 @@ async def run_demo(servers: int = 3, protocols: tuple[str, ...] = ("OSSH", "OSSH
         result.lines.append(f"tunnel up in {time.monotonic() - started:.2f}s to "
                             f"{tunnel.entry.ip_address} ({tunnel.entry.region}) over {tunnel.protocol}; "
                             f"SOCKS on 127.0.0.1:{controller.socks_port}, HTTP on 127.0.0.1:{controller.http_port}")
+        assert controller.socks_port is not None  # the tunnel is up, so the proxies are listening
         got = await asyncio.wait_for(fetch_via_socks(controller.socks_port, "127.0.0.1", page_port), 30)
         if hashlib.sha256(got).digest() != hashlib.sha256(body).digest():
             result.reason = f"page arrived corrupted ({len(got)} of {len(body)} bytes)"

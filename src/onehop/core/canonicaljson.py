@@ -138,6 +138,7 @@ def format_go_float(value: float) -> str:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     sign, digits, exponent = Decimal(repr(value)).as_tuple()
     text = "".join(map(str, digits)).rstrip("0") or "0"
+    assert isinstance(exponent, int)  # NaN and infinities were refused above
     point = len(digits) + exponent  # position of the decimal point within the digits
     prefix = "-" if sign else ""
     if abs(value) < 1e-6 or abs(value) >= 1e21:
@@ -187,7 +188,7 @@ def _key_bytes(key: str) -> bytes:
     return _scrub_str(key).encode("utf-8")
 
 
-def _encode_object(obj: Mapping, out: list[str]) -> None:
+def _encode_object(obj: Mapping[str, Any], out: list[str]) -> None:
     for key in obj:
         if not isinstance(key, str):
             raise LocalProtocolError("unsupported_value", "JSON object keys must be str")

@@ -115,7 +115,7 @@ def _utf8(text: str) -> bytes:
         raise LocalProtocolError("cbor_invalid_text", "string is not valid Unicode") from exc
 
 
-def _encode_map(obj: dict, out: bytearray, depth: int, max_depth: int) -> None:
+def _encode_map(obj: dict[Any, Any], out: bytearray, depth: int, max_depth: int) -> None:
     entries = []
     for key, value in obj.items():
         if isinstance(key, bool) or not isinstance(key, (int, str)):
@@ -217,7 +217,7 @@ class _Decoder:
         except UnicodeDecodeError as exc:
             raise RemoteProtocolError("cbor_invalid_utf8", str(exc)) from exc
 
-    def array(self, info: int, count: int, depth: int) -> list:
+    def array(self, info: int, count: int, depth: int) -> list[Any]:
         if info == _INDEFINITE:
             items = []
             while not self.at_break():
@@ -227,8 +227,8 @@ class _Decoder:
             raise RemoteProtocolError("cbor_truncated", f"array of {count} items in {self.remaining()} bytes")
         return [self.item(depth + 1) for _ in range(count)]
 
-    def map(self, info: int, count: int, depth: int) -> dict:
-        result: dict = {}
+    def map(self, info: int, count: int, depth: int) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
         if info != _INDEFINITE and 2 * count > self.remaining():
             raise RemoteProtocolError("cbor_truncated", f"map of {count} pairs in {self.remaining()} bytes")
         index = 0

@@ -95,7 +95,10 @@ def window_boundaries(servers: Sequence[DiscoveryServer], now: Moment) -> tuple[
 
 # ----------------------------------------------------------------------- client IPs
 
-def _parse_client_ip(client_ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address):
+ClientIP = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _parse_client_ip(client_ip: ClientIP) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if isinstance(client_ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return client_ip
     parsed = parse_ip(client_ip)
@@ -104,7 +107,7 @@ def _parse_client_ip(client_ip: str | ipaddress.IPv4Address | ipaddress.IPv6Addr
     return parsed
 
 
-def client_ip_text(client_ip) -> str:
+def client_ip_text(client_ip: ClientIP) -> str:
     """Go's ``net.IP.String()``: IPv4 (also IPv4-mapped IPv6) dotted, IPv6 per RFC 5952."""
     ip = _parse_client_ip(client_ip)
     if ip.version == 6 and ip.ipv4_mapped is not None:
@@ -112,7 +115,7 @@ def client_ip_text(client_ip) -> str:
     return str(ip)
 
 
-def client_ip_key(client_ip) -> bytes:
+def client_ip_key(client_ip: ClientIP) -> bytes:
     """The 16-byte ``net.ParseIP`` form (IPv4 as ::ffff:a.b.c.d) that the ring hashes."""
     ip = _parse_client_ip(client_ip)
     if ip.version == 4:
@@ -120,7 +123,7 @@ def client_ip_key(client_ip) -> bytes:
     return ip.packed
 
 
-def discovery_value(hmac_key: str, client_ip) -> int:
+def discovery_value(hmac_key: str, client_ip: ClientIP) -> int:
     """First byte of HMAC-SHA256(key = the configured key text, msg = client IP text)."""
     mac = hmac.new(hmac_key.encode("utf-8"), client_ip_text(client_ip).encode("ascii"), hashlib.sha256)
     return mac.digest()[0]
@@ -243,13 +246,13 @@ class ConsistentRing:
         points, slot_member = _ring_slots(names)
         return cls(servers, _assign_partitions(points, slot_member, len(servers), partitions, load))
 
-    def partition_of(self, client_ip) -> int:
+    def partition_of(self, client_ip: ClientIP) -> int:
         return xxhash64(client_ip_key(client_ip)) % len(self.owners)
 
     def owner(self, partition: int) -> DiscoveryServer:
         return self.servers[self.owners[partition]]
 
-    def select(self, client_ip, now: Moment) -> DiscoveryServer | None:
+    def select(self, client_ip: ClientIP, now: Moment) -> DiscoveryServer | None:
         """The owner of the client's partition; None if empty or outside its window."""
         if not self.owners:
             return None
@@ -260,13 +263,13 @@ class ConsistentRing:
 # ----------------------------------------------------------------------- entry points
 
 def select_classic(servers: ClassicBuckets | Sequence[DiscoveryServer], hmac_key: str,
-                   client_ip, now: Moment) -> DiscoveryServer | None:
+                   client_ip: ClientIP, now: Moment) -> DiscoveryServer | None:
     """Classic selection; a plain list is first narrowed to the set discoverable now."""
     buckets = servers if isinstance(servers, ClassicBuckets) else ClassicBuckets.build(discoverable(servers, now))
     return buckets.select(discovery_value(hmac_key, client_ip), now)
 
 
-def select_consistent(servers: ConsistentRing | Sequence[DiscoveryServer], client_ip,
+def select_consistent(servers: ConsistentRing | Sequence[DiscoveryServer], client_ip: ClientIP,
                       now: Moment) -> DiscoveryServer | None:
     """Consistent-hashing selection; a plain list is first narrowed to the set discoverable now."""
     ring = servers if isinstance(servers, ConsistentRing) else ConsistentRing.build(discoverable(servers, now))
@@ -301,6 +304,7 @@ class Discovery:
         snapshot = self._snapshot
         if snapshot is None or not snapshot.covers(at):
             current = discoverable(self.servers, at)
+            selector: ClassicBuckets | ConsistentRing
             if self.strategy is Strategy.CLASSIC:
                 selector = ClassicBuckets.build(current)
             else:
@@ -309,7 +313,7 @@ class Discovery:
             self._snapshot = snapshot  # one assignment: readers see old or new, never half
         return snapshot
 
-    def select(self, client_ip, now: Moment) -> DiscoveryServer | None:
+    def select(self, client_ip: ClientIP, now: Moment) -> DiscoveryServer | None:
         """The one server to hand to ``client_ip`` at ``now``, or None."""
         selector = self._current(now).selector
         if isinstance(selector, ClassicBuckets):

@@ -27,6 +27,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -136,7 +137,7 @@ def _invalid(detail: str) -> RemoteProtocolError:
     return RemoteProtocolError("invalid_blob", detail)
 
 
-def _load_json_object(blob: bytes | str, max_size: int) -> dict:
+def _load_json_object(blob: bytes | str, max_size: int) -> dict[str, Any]:
     if len(blob) > max_size:
         raise RemoteProtocolError("too_large", f"feedback blob of {len(blob)} bytes exceeds {max_size}")
     try:
@@ -149,11 +150,11 @@ def _load_json_object(blob: bytes | str, max_size: int) -> dict:
     return value
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def _member(value: dict, name: str) -> bytes:
+def _member(value: dict[str, Any], name: str) -> bytes:
     field = value.get(name)
     if not isinstance(field, str):
         raise _invalid(f"member {name!r} is missing or not a string")

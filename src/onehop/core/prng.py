@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -111,7 +112,7 @@ class SeededPRNG:
     def flip_coin(self) -> bool:
         return self.int31n(2) == 1
 
-    def shuffle(self, items: list) -> None:
+    def shuffle(self, items: list[Any]) -> None:
         """In-place Fisher-Yates shuffle driven by this generator (not bit-exact with Go)."""
         for i in range(len(items) - 1, 0, -1):
             j = self.intn(i + 1)

@@ -59,10 +59,13 @@ class Redactor:
 
     server_ids: Mapping[str, str] = field(default_factory=dict)
     keep: Collection[str] = ()
+    _ids: dict[str, str] = field(init=False, repr=False, compare=False)
+    _keep: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_ids", {_normal(ip): sid for ip, sid in self.server_ids.items()})
-        object.__setattr__(self, "_keep", frozenset(_normal(ip) for ip in self.keep))
+        ids = {normal: sid for ip, sid in self.server_ids.items() if (normal := _normal(ip)) is not None}
+        object.__setattr__(self, "_ids", ids)
+        object.__setattr__(self, "_keep", frozenset(n for ip in self.keep if (n := _normal(ip)) is not None))
 
     # -- addresses ----------------------------------------------------------------------
 
@@ -77,15 +80,15 @@ class Redactor:
             return f"[server:{self._ids[normal]}]"
         return text if normal in self._keep else IP
 
-    def _v6(self, match: re.Match) -> str:
-        run = match.group(0)
+    def _v6(self, match: re.Match[str]) -> str:
+        run: str = match.group(0)
         if "::" not in run and run.count(":") < 6:
             return run  # a time of day, a port, a ratio: not an address
         token = run.rstrip(".")
         replacement = self._address(token)
         return (IP if replacement is None else replacement) + run[len(token):]
 
-    def _v4(self, match: re.Match) -> str:
+    def _v4(self, match: re.Match[str]) -> str:
         exact = self._address(match.group(0))
         return exact if exact is not None else IP
 

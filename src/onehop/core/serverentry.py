@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast, overload
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -35,6 +35,7 @@ from onehop.errors import LocalProtocolError, RemoteProtocolError, ServerEntryEr
 
 MAX_ENCODED_LINE = 64 * 1024  # Go's bufio.Scanner token limit for list lines
 SIGNATURE_KEY_ID_SIZE = 8
+_T = TypeVar("_T")
 CAPABILITY_SSH_API_REQUESTS = "ssh-api-requests"
 UNSIGNED_FIELDS = ("localSource", "localTimestamp", "isLocalDerivedTag")
 
@@ -193,7 +194,7 @@ class ServerEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """A mutable deep copy of the fields (lists instead of tuples)."""
-        return _thaw(self.fields)
+        return cast("dict[str, Any]", _thaw(self.fields))
 
     def with_fields(self, updates: Mapping[str, Any]) -> "ServerEntry":
         """A new entry with ``updates`` applied (a value of None deletes the field)."""
@@ -208,85 +209,89 @@ class ServerEntry:
     # Typed accessors. Validation already ran, so these only pick defaults:
     # "" for strings, None for ports, 0 / False / () for the rest (Go's zero values).
 
+    def _field(self, name: str, default: _T) -> _T:
+        # validate_fields checked each present field's type against its default's
+        return cast(_T, self.fields.get(name, default))
+
     @property
     def ip_address(self) -> str:
-        return self.fields["ipAddress"]
+        return cast(str, self.fields["ipAddress"])
 
     @property
     def web_server_port(self) -> str:
-        return self.fields.get("webServerPort", "")
+        return self._field("webServerPort", "")
 
     @property
     def web_server_secret(self) -> str:
-        return self.fields.get("webServerSecret", "")
+        return self._field("webServerSecret", "")
 
     @property
     def web_server_certificate(self) -> str:
-        return self.fields.get("webServerCertificate", "")
+        return self._field("webServerCertificate", "")
 
     @property
     def ssh_port(self) -> int | None:
-        return self.fields.get("sshPort")
+        return cast("int | None", self.fields.get("sshPort"))
 
     @property
     def ssh_username(self) -> str:
-        return self.fields.get("sshUsername", "")
+        return self._field("sshUsername", "")
 
     @property
     def ssh_password(self) -> str:
-        return self.fields.get("sshPassword", "")
+        return self._field("sshPassword", "")
 
     @property
     def ssh_host_key(self) -> str:
-        return self.fields.get("sshHostKey", "")
+        return self._field("sshHostKey", "")
 
     @property
     def ssh_obfuscated_port(self) -> int | None:
-        return self.fields.get("sshObfuscatedPort")
+        return cast("int | None", self.fields.get("sshObfuscatedPort"))
 
     @property
     def ssh_obfuscated_key(self) -> str:
-        return self.fields.get("sshObfuscatedKey", "")
+        return self._field("sshObfuscatedKey", "")
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        return self.fields.get("capabilities", ())
+        return cast("tuple[str, ...]", self.fields.get("capabilities", ()))
 
     @property
     def region(self) -> str:
-        return self.fields.get("region", "")
+        return self._field("region", "")
 
     @property
     def tag(self) -> str:
-        return self.fields.get("tag", "")
+        return self._field("tag", "")
 
     @property
     def configuration_version(self) -> int:
-        return self.fields.get("configurationVersion", 0)
+        return self._field("configurationVersion", 0)
 
     @property
     def signature(self) -> str:
-        return self.fields.get("signature", "")
+        return self._field("signature", "")
 
     @property
     def disable_ossh_prefix(self) -> bool:
-        return self.fields.get("disableOSSHPrefix", False)
+        return self._field("disableOSSHPrefix", False)
 
     @property
     def local_source(self) -> str:
-        return self.fields.get("localSource", "")
+        return self._field("localSource", "")
 
     @property
     def local_timestamp(self) -> str:
-        return self.fields.get("localTimestamp", "")
+        return self._field("localTimestamp", "")
 
     @property
     def is_local_derived_tag(self) -> bool:
-        return self.fields.get("isLocalDerivedTag", False)
+        return self._field("isLocalDerivedTag", False)
 
     @property
     def provider_id(self) -> str:
-        return self.fields.get("providerID", "")
+        return self._field("providerID", "")
 
     @property
     def effective_tag(self) -> str:
@@ -479,7 +484,14 @@ def _load_signing_key(private_key_b64: str) -> tuple[Ed25519PrivateKey, bytes]:
     return key, public
 
 
-def sign_server_entry(entry_or_fields: ServerEntry | Mapping[str, Any], private_key_b64: str):
+@overload
+def sign_server_entry(entry_or_fields: ServerEntry, private_key_b64: str) -> ServerEntry: ...
+@overload
+def sign_server_entry(entry_or_fields: Mapping[str, Any], private_key_b64: str) -> dict[str, Any]: ...
+
+
+def sign_server_entry(entry_or_fields: ServerEntry | Mapping[str, Any],
+                      private_key_b64: str) -> ServerEntry | dict[str, Any]:
     """Return the entry (same type as given) with a fresh ``signature`` field."""
     key, public = _load_signing_key(private_key_b64)
     signature = key.sign(signed_message(entry_or_fields))

@@ -158,7 +158,7 @@ class Chain(Censor):
         flat: list[Censor] = []
         for censor in censors:
             flat.extend(censor.censors if isinstance(censor, Chain) else (censor,))
-        self.censors = tuple(flat)
+        self.censors: tuple[Censor, ...] = tuple(flat)
         self.name = " + ".join(c.name for c in self.censors) or "none"
 
     def observe(self, event: FlowEvent) -> Verdict:

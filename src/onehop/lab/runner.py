@@ -269,6 +269,7 @@ async def measure(run: RowRun) -> tuple[float | None, int]:
         run.via = run.lab.describe(controller.active.entry) if controller.active is not None else ""
         if run.driver is not None:
             await run.driver.settle(settings.probe_settle)
+        assert controller.socks_port is not None  # connected, so the proxies are listening
         try:
             body = await asyncio.wait_for(
                 fetch_via_socks(controller.socks_port, "127.0.0.1", run.lab.page_port), settings.fetch_timeout)

@@ -117,7 +117,7 @@ async def classify_traffic(mode: str, pcap: str, settings: LabSettings | None = 
     flows = await asyncio.to_thread(classify, pcap)
     classified = []
     for observation, run in results:
-        ports = {flow.client.port for flow in run.tracker.flows()}
+        client_ports = {flow.client.port for flow in run.tracker.flows()}
         classified.append(Classification(observation.protocol, observation,
-                                         tuple(f for f in flows if f.client_port in ports)))
+                                         tuple(f for f in flows if f.client_port in client_ports)))
     return classified

@@ -105,6 +105,7 @@ def options_from_args(args) -> RunOptions:
     _tls(args, problems)
     if problems:
         raise ConfigError(problems)
+    assert listen is not None and relay is not None  # a missing one is a problem above
     return RunOptions(config_path=Path(args.config).absolute(), listen=listen, relay=relay,
                       state_dir=Path(args.state_dir or default_state_dir()).absolute(), dkim=dkim,
                       max_replies_per_day=args.max_replies_per_day,

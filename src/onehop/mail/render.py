@@ -19,6 +19,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import Any
 
 from .config import Campaign
 from .templates import TemplateSet
@@ -76,7 +77,7 @@ def compose_replies(campaign: Campaign, *, to: str, language: str, date: str, me
                     attachment_sha256: str | None) -> list[ReplySpec]:
     """The replies a request gets: links first (if any), then the build (if any).
     ``message_ids`` supplies one fresh id per reply (randomness is the caller's)."""
-    common = {"language": language, "to": to, "sender": campaign.address, "date": date,
+    common: dict[str, Any] = {"language": language, "to": to, "sender": campaign.address, "date": date,
               "channel_name": campaign.channel_name, "sponsor_name": campaign.sponsor_name,
               "in_reply_to": in_reply_to, "references": _thread(references, in_reply_to)}
     specs = []
@@ -124,6 +125,7 @@ def render(spec: ReplySpec, templates: TemplateSet, attachment: EncodedAttachmen
     _fix_boundaries(msg, spec.message_id)
     out = msg.as_bytes(policy=SMTP)
     if spec.kind == ATTACHMENT:
+        assert attachment is not None  # checked above, before the message was built
         if out.count(_PLACEHOLDER_LINE) != 1:
             raise ValueError("the attachment placeholder was not found exactly once")
         out = out.replace(_PLACEHOLDER_LINE, attachment.body, 1)

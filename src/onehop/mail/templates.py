@@ -85,7 +85,8 @@ def load_templates(directory: str | Path | None = None) -> TemplateSet:
 def _load_language(lang_dir: Path, problems: list[ConfigProblem]) -> LanguageTemplates | None:
     before = len(problems)
     meta = _read_meta(lang_dir / "meta.json", problems)
-    text, html = {}, {}
+    text: dict[str, Template] = {}
+    html: dict[str, Template] = {}
     for kind in KINDS:
         for suffix, into in (("txt", text), ("html", html)):
             path = lang_dir / f"{kind}.{suffix}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import IO, Any
 
 from ..errors import TransferError
 from .http_client import SocketOpener, request
@@ -47,10 +48,11 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _open_private(path: str, mode: str):
+def _open_private(path: str, mode: str) -> IO[Any]:
     """Downloads may be server lists in a private data directory: 0600, whatever the umask."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
-    f = os.fdopen(os.open(path, flags, 0o600), mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    encoding = None if "b" in mode else "utf-8"
+    f = os.fdopen(os.open(path, flags, 0o600), mode, encoding=encoding)
     if os.stat(f.fileno()).st_mode & 0o077:
         os.fchmod(f.fileno(), 0o600)  # a file left by an older version
     return f
@@ -98,7 +100,7 @@ class _PartSink:
 
     def __init__(self, part: str, etag_path: str, offset: int, max_size: int) -> None:
         self.part, self.etag_path, self.offset, self.max_size = part, etag_path, offset, max_size
-        self.file = None
+        self.file: IO[Any] | None = None
         self.received = 0
         self.mode = "ab"
         self.too_large = False

@@ -107,7 +107,8 @@ class _World:
         return server
 
     def _rebuild(self) -> None:
-        pool = [DiscoveryServer(s.ip, "", s.start, s.end) for s in self.servers if not s.embedded and not s.replaced]
+        pool = [DiscoveryServer(s.ip, "", s.start, s.end) for s in self.servers
+                if not s.embedded and not s.replaced and s.end is not None]
         self.by_ip = {s.ip: s for s in self.servers}
         self.discovery = Discovery(pool, self.p.strategy, self.key) if pool else None
 

@@ -150,7 +150,8 @@ def discovery_simulate(args) -> int:
     else:
         with session_for(args) as session:
             state = load_state(session, now)
-        pool = [DiscoveryServer(s.ip_address, "", s.discovery_start, s.discovery_end) for s in discovery_pool(state)]
+        pool = [DiscoveryServer(s.ip_address, "", s.discovery_start, s.discovery_end) for s in discovery_pool(state)
+                if s.discovery_start and s.discovery_end]  # always, in the pool; said again for the types
         if not pool:
             raise ConfigError([ConfigProblem("--servers", "the database has no discovery servers: "
                                              "add some or simulate a pool with --servers N")])

@@ -30,6 +30,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,6 +44,9 @@ from .db import Database
 from .models import HealAction, Host, Launch, Server
 from .providers import Answer, Machine
 from .stats.report import BlockCriteria, likely_blocks
+
+if TYPE_CHECKING:
+    from .deploy.run import DeployOptions
 
 DEFAULT_MAX_HOSTS = 3
 FINISHED = ("done",)
@@ -90,7 +94,7 @@ def plan(session: Session, until: date, criteria: BlockCriteria, max_hosts: int,
         item["regions"].append(row["region"])
     decisions, budget = [], max_hosts
     for server_id, item in sorted(flagged.items()):
-        server = session.get(Server, server_id)
+        server = session.get_one(Server, server_id)
         if server is None:
             continue
         decision = Decision(server.id, server.host.name, server.channel_id, servers.server_kind(server),
@@ -134,7 +138,7 @@ class HealOptions:
     base_url: str | None = None
     s3_endpoint: str | None = None
     deploy: bool = True
-    deploy_options: object | None = None    # deploy.run.DeployOptions
+    deploy_options: DeployOptions | None = None
     source: str | None = None
     readiness: Callable[[Machine], Answer] | None = None
 
@@ -161,7 +165,7 @@ def _begin(db: Database, ctx: audit.Context, decision: Decision) -> int:
     with db.transaction() as session:
         action = _progress(session, decision.server)
         if action is None or action.state in FINISHED:
-            server = session.get(Server, decision.server)
+            server = session.get_one(Server, decision.server)
             action = HealAction(server_id=server.id, region=",".join(decision.regions)[:8], action="replace",
                                 state="planned", attempts=0, created_at=ctx.now, updated_at=ctx.now)
             session.add(action)
@@ -175,7 +179,7 @@ def _begin(db: Database, ctx: audit.Context, decision: Decision) -> int:
 
 def _set_error(db: Database, ctx: audit.Context, action_id: int, step: str, error: Exception) -> dict:
     with db.transaction() as session:
-        action = session.get(HealAction, action_id)
+        action = session.get_one(HealAction, action_id)
         action.error, action.updated_at = f"{step}: {error}"[:1000], audit.utc_now()
         audit.record(session, ctx, f"heal.{step}-failed", "server", [action.server_id],
                      error=str(error)[:500], state=action.state, quota=getattr(error, "quota", False))
@@ -185,12 +189,14 @@ def _set_error(db: Database, ctx: audit.Context, action_id: int, step: str, erro
 
 def _launch(db: Database, ctx: audit.Context, action_id: int, decision: Decision, options: HealOptions) -> str:
     with db.transaction() as session:
-        server = session.get(Server, decision.server)
+        server = session.get_one(Server, decision.server)
         ports = tuple(p for p in (server.ossh_port, server.ssh_port) if p)
+    if decision.provider is None or decision.provider_region is None:
+        raise OnehopError(f"no provider to launch a replacement for {decision.server}")
     done = launch.launch_host(db, ctx, decision.provider, decision.provider_region, ports=ports,
                               readiness=options.readiness)
     with db.transaction() as session:
-        action = session.get(HealAction, action_id)
+        action = session.get_one(HealAction, action_id)
         action.launch_id, action.state, action.error, action.updated_at = done.launch_id, "launched", None, \
             audit.utc_now()
         audit.record(session, ctx, "heal.launched", "server", [decision.server, done.host])
@@ -200,10 +206,10 @@ def _launch(db: Database, ctx: audit.Context, action_id: int, decision: Decision
 def _replace(db: Database, ctx: audit.Context, action_id: int, public_ip: str | None) -> str:
     """Add the replacement server on the launched host; take the blocked one out."""
     with db.transaction() as session:
-        action = session.get(HealAction, action_id)
-        old = session.get(Server, action.server_id)
+        action = session.get_one(HealAction, action_id)
+        old = session.get_one(Server, action.server_id)
         host = session.scalars(select(Host).where(
-            Host.name == session.get(Launch, action.launch_id).host_name)).one()
+            Host.name == session.get_one(Launch, action.launch_id).host_name)).one()
         days = None
         if old.discovery_start is not None:
             left = (old.discovery_end or ctx.now) - ctx.now
@@ -226,7 +232,7 @@ def _step_server(db: Database, ctx: audit.Context, decision: Decision, options: 
                  result: HealResult) -> None:
     action_id = _begin(db, ctx, decision)
     with db.transaction() as session:
-        state = session.get(HealAction, action_id).state
+        state = session.get_one(HealAction, action_id).state
     public_ip = None
     if state == "planned":
         try:
@@ -249,7 +255,7 @@ def _pending_hosts(db: Database) -> dict[str, list[int]]:
     with db.transaction() as session:
         pending: dict[str, list[int]] = {}
         for action in session.scalars(select(HealAction).where(HealAction.state == "replaced")):
-            host = session.get(Launch, action.launch_id).host_name
+            host = session.get_one(Launch, action.launch_id).host_name
             pending.setdefault(host, []).append(action.id)
         return pending
 
@@ -258,6 +264,7 @@ def _publish(db: Database, ctx: audit.Context, options: HealOptions, result: Hea
     from .publish import Publisher, record
     from .state import load_state
     from .targets import open_target
+    assert options.publish_to, "run() publishes only when publish_to is set"
     target = open_target(options.publish_to, base_url=options.base_url, s3_endpoint=options.s3_endpoint)
     with db.transaction() as session:
         state = load_state(session, ctx.now)
@@ -274,6 +281,7 @@ def _export(db: Database, ctx: audit.Context, options: HealOptions, result: Heal
     from .state import load_state
     with db.transaction() as session:
         state = load_state(session, ctx.now)
+    assert options.export_dir is not None, "run() exports only when export_dir is set"
     done = export_network(state, options.export_dir)
     with db.transaction() as session:
         audit.record(session, ctx, "heal.export", "export", [], servers=len(done.servers), written=len(done.written))
@@ -290,7 +298,10 @@ def _deploy(db: Database, ctx: audit.Context, options: HealOptions, host_name: s
     with db.transaction() as session:
         host = session.scalars(select(Host).where(Host.name == host_name)).one()
         target = ssh_target(host)
-        key = launch.launch_of(session, host_name).provider.ssh_private_key
+        row = launch.launch_of(session, host_name)
+        if row is None:
+            raise OnehopError(f"host {host_name} has no launch record to deploy with")
+        key = row.provider.ssh_private_key
         bundles = from_state(load_state(session, ctx.now), host_name)
     base = options.deploy_options or DeployOptions()
     with tempfile.TemporaryDirectory(prefix="onehop-heal-") as tmp:
@@ -309,7 +320,7 @@ def _deploy(db: Database, ctx: audit.Context, options: HealOptions, host_name: s
     data = done.as_dict()
     with db.transaction() as session:
         for action_id in action_ids:
-            action = session.get(HealAction, action_id)
+            action = session.get_one(HealAction, action_id)
             if done.ok:
                 action.state, action.error, action.updated_at = "done", None, audit.utc_now()
         audit.record(session, ctx, "heal.deploy", "host", [host_name], servers=[s["server"] for s in data["servers"]],
@@ -325,7 +336,7 @@ def _destroy_idle(db: Database, ctx: audit.Context, result: HealResult) -> None:
     with db.transaction() as session:
         candidates = []
         for action in session.scalars(select(HealAction).where(HealAction.state == "done")):
-            host = session.get(Server, action.server_id).host
+            host = session.get_one(Server, action.server_id).host
             if host.deleted_at is None and launch.launch_of(session, host.name) is not None:
                 candidates.append(host)
         idle = []

@@ -196,7 +196,7 @@ def _release(db: Database, provider, launch_id: int, ctx: audit.Context) -> list
 def _fail(db: Database, provider, launch_id: int, ctx: audit.Context, error: ProviderError) -> None:
     left = _release(db, provider, launch_id, ctx)
     with db.transaction() as session:
-        launch = session.get(Launch, launch_id)
+        launch = session.get_one(Launch, launch_id)
         launch.state, launch.error, launch.finished_at = "failed", str(error), audit.utc_now()
         audit.record(session, ctx, "host.launch-failed", "launch", [launch.host_name, launch.provider.name],
                      error=str(error)[:500], quota=error.quota, unreleased=left)
@@ -224,7 +224,7 @@ def launch_host(db: Database, ctx: audit.Context, provider_name: str, region: st
         machine = provider.launch(request, _Recorder(db, launch_id, ctx).created)
         answer = (readiness or READINESS)(machine)
         with db.transaction() as session:
-            launch = session.get(Launch, launch_id)
+            launch = session.get_one(Launch, launch_id)
             hosts.add_host(session, ctx, name, answer.management_ip, country, provider=provider_name,
                            datacenter=region, ssh_port=answer.ssh_port, ssh_username=machine.ssh_username,
                            ssh_host_key=answer.ssh_host_key)
@@ -273,7 +273,7 @@ def destroy_host(db: Database, ctx: audit.Context, host_name: str, *, force: boo
         launch_id, name = launch.id, host.name
     left = _release(db, provider, launch_id, ctx)
     with db.transaction() as session:
-        launch = session.get(Launch, launch_id)
+        launch = session.get_one(Launch, launch_id)
         released = [r.kind for r in session.scalars(select(ProviderResource).where(
             ProviderResource.launch_id == launch_id, ProviderResource.released_at.is_not(None)))]
         if not left:

@@ -79,8 +79,9 @@ class RemoteHost:
             raise RemoteError(f"{self.target.name}: {what or command!r} did not finish in {timeout:g}s") from None
         except (asyncssh.Error, OSError) as exc:
             raise RemoteError(f"{self.target.name}: cannot run {what or command!r}: {exc}") from None
-        result = RunResult(done.exit_status if done.exit_status is not None else -1, done.stdout or b"",
-                           (done.stderr or b"").decode("utf-8", errors="replace"))
+        stdout, stderr = _as_bytes(done.stdout), _as_bytes(done.stderr)  # bytes: encoding=None above
+        result = RunResult(done.exit_status if done.exit_status is not None else -1, stdout,
+                           stderr.decode("utf-8", errors="replace"))
         if check and result.exit_status != 0:
             detail = _tail(result.stderr) or _tail(result.text)
             raise RemoteError(f"{self.target.name}: {what or command!r} failed (exit {result.exit_status})"
@@ -100,7 +101,7 @@ class RemoteHost:
         sftp = await self._sftp_client()
         try:
             async with sftp.open(path, "rb") as f:
-                return await f.read(size, offset)
+                return _as_bytes(await f.read(size, offset))
         except asyncssh.SFTPNoSuchFile:
             return None
         except (asyncssh.Error, OSError) as exc:
@@ -170,3 +171,10 @@ async def connect(target: SshTarget, client_keys: Sequence[str] | None = None) -
             host._sftp.exit()
         connection.close()
         await connection.wait_closed()
+
+
+def _as_bytes(data: bytes | str | None) -> bytes:
+    """asyncssh types its output as text or bytes; onehop always asks for bytes."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    return data or b""

@@ -131,7 +131,8 @@ def add_server(session: Session, ctx: audit.Context, host: Host, channel: Channe
         ssh_host_key=secrets.ssh_host_key, obfuscated_ssh_key=secrets.obfuscated_ssh_key,
         web_server_secret=secrets.web_server_secret, allow_bogons=spec.allow_bogons,
         is_embedded=spec.discovery_days is None, is_permanent=spec.permanent,
-        discovery_start=start, discovery_end=start + timedelta(days=spec.discovery_days) if start else None,
+        discovery_start=start, discovery_end=(start + timedelta(days=spec.discovery_days)
+                                                  if start is not None and spec.discovery_days is not None else None),
         created_at=ctx.now)
     session.add(server)
     session.flush()

@@ -4,6 +4,7 @@ pages separately), as the handshake hands them out."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -58,8 +59,8 @@ def _parse_specs(key: str, specs: list[str], problems: list[ConfigProblem]) -> l
     return pages
 
 
-def add_sponsor(session: Session, ctx: audit.Context, name: str, home_pages: list[str] = (),
-                mobile_home_pages: list[str] = ()) -> Sponsor:
+def add_sponsor(session: Session, ctx: audit.Context, name: str, home_pages: Sequence[str] = (),
+                mobile_home_pages: Sequence[str] = ()) -> Sponsor:
     problems: list[ConfigProblem] = []
     check_display_name("--name", name, problems)
     pages = _parse_specs("--home-page", list(home_pages), problems)

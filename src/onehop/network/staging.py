@@ -22,6 +22,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import cast
 
 import onehop
 
@@ -32,8 +33,8 @@ try:
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
 except ImportError:  # pragma: no cover - pip always vendors it
-    from pip._vendor.packaging.markers import default_environment  # type: ignore[no-redef]
-    from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+    from pip._vendor.packaging.markers import default_environment
+    from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]
 
 OPERATOR_ONLY = ("network", "mail", "lab")
 ENTRY_POINT = "onehop.cli:main"
@@ -46,7 +47,7 @@ def canonical(name: str) -> str:
 def _wanted(requirement: Requirement, extras: frozenset[str]) -> bool:
     if requirement.marker is None:
         return True
-    environment = default_environment()
+    environment = cast("dict[str, str]", default_environment())
     return any(requirement.marker.evaluate({**environment, "extra": extra}) for extra in (extras or {""}))
 
 
@@ -56,7 +57,7 @@ def runtime_closure(root: str = "onehop") -> dict[str, metadata.Distribution]:
         requires = metadata.distribution(root).requires or []
     except metadata.PackageNotFoundError:
         raise BuildError(f"{root} is not installed as a distribution (pip install -e .)") from None
-    todo = [(Requirement(r), frozenset()) for r in requires]
+    todo: list[tuple[Requirement, frozenset[str]]] = [(Requirement(r), frozenset()) for r in requires]
     todo = [(r, e) for r, e in todo if _wanted(r, frozenset())]
     found: dict[str, tuple[metadata.Distribution, frozenset[str]]] = {}
     while todo:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any, cast
 
 from ...errors import RemoteProtocolError
 from ..prng import SeededPRNG
@@ -56,7 +57,7 @@ class PrefixSpec:
         regen.compile_pattern(self.pattern)  # fail early on a bad pattern
 
 
-def prefix_specs_problem(specs: dict) -> str | None:
+def prefix_specs_problem(specs: dict[str, Any]) -> str | None:
     """What is wrong with a name -> pattern mapping of prefix specs, or None."""
     for name, pattern in specs.items():
         if not isinstance(pattern, str):
@@ -101,7 +102,7 @@ def encode_prefix_header(spec_name: str) -> bytes:
 
 def parse_prefix_header_fixed(fixed: bytes) -> int:
     """Validate the 4 decrypted fixed bytes of a prefix header; return the name length."""
-    version, length = struct.unpack(">HH", fixed)
+    version, length = cast("tuple[int, int]", struct.unpack(">HH", fixed))
     if version != PREFIX_HEADER_VERSION:
         raise RemoteProtocolError("bad-prefix-header", f"version {version}")
     if length > PREFIX_MAX_HEADER_LENGTH:

@@ -28,19 +28,22 @@ class PatternError(ValueError):
 
 @dataclass(frozen=True)
 class _Choice:
-    options: tuple  # tuple of byte values
+    options: tuple[int, ...]  # byte values
 
 
 @dataclass(frozen=True)
 class _Repeat:
-    node: object
+    node: _Node
     low: int
     high: int
 
 
 @dataclass(frozen=True)
 class _Alternation:
-    branches: tuple  # tuple of sequences (tuples of nodes)
+    branches: tuple[tuple[_Node, ...], ...]  # each branch a sequence of nodes
+
+
+_Node = _Choice | _Repeat | _Alternation
 
 
 class _Parser:
@@ -71,13 +74,13 @@ class _Parser:
             branches.append(self._sequence())
         return _Alternation(tuple(branches))
 
-    def _sequence(self) -> tuple:
-        nodes = []
+    def _sequence(self) -> tuple[_Node, ...]:
+        nodes: list[_Node] = []
         while self._peek() not in (None, "|", ")"):
             nodes.append(self._quantified(self._atom()))
         return tuple(nodes)
 
-    def _atom(self):
+    def _atom(self) -> _Node:
         ch = self._take()
         if ch == "(":
             if self.p.startswith("?:", self.i):
@@ -97,10 +100,10 @@ class _Parser:
         return _Choice(tuple(ch.encode("utf-8"))) if ord(ch) < 256 else self._utf8_literal(ch)
 
     @staticmethod
-    def _utf8_literal(ch: str):
+    def _utf8_literal(ch: str) -> _Alternation:
         return _Alternation(((tuple(_Choice((b,)) for b in ch.encode("utf-8"))),))
 
-    def _escape(self) -> tuple:
+    def _escape(self) -> tuple[int, ...]:
         ch = self._take()
         if ch in _SIMPLE_ESCAPES:
             return (_SIMPLE_ESCAPES[ch],)
@@ -118,7 +121,7 @@ class _Parser:
             raise PatternError("escaped character outside byte range")
         return (ord(ch),)
 
-    def _class_item(self) -> tuple:
+    def _class_item(self) -> tuple[int, ...]:
         ch = self._take()
         return self._escape() if ch == "\\" else (ord(ch),)
 
@@ -147,7 +150,7 @@ class _Parser:
             raise PatternError("empty character class")
         return _Choice(options)
 
-    def _quantified(self, node):
+    def _quantified(self, node: _Node) -> _Node:
         while True:
             ch = self._peek()
             if ch == "?":
@@ -194,7 +197,7 @@ def generate(pattern: str, prng: SeededPRNG) -> bytes:
     return bytes(out)
 
 
-def _emit(node, prng: SeededPRNG, out: bytearray) -> None:
+def _emit(node: _Node, prng: SeededPRNG, out: bytearray) -> None:
     if isinstance(node, _Choice):
         options = node.options
         out.append(options[0] if len(options) == 1 else options[prng.intn(len(options))])

@@ -77,6 +77,8 @@ async def check_server(server_id: str, encoded_entry: str, timeout: float = 60.0
         entry = decode_server_entry(encoded_entry.strip())
         protocol = "OSSH" if "OSSH" in supported_protocols(entry) else "SSH"
         port = entry.ssh_obfuscated_port if protocol == "OSSH" else entry.ssh_port
+        if not port:
+            return CheckResult(server_id, False, f"the server entry has no {protocol} port")
         started = time.monotonic()
         await _wait_for_port(entry.ip_address, port, timeout)
         if protocol == "OSSH":

@@ -24,9 +24,10 @@ from ..errors import NetworkError
 class ProviderError(NetworkError):
     """The provider refused or failed (``quota``: a limit was reached; retry later or raise it)."""
 
-    def __init__(self, message: str, *, quota: bool = False) -> None:
+    def __init__(self, message: str, *, quota: bool = False, code: str = "") -> None:
         super().__init__(message)
         self.quota = quota
+        self.code = code  # the provider's own error code, when it gave one
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,7 @@ class AwsProvider:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-            error = ProviderError(f"AWS {what}: {code}: {message}", quota=code in QUOTA_CODES)
-            error.code = code
-            raise error from None
+            raise ProviderError(f"AWS {what}: {code}: {message}", quota=code in QUOTA_CODES, code=code) from None
         except BotoCoreError as exc:  # may name the endpoint URL: never with its user:password@
             message = _USERINFO.sub(r"\1", str(exc))
             raise ProviderError(f"AWS {what}: {message}") from None

@@ -28,8 +28,9 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Table, insert, select, tuple_
 
 from .. import audit
 from ..db import Database
@@ -277,7 +278,7 @@ class Ingest:
             elif record.consumed_bytes != old:
                 return False
             if rows:
-                session.execute(insert(StatsEvent.__table__), [dict(r, file_id=record.id) for r in rows])
+                session.execute(insert(cast(Table, StatsEvent.__table__)), [dict(r, file_id=record.id) for r in rows])
             record.consumed_bytes, record.prefix_sha256 = new, digest
             record.events += len(rows)
             record.malformed += malformed

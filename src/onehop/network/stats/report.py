@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -64,7 +65,7 @@ def daily(session: Session, start: date, until: date, dimension: str | None) -> 
              .group_by(*keys).order_by(*keys))
     rows = []
     for found in session.execute(query):
-        item = {"day": _day(found[0]).isoformat()}
+        item: dict[str, Any] = {"day": _day(found[0]).isoformat()}
         if dimension:
             item[dimension] = found[1] or None  # unknown (an event without the field)
         item.update(connections=int(found.connections or 0), unique_users=int(found.unique_users or 0),
@@ -79,22 +80,22 @@ def _names(session: Session) -> dict[str, dict[str, str]]:
             "server": dict(session.execute(sa.select(Server.id, Host.name).join(Host)).all())}
 
 
-def _pair_counts(session: Session, start: date, until: date) -> dict[tuple[str, str], dict[date, int]]:
+def _pair_counts(session: Session, start: date, until: date) -> dict[tuple[str, str | None], dict[date, int]]:
     completed = sa.func.coalesce(StatsEvent.handshake_completed, sa.true())
     query = (sa.select(StatsEvent.server_id, StatsEvent.region, StatsEvent.day, sa.func.count())
              .where(StatsEvent.day.between(start, until), StatsEvent.event_name == "server_tunnel", completed,
                     StatsEvent.client_platform != DEPLOY_CHECK_PLATFORM, StatsEvent.server_id.is_not(None))
              .group_by(StatsEvent.server_id, StatsEvent.region, StatsEvent.day))
-    series: dict[tuple[str, str], dict[date, int]] = defaultdict(dict)
+    series: dict[tuple[str, str | None], dict[date, int]] = defaultdict(dict)
     for server_id, region, day, count in session.execute(query):
-        series[(server_id, region)][_day(day)] = count
+        series[(str(server_id), region)][_day(day)] = count  # never None: filtered above
     return series
 
 
 def _last_event_days(session: Session) -> dict[str, date]:
     query = sa.select(StatsEvent.server_id, sa.func.max(StatsEvent.day)).where(
         StatsEvent.server_id.is_not(None)).group_by(StatsEvent.server_id)
-    return {server_id: _day(day) for server_id, day in session.execute(query)}
+    return {str(server_id): _day(day) for server_id, day in session.execute(query)}  # None filtered above
 
 
 def _since(series: dict[date, int], start: date, threshold: float) -> str | None:

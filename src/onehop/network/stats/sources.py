@@ -40,7 +40,9 @@ class LogFile:
 
 class LogSource(Protocol):
     description: str
-    host_name: str | None
+
+    @property
+    def host_name(self) -> str | None: ...
 
     async def files(self) -> list[LogFile]: ...
 
