@@ -22,7 +22,7 @@ from onehop.client.transfer_urls import parse_transfer_urls
 from onehop.errors import TransferError
 from onehop.net.dial import socket_opener
 from onehop.net.resumable import download
-from onehop.upgrade.fetch import Downloader, FetchPolicy
+from onehop.client.upgrade.fetch import Downloader, FetchPolicy
 
 LIMIT = 64 * 1024
 ATTEMPTS = 4

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from onehop.network.fileio import FileBatch, write_atomic
-from onehop.upgrade.install import install_file
+from onehop.client.upgrade.install import install_file
 
 SECRET = b'{"SshPrivateKey": "secret"}'
 

@@ -12,14 +12,21 @@ from datetime import datetime, timezone
 
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
                                 verify_server_entry_signature)
+from ..configtools import parse_json_text
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
 from .candidates import TargetStore
-from .config import ClientConfig, apply_flags, load_client_config
+from .config import ClientConfig, apply_flags, default_data_dir, load_client_config, parse_client_config
 from .controller import Controller
 from .datastore import Datastore
+from .dns_forwarder import start_dns_forwarder
+from .feedback.noticelog import attach_notice_log
 from .notices import Notices
 from .remote_lists import RemoteListFetcher
+from .terminal_view import TerminalView
 from .transfer_urls import parse_transfer_urls
+from .ui.settings import read_overlay
+from .upgrade.install import rollback_client
+from .upgrade_hook import UpgradeHook
 
 
 def _read_text(path: str, key: str) -> str:
@@ -86,8 +93,6 @@ def embedded_resource(name: str) -> str | None:
 
 
 def build_config(args) -> ClientConfig:
-    from ..configtools import parse_json_text
-    from .config import parse_client_config
     embedded = embedded_resource("config.json") if not args.config else None
     if args.config:
         config = load_client_config(args.config)
@@ -106,8 +111,6 @@ def build_config(args) -> ClientConfig:
 
 
 def with_ui_settings(raw: dict, data_dir: str | None) -> dict:
-    from .config import default_data_dir
-    from .ui.settings import read_overlay
     return {**raw, **read_overlay(data_dir or raw.get("DataRootDirectory") or default_data_dir())}
 
 
@@ -147,18 +150,16 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
                          ui: bool = False, config_file: str | None = None, open_browser: bool = True) -> int:
     if config.extra:
         notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
-    from ..feedback.noticelog import attach_notice_log
     notice_log = attach_notice_log(notices, config.data_dir)  # redacted; what `feedback send` reports
     store = open_store(config, notices)
     controller = Controller(config, store, notices, remote_lists=remote_fetcher(config, store, notices))
     view = None
     if terminal:
-        from .terminal_view import TerminalView
         view = TerminalView(controller, notices_path=notice_log.path)
     page = None
     try:
         if ui:
-            from .ui.launch import start_ui
+            from .ui.launch import start_ui  # local: aiohttp's server and the page load with --ui only
             page = await start_ui(controller, config_file=config_file, open_browser=open_browser)
         return await _serve(controller, config, notices, view)
     finally:
@@ -168,17 +169,15 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
 
 
 async def _serve(controller: Controller, config: ClientConfig, notices: Notices, view) -> int:
-    from .upgrade_hook import UpgradeHook
     upgrades = UpgradeHook(controller)
     notices.subscribe(upgrades.on_notice)
     loop = asyncio.get_running_loop()
     dns = None
     if config.dns_port:
-        from .dns_forwarder import start_dns_forwarder
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
         notices.emit("ListeningDNSForwarderPort", port=dns.port)
     if config.whole_device:
-        from .wholedevice import WholeDevice
+        from .wholedevice import WholeDevice  # local: the nft/netlink part loads in that mode only
         controller.whole_device = WholeDevice(controller, config.share_lan)
         await controller.whole_device.start()
     main = loop.create_task(controller.run())
@@ -240,7 +239,6 @@ def cleanup_whole_device(args) -> int:
 
 def rollback(config: ClientConfig) -> int:
     """``onehop client --rollback``: put the previous single-file build back."""
-    from ..upgrade.install import rollback_client
     result = rollback_client(config.data_dir)
     print(f"restored {result.path} (version {result.restored_version or 'unknown'}); "
           f"the rolled-back build is kept as {result.rolled_back}")

@@ -14,7 +14,7 @@
 ``send`` exits 0 once uploaded, 75 (EX_TEMPFAIL) when the package is saved but not
 uploaded yet (the client, or ``flush``, uploads it later). ``collect`` exits 0 when
 every upload was stored or skipped, 1 when some were rejected or failed (they are left
-in place). Heavy imports happen inside the handlers.
+in place).
 
 ``collect`` and ``list`` use the network database (``onehop network init`` creates the
 table): by default ``collect`` decrypts with the network's feedback keys (the active
@@ -31,6 +31,13 @@ import os
 import sys
 
 from ..cliargs import add_after_verb
+from ..errors import ConfigError, ConfigProblem, OnehopError
+
+# Each handler imports the modules it runs when it runs (the imports inside functions
+# below): ``onehop`` builds every part's parser at each start (``onehop/cli.py``), and
+# loading the client's config and feedback modules here would more than double the start
+# of every command; ``collect`` and ``list`` need SQLAlchemy (the ``network`` extra) and
+# ``receive`` aiohttp's server, which ``send`` has no use for.
 
 DB_HELP = ("network database URL, for collect and list (default: the network's default database); "
            "accepted before or after the verb")
@@ -119,18 +126,14 @@ def client_config(args):
 
 
 def _policy(args):
-    from ..errors import ConfigError, ConfigProblem
-    from .upload import UploadPolicy
+    from ..client.feedback.upload import UploadPolicy
     if not 1 <= args.attempts <= 100:
         raise ConfigError([ConfigProblem("--attempts", "must be between 1 and 100")])
     return UploadPolicy(max_attempts=args.attempts, backoff=CLI_BACKOFF)
 
 
 def _known_servers(config) -> list[str]:
-    import os
-
     from ..client.datastore import Datastore
-    from ..errors import OnehopError
     if not os.path.exists(os.path.join(config.data_dir, "datastore.sqlite")):
         return []
     try:
@@ -144,14 +147,13 @@ def _known_servers(config) -> list[str]:
 
 
 def _installation() -> str:
-    from ..upgrade.install import detect_installation
+    from ..client.upgrade.install import detect_installation
     return detect_installation().kind
 
 
 def _without_db(args) -> None:
     """``--db`` before a verb that has no use for it is a mistake worth saying."""
     if getattr(args, "db", None):
-        from ..errors import ConfigError, ConfigProblem
         raise ConfigError([ConfigProblem("--db", f"only collect and list use the network database, "
                                                  f"not {args.feedback_command}")])
 
@@ -159,7 +161,7 @@ def _without_db(args) -> None:
 def _send(args) -> int:
     import asyncio
 
-    from .send import send_feedback
+    from ..client.feedback.send import send_feedback
     _without_db(args)
     config = client_config(args)
     result = asyncio.run(send_feedback(
@@ -188,7 +190,6 @@ def _print_upload_event(kind: str, data: dict) -> None:
 def _receive(args) -> int:
     import asyncio
 
-    from ..errors import ConfigError, ConfigProblem
     from .receive import ReceiveOptions, parse_listen, serve_until_signalled, start_line
     host, port = parse_listen(args.listen)
     if args.max_size <= 0:
@@ -204,7 +205,7 @@ def _receive(args) -> int:
 def _flush(args) -> int:
     import asyncio
 
-    from .send import flush_feedback
+    from ..client.feedback.send import flush_feedback
     _without_db(args)
     report = asyncio.run(flush_feedback(client_config(args), policy=_policy(args)))
     if args.json:
@@ -217,7 +218,6 @@ def _flush(args) -> int:
 # -- operators ------------------------------------------------------------------------
 
 def _read_file(path: str, flag: str, binary: bool = False):
-    from ..errors import ConfigError, ConfigProblem
     try:
         if path == "-":
             return sys.stdin.buffer.read() if binary else sys.stdin.read()
@@ -228,7 +228,6 @@ def _read_file(path: str, flag: str, binary: bool = False):
 
 
 def _server_ids(path: str | None) -> dict[str, str]:
-    from ..errors import ConfigError, ConfigProblem
     if not path:
         return {}
     try:
@@ -238,17 +237,6 @@ def _server_ids(path: str | None) -> dict[str, str]:
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise ConfigError([ConfigProblem("--server-ids", 'must be {"<ip>": "<server id>", ...}')])
     return mapping
-
-
-def _network_facts(store, with_keys: bool) -> tuple[list[str], dict[str, str]]:
-    """(the network's feedback private keys, active first; {server IP: server ID})."""
-    from sqlalchemy.orm import Session
-
-    from ..network.keys import private_keys
-    from ..network.servers import server_ids_by_ip
-    with Session(store.engine) as session:
-        keys = private_keys(session, "feedback") if with_keys else []
-        return keys, server_ids_by_ip(session)
 
 
 def _merge(reports: list):
@@ -262,13 +250,12 @@ def _merge(reports: list):
 
 def _collect(args) -> int:
     from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, load_private_key
-    from ..errors import ConfigError, ConfigProblem
     from .collect import collect
     from .sources import open_source
-    from .store import SqlFeedbackStore
+    from .sqlstore import SqlFeedbackStore, network_facts
     store = SqlFeedbackStore.open(args.db)
     try:
-        keys, server_ids = _network_facts(store, with_keys=not args.key)
+        keys, server_ids = network_facts(store, with_keys=not args.key)
         if args.key:
             keys = [_read_file(args.key, "--key", binary=True)]
         if not keys:
@@ -298,8 +285,8 @@ def _collect(args) -> int:
 
 def _decrypt(args) -> int:
     from ..core.feedbackcrypto import decrypt, load_private_key
+    from ..core.redact import Redactor
     from .collect import parse_document
-    from .redact import Redactor
     _without_db(args)
     key = load_private_key(_read_file(args.key, "--key", binary=True))
     plaintext = decrypt(_read_file(args.blob, "BLOB", binary=True), key)
@@ -311,7 +298,7 @@ def _decrypt(args) -> int:
 
 
 def _list(args) -> int:
-    from .store import SqlFeedbackStore
+    from .sqlstore import SqlFeedbackStore
     store = SqlFeedbackStore.open(args.db)
     try:
         records = store.list(limit=max(1, args.limit))

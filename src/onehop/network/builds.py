@@ -1,5 +1,5 @@
 """Per-channel client builds (one runnable file); their signed upgrade packages are made
-by ``onehop.upgrade.package.make_upgrade_package`` (see ``publish``).
+by ``onehop.client.upgrade.package.make_upgrade_package`` (see ``publish``).
 
 A build is a shiv zipapp (``zipapp``) or a one-file native executable (``standalone``,
 PyInstaller; ``standalone`` freezes the runtime once and embeds each channel's files in
