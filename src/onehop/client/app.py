@@ -15,7 +15,8 @@ from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_
 from ..configtools import parse_json_text
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
 from .candidates import TargetStore
-from .config import ClientConfig, apply_flags, default_data_dir, load_client_config, parse_client_config
+from .config import (ClientConfig, apply_flags, default_data_dir, embedded_resource, load_client_config,
+                     parse_client_config)
 from .controller import Controller
 from .datastore import Datastore
 from .dns_forwarder import start_dns_forwarder
@@ -77,19 +78,6 @@ def _check_target_signature(entry: ServerEntry, public_key: str) -> None:
     except OnehopError as exc:
         raise ConfigError([ConfigProblem("--target-server-entry", f"signature does not verify with "
                                          f"ServerEntrySignaturePublicKey: {exc}")]) from None
-
-
-EMBEDDED_PACKAGE = "onehop_embedded"  # added to per-channel client builds by `network build-client`
-
-
-def embedded_resource(name: str) -> str | None:
-    """Text of a file embedded in a client build, or None when not running from one."""
-    import importlib.resources
-    import importlib.util
-    if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
-        return None
-    resource = importlib.resources.files(EMBEDDED_PACKAGE) / name
-    return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
 
 def build_config(args) -> ClientConfig:
@@ -215,7 +203,7 @@ def run_client(args) -> int:
     if getattr(args, "rollback", False):
         return rollback(config)
     if config.whole_device:
-        from .wholedevice.rules import preflight
+        from .wholedevice.rules import preflight  # local: whole-device mode only
         preflight(config.share_lan)  # not root, no nft, no such interface: one line, nothing changed
     terminal = sys.stdout.isatty() and not args.notices
     ui = config.ui or (config.ui_without_terminal and not sys.stdout.isatty())
@@ -231,7 +219,7 @@ def cleanup_whole_device(args) -> int:
     """``onehop client --whole-device --cleanup``: remove a crashed run's rules, then exit."""
     if not args.whole_device:
         raise ConfigError([ConfigProblem("--cleanup", "needs --whole-device")])
-    from .wholedevice import cleanup
+    from .wholedevice import cleanup  # local: whole-device mode only
     print("removed the whole-device rules (table inet onehop)" if cleanup()
           else "no whole-device rules were in place")
     return 0

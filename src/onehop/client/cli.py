@@ -41,5 +41,5 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from .app import run_client
+    from .app import run_client  # local: `onehop` builds every parser at start; the client loads when run
     return run_client(args)

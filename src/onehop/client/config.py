@@ -256,3 +256,16 @@ def apply_flags(config: ClientConfig, **flags: Any) -> ClientConfig:
 def data_path(config: ClientConfig, *parts: str) -> str:
     os.makedirs(config.data_dir, exist_ok=True)
     return os.path.join(config.data_dir, *parts)
+
+
+EMBEDDED_PACKAGE = "onehop_embedded"  # added to per-channel client builds by `network build-client`
+
+
+def embedded_resource(name: str) -> str | None:
+    """Text of a file embedded in a client build, or None when not running from one."""
+    import importlib.resources
+    import importlib.util
+    if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
+        return None
+    resource = importlib.resources.files(EMBEDDED_PACKAGE) / name
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None

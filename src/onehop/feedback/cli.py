@@ -109,6 +109,7 @@ def client_config(args):
     from ..client.config import (
         ClientConfig,
         apply_flags,
+        embedded_resource,
         load_client_config,
         parse_client_config,
     )
@@ -116,7 +117,6 @@ def client_config(args):
     config: ClientConfig
     embedded = None
     if not args.config:
-        from ..client.app import embedded_resource
         embedded = embedded_resource("config.json")
     if embedded is not None:
         config = parse_client_config(parse_json_text(embedded, "embedded config.json"), "embedded config.json")

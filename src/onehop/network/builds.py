@@ -34,7 +34,7 @@ from .keys import NetworkKeys
 from .staging import ENTRY_POINT, runtime_closure, stage_runtime, tree_digest
 from . import standalone
 
-EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.app looks for
+EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.config looks for
 SHEBANG = "/usr/bin/env python3"
 UPGRADE_SUFFIX = ".upgrade"
 FORMATS = ("zipapp", "standalone")

@@ -24,7 +24,7 @@ FEEDBACK_ATTEMPTS = 2  # the UI answers within a minute; a package not uploaded 
 
 def probe_whole_device() -> WholeDeviceSupport:
     """Whole-device mode works here (Linux, root, nft and ip), or why not."""
-    try:
+    try:  # local: a build may leave whole-device mode out, and the UI then says so
         from ..wholedevice.rules import preflight
     except ImportError:
         return WholeDeviceSupport(False, "not part of this build")
@@ -37,7 +37,7 @@ def probe_whole_device() -> WholeDeviceSupport:
 
 
 async def _start_whole_device(controller: ControlledClient, share_lan: str) -> Any:
-    from ..wholedevice import WholeDevice
+    from ..wholedevice import WholeDevice  # local: loaded when the user turns the mode on
     service = WholeDevice(controller, share_lan)
     await service.start()
     return service
