@@ -9,12 +9,12 @@ from datetime import UTC
 
 import pytest
 
+from onehop.client.feedback.send import send_feedback
+from onehop.client.feedback.upload import UploadPolicy
 from onehop.core.feedbackcrypto import encrypt
 from onehop.feedback.collect import collect
 from onehop.feedback.errors import SourceError
-from onehop.client.feedback.send import send_feedback
 from onehop.feedback.sources import DirectorySource, S3Source, open_source
-from onehop.client.feedback.upload import UploadPolicy
 from tests.conftest import load_vectors
 from tests.feedback.conftest import client_config, sqlite_db
 
@@ -149,8 +149,8 @@ def test_a_crash_between_store_and_delete_never_duplicates(tmp_path, feedback_ke
 def test_the_add_of_a_stored_upload_is_a_no_op(tmp_path, feedback_keys, feedback_store):
     from datetime import datetime
 
-    from onehop.feedback.collect import build_record
     from onehop.core.redact import Redactor
+    from onehop.feedback.collect import build_record
     from onehop.feedback.sources import Upload
     record = build_record(Upload("k", 1), b"b", b'{"Feedback": {"Message": {"text": "t"}}}', Redactor(),
                           datetime.now(UTC))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from onehop.network.fileio import FileBatch, write_atomic
 from onehop.client.upgrade.install import install_file
+from onehop.network.fileio import FileBatch, write_atomic
 
 SECRET = b'{"SshPrivateKey": "secret"}'
 

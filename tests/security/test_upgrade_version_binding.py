@@ -13,13 +13,18 @@ import random
 
 import pytest
 
-from onehop.core.authpackage import generate_rsa_keypair
-from onehop.upgrade.artifacts import upgrade_artifacts
 from onehop.client.upgrade.check import check_and_download_upgrade
 from onehop.client.upgrade.fetch import FetchPolicy
 from onehop.client.upgrade.install import Installation, load_state
+from onehop.core.authpackage import generate_rsa_keypair
+from onehop.upgrade.artifacts import upgrade_artifacts
 from tests.e2e.fakes import FileServer
-from tests.upgrade.conftest import FakeController, installed_client, make_build, upgrade_config
+from tests.upgrade.conftest import (
+    FakeController,
+    installed_client,
+    make_build,
+    upgrade_config,
+)
 
 FAST = FetchPolicy(max_attempts=2, retry_delay=0.0, timeout=10.0, delta_attempts=1)
 FULL = "/site/onehop-client.pyz.upgrade"
@@ -108,9 +113,9 @@ def test_deltas_are_bound_to_the_platform(upgrade_keys, old_builds):
 
 
 def test_packages_made_by_the_network_carry_version_and_platform(upgrade_keys, old_builds):
+    from onehop.client.upgrade.package import read_upgrade_package
     from onehop.network.keys import KeyPair
     from onehop.network.upgrades import VersionPlan, make_packages
-    from onehop.client.upgrade.package import read_upgrade_package
 
     plan = VersionPlan("Other", 42, "site", (41, old_builds["41"]))
     artifacts = make_packages("onehop-client.pyz", old_builds["42"], plan, KeyPair(*upgrade_keys))

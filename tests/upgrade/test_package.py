@@ -8,9 +8,6 @@ import json
 
 import pytest
 
-from onehop.core.authpackage import compress_gzip, make_package, read_package
-from onehop.errors import RemoteProtocolError, SignatureError
-from onehop.upgrade.artifacts import upgrade_artifacts
 from onehop.client.upgrade.errors import DeltaError, UpgradeError
 from onehop.client.upgrade.package import (
     Delta,
@@ -23,6 +20,9 @@ from onehop.client.upgrade.package import (
     read_delta_package,
     read_upgrade_package,
 )
+from onehop.core.authpackage import compress_gzip, make_package, read_package
+from onehop.errors import RemoteProtocolError, SignatureError
+from onehop.upgrade.artifacts import upgrade_artifacts
 from tests.conftest import load_vectors
 
 

@@ -10,9 +10,9 @@ import threading
 import sys
 from datetime import datetime, timezone
 
+from ..configtools import parse_json_text
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
                                 verify_server_entry_signature)
-from ..configtools import parse_json_text
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
 from .candidates import TargetStore
 from .config import (ClientConfig, apply_flags, default_data_dir, embedded_resource, load_client_config,
@@ -147,7 +147,8 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
     page = None
     try:
         if ui:
-            from .ui.launch import start_ui  # local: aiohttp's server and the page load with --ui only
+            # local: aiohttp's server and the page load with --ui only
+            from .ui.launch import start_ui
             page = await start_ui(controller, config_file=config_file, open_browser=open_browser)
         return await _serve(controller, config, notices, view)
     finally:
@@ -165,7 +166,8 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
         notices.emit("ListeningDNSForwarderPort", port=dns.port)
     if config.whole_device:
-        from .wholedevice import WholeDevice  # local: the nft/netlink part loads in that mode only
+        # local: the nft/netlink part loads in that mode only
+        from .wholedevice import WholeDevice
         controller.whole_device = WholeDevice(controller, config.share_lan)
         await controller.whole_device.start()
     main = loop.create_task(controller.run())
@@ -203,7 +205,8 @@ def run_client(args) -> int:
     if getattr(args, "rollback", False):
         return rollback(config)
     if config.whole_device:
-        from .wholedevice.rules import preflight  # local: whole-device mode only
+        # local: whole-device mode only
+        from .wholedevice.rules import preflight
         preflight(config.share_lan)  # not root, no nft, no such interface: one line, nothing changed
     terminal = sys.stdout.isatty() and not args.notices
     ui = config.ui or (config.ui_without_terminal and not sys.stdout.isatty())
@@ -219,7 +222,8 @@ def cleanup_whole_device(args) -> int:
     """``onehop client --whole-device --cleanup``: remove a crashed run's rules, then exit."""
     if not args.whole_device:
         raise ConfigError([ConfigProblem("--cleanup", "needs --whole-device")])
-    from .wholedevice import cleanup  # local: whole-device mode only
+    # local: whole-device mode only
+    from .wholedevice import cleanup
     print("removed the whole-device rules (table inet onehop)" if cleanup()
           else "no whole-device rules were in place")
     return 0

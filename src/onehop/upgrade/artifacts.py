@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..core.api import PLATFORM_OTHER
 from ..client.upgrade.package import (
     delta_name,
     full_name,
@@ -26,6 +25,7 @@ from ..client.upgrade.package import (
     make_upgrade_package,
     sha256_hex,
 )
+from ..core.api import PLATFORM_OTHER
 
 
 @dataclass(frozen=True)

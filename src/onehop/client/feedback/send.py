@@ -33,7 +33,6 @@ from .queue import FeedbackQueue, PendingFeedback
 from .targets import encryption_key, parse_upload_targets
 from .upload import DEFAULT_POLICY, UploadPolicy, UploadReport, upload_pending
 
-
 NO_UPLOAD_URL = ("no feedback upload URL configured: the network's operator sets one with `onehop network "
                  "settings set feedback-upload-url URL` (for a directory: `onehop feedback receive --listen "
                  "HOST:PORT --to DIR`) and makes the client build again (`onehop network build-client` or "

@@ -37,7 +37,8 @@ def probe_whole_device() -> WholeDeviceSupport:
 
 
 async def _start_whole_device(controller: ControlledClient, share_lan: str) -> Any:
-    from ..wholedevice import WholeDevice  # local: loaded when the user turns the mode on
+    # local: loaded when the user turns the mode on
+    from ..wholedevice import WholeDevice
     service = WholeDevice(controller, share_lan)
     await service.start()
     return service

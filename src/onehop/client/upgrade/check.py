@@ -43,7 +43,14 @@ from .install import (
     pip_instructions,
     record_install,
 )
-from .package import apply_delta, check_offer, delta_name, is_newer, read_delta_package, read_upgrade_package
+from .package import (
+    apply_delta,
+    check_offer,
+    delta_name,
+    is_newer,
+    read_delta_package,
+    read_upgrade_package,
+)
 from .progress import make_progress
 
 CLIENT_UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"
