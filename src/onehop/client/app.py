@@ -23,7 +23,6 @@ from .dns_forwarder import start_dns_forwarder
 from .feedback.noticelog import attach_notice_log
 from .notices import Notices
 from .remote_lists import RemoteListFetcher
-from .terminal_view import TerminalView
 from .transfer_urls import parse_transfer_urls
 from .ui.settings import read_overlay
 from .upgrade.install import rollback_client
@@ -143,6 +142,8 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
     controller = Controller(config, store, notices, remote_lists=remote_fetcher(config, store, notices))
     view = None
     if terminal:
+        # local: rich (about 50 modules) loads only to draw on a terminal
+        from .terminal_view import TerminalView
         view = TerminalView(controller, notices_path=notice_log.path)
     page = None
     try:
