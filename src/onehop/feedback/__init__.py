@@ -14,6 +14,7 @@ the two share the blob format (``onehop.core.feedbackcrypto``), the redactor
   ``onehop.network.feedback_records``; SQLAlchemy, the ``network`` extra).
 
 Boundary: above the client and the network database; neither imports this package.
-``cli`` registers ``onehop feedback send|flush`` (users: the client half) and
-``collect|receive|decrypt|list`` (operators).
+``cli`` registers ``onehop feedback send|flush`` (users: ``commands_user``, on the client
+half) and ``collect|receive|decrypt|list`` (operators: ``commands_operator``); it holds
+the parsers only and imports a handler's module when its verb runs.
 """
