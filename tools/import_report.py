@@ -7,7 +7,8 @@ Prints, for ``src/onehop``:
   module graph, every import counted: top level, inside functions, ``if TYPE_CHECKING:``);
 * package circles: pairs of top-level packages (``onehop.client``, ``onehop.feedback``, ...)
   that import each other in either direction;
-* upward arrows: imports against the layer order of ``LAYERS`` below;
+* upward arrows: imports against the layer order of ``LAYERS`` below (upward, or sideways
+  between two packages of one layer);
 * function-local imports of onehop modules (imports inside a function body).
 
     python tools/import_report.py            # the figures
@@ -24,17 +25,24 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-#: Lower layers first; a module may import its own layer and any layer before it.
-#: ``=name`` matches that module alone (the package's ``__init__`` holds only its version).
+#: The layers of onehop's top-level packages, lowest first: a module may import its own
+#: package and any package of a lower layer, never one of its own layer or above (so the
+#: client and the server never import each other). ``=name`` matches that module alone
+#: (the package's ``__init__`` holds only its version). A package missing here is an
+#: error in ``tests/unit/test_import_boundaries.py``, which checks the tree against this
+#: one table.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("onehop.errors", "onehop.core", "onehop.atomicfile", "onehop.extras", "=onehop"),
-    ("onehop.net", "onehop.tunnel", "onehop.configtools", "onehop.cliargs"),
-    ("onehop.server", "onehop.client"),
-    ("onehop.upgrade", "onehop.feedback"),
-    ("onehop.network", "onehop.mail", "onehop.lab"),
-    ("onehop.cli", "onehop.demo"),
+    ("=onehop", "onehop.errors", "onehop.cliargs"),        # import nothing of onehop's
+    ("onehop.atomicfile", "onehop.configtools", "onehop.extras"),
+    ("onehop.core",),                                       # pure, sans-IO
+    ("onehop.net",),
+    ("onehop.tunnel",),
+    ("onehop.server", "onehop.client"),                     # client: with its feedback/upgrade halves
+    ("onehop.demo", "onehop.upgrade", "onehop.mail"),       # upgrade: the operator half
+    ("onehop.network", "onehop.lab"),
+    ("onehop.feedback",),                                   # the operator half, on network's database
+    ("onehop.cli",),
 )
-
 
 def module_name(path: Path) -> tuple[str, bool]:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
@@ -154,8 +162,10 @@ def top_package(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
-def layer_of(module: str) -> int:
-    best, best_len = len(LAYERS), -1
+def layer_of(module: str) -> int | None:
+    """The number of the layer ``module`` belongs to (longest matching entry), None if none."""
+    best: int | None = None
+    best_len = -1
     for number, layer in enumerate(LAYERS):
         for prefix in layer:
             if prefix.startswith("="):
@@ -167,6 +177,13 @@ def layer_of(module: str) -> int:
     return best
 
 
+def may_import(importer: str, imported: str) -> bool:
+    """Whether the layer table lets ``importer`` import ``imported`` (both onehop modules)."""
+    if top_package(importer) == top_package(imported):
+        return True
+    mine, theirs = layer_of(importer), layer_of(imported)
+    return mine is not None and theirs is not None and theirs < mine
+
 def package_circles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     edges = {(top_package(a), top_package(b)) for a, targets in graph.items() for b in targets
              if top_package(a) != top_package(b)}
@@ -174,7 +191,9 @@ def package_circles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
 
 
 def upward_arrows(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    return sorted((a, b) for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+    """Imports the layer table does not allow: upward, sideways within a layer, or from or
+    to a package the table does not place."""
+    return sorted((a, b) for a, targets in graph.items() for b in targets if not may_import(a, b))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,7 +130,7 @@ def sqlite_db(tmp_path, name: str = "network.db") -> str:
 def feedback_store(request, tmp_path):
     """A SqlFeedbackStore on the network database: a SQLite file, and PostgreSQL (its own
     schema) when configured."""
-    from onehop.feedback.store import SqlFeedbackStore
+    from onehop.feedback.sqlstore import SqlFeedbackStore
     from tests.network.conftest import postgres_schema
     if request.param == "sqlite":
         store = SqlFeedbackStore.open(sqlite_db(tmp_path))

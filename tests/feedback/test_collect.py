@@ -9,12 +9,12 @@ from datetime import UTC
 
 import pytest
 
+from onehop.client.feedback.send import send_feedback
+from onehop.client.feedback.upload import UploadPolicy
 from onehop.core.feedbackcrypto import encrypt
 from onehop.feedback.collect import collect
 from onehop.feedback.errors import SourceError
-from onehop.feedback.send import send_feedback
 from onehop.feedback.sources import DirectorySource, S3Source, open_source
-from onehop.feedback.upload import UploadPolicy
 from tests.conftest import load_vectors
 from tests.feedback.conftest import client_config, sqlite_db
 
@@ -77,7 +77,7 @@ def test_a_foreign_client_is_redacted_by_the_operator(tmp_path, feedback_keys, f
 
 
 def test_no_address_reaches_the_database_file(tmp_path, feedback_keys):
-    from onehop.feedback.store import SqlFeedbackStore
+    from onehop.feedback.sqlstore import SqlFeedbackStore
     private, public = feedback_keys
     uploads = tmp_path / "uploads"
     write(uploads, "a", encrypt(psiphon_document(f"me: {USER_IP}, server {SERVER_IP}"), public, os.urandom))
@@ -149,8 +149,8 @@ def test_a_crash_between_store_and_delete_never_duplicates(tmp_path, feedback_ke
 def test_the_add_of_a_stored_upload_is_a_no_op(tmp_path, feedback_keys, feedback_store):
     from datetime import datetime
 
+    from onehop.core.redact import Redactor
     from onehop.feedback.collect import build_record
-    from onehop.feedback.redact import Redactor
     from onehop.feedback.sources import Upload
     record = build_record(Upload("k", 1), b"b", b'{"Feedback": {"Message": {"text": "t"}}}', Redactor(),
                           datetime.now(UTC))
@@ -193,7 +193,7 @@ def test_an_unreachable_s3_endpoint_is_a_clear_error(feedback_keys, tmp_path):
     import boto3
     from botocore.config import Config
 
-    from onehop.feedback.store import SqlFeedbackStore
+    from onehop.feedback.sqlstore import SqlFeedbackStore
     client = boto3.client("s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 1}))
     source = S3Source("nothing-here", "p", client=client)
     with pytest.raises(SourceError, match="s3://nothing-here/p/"):

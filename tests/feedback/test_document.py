@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onehop.feedback.document import feedback_document, summarize
+from onehop.client.feedback.document import feedback_document, summarize
 
 
 @pytest.mark.parametrize("platform", ["android", "windows"])

@@ -87,7 +87,7 @@ def test_a_key_file_overrides_the_network_key(cli, tmp_path, feedback_keys):  # 
 def test_the_table_belongs_to_the_migrations(db_url):  # noqa: F811
     rc, _, err = run("feedback", "list", "--db", db_url)
     assert rc == 1 and "run onehop network init" in err
-    from onehop.feedback.store import SqlFeedbackStore
+    from onehop.feedback.sqlstore import SqlFeedbackStore
     from onehop.network.errors import SchemaError
     with pytest.raises(SchemaError):
         SqlFeedbackStore.open(db_url)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onehop.feedback.redact import IP, SECRET, Redactor, is_secret_name, redact
+from onehop.core.redact import IP, SECRET, Redactor, is_secret_name, redact
 
 SERVERS = {"192.0.2.7": "host-1", "2001:db8::7": "host-2"}
 

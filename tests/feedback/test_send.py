@@ -10,21 +10,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from onehop.client.notices import Notices
-from onehop.core.authpackage import public_key_digest
-from onehop.core.feedbackcrypto import decrypt
-from onehop.core.upstreamproxy import ProxySpec
-from onehop.demo import free_port
-from onehop.feedback.noticelog import attach_notice_log, read_notice_log
-from onehop.feedback.queue import FeedbackQueue, pending_dir
-from onehop.feedback.send import (
+from onehop.client.feedback.noticelog import attach_notice_log, read_notice_log
+from onehop.client.feedback.queue import FeedbackQueue, pending_dir
+from onehop.client.feedback.send import (
     flush_feedback,
     prepare_feedback,
     send_feedback,
     upload_leftovers,
 )
-from onehop.feedback.targets import parse_upload_targets, upload_url
-from onehop.feedback.upload import UploadPolicy
+from onehop.client.feedback.targets import parse_upload_targets, upload_url
+from onehop.client.feedback.upload import UploadPolicy
+from onehop.client.notices import Notices
+from onehop.core.authpackage import public_key_digest
+from onehop.core.feedbackcrypto import decrypt
+from onehop.core.upstreamproxy import ProxySpec
+from onehop.demo import free_port
 from tests.e2e.fakes import CountingProxy
 from tests.feedback.conftest import UploadServer, client_config
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from onehop.client.feedback.send import send_feedback_from
+from onehop.client.feedback.upload import UploadPolicy
 from onehop.client.transfer_urls import encode_transfer_url
 from onehop.core.feedbackcrypto import decrypt
-from onehop.feedback.send import send_feedback_from
-from onehop.feedback.upload import UploadPolicy
 from tests.e2e.conftest import make_client, network, notice_log  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from onehop.network.publish import VERSION_METADATA
-from onehop.upgrade.package import read_upgrade_package
+from onehop.client.upgrade.package import read_upgrade_package
 
 from .harness import (ONEHOP, PSIPHON_CLIENT, PsiphonClient, WebServer, _Handler, free_port,
                       wait_for_port)

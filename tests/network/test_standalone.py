@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from onehop.client.upgrade.check import check_and_download_upgrade
+from onehop.client.upgrade.install import Installation
 from onehop.demo import serve_page
 from onehop.network import standalone
 from onehop.network.builds import Builder, BuildSpec
 from onehop.network.db import Database
 from onehop.network.keys import load as load_keys
-from onehop.upgrade.client import check_and_download_upgrade
-from onehop.upgrade.install import Installation
 from tests.e2e.fakes import FileServer
 from tests.e2e.proxyclient import http_get_via_socks
 from tests.network.test_e2e_network import read_notices, running_network, tunnels_up

@@ -13,15 +13,15 @@ import pytest
 from onehop.client.config import ClientConfig
 from onehop.client.dialer import dial
 from onehop.client.transfer_urls import encode_transfer_url
+from onehop.client.upgrade.check import check_and_download_upgrade
+from onehop.client.upgrade.fetch import FetchPolicy
+from onehop.client.upgrade.install import Installation
+from onehop.client.upgrade.package import read_upgrade_package
 from onehop.core.serverentry import decode_server_entry
 from onehop.demo import free_port
 from onehop.net.dial import socket_opener
 from onehop.server.config import load_server_config
 from onehop.server.service import TunnelServer
-from onehop.upgrade.client import check_and_download_upgrade
-from onehop.upgrade.fetch import FetchPolicy
-from onehop.upgrade.install import Installation
-from onehop.upgrade.package import read_upgrade_package
 from tests.e2e.fakes import FileServer
 from tests.network.test_lists_publish import bucket, moto_endpoint  # noqa: F401  (fixtures)
 from tests.upgrade.conftest import FakeController, installed_client, make_build

@@ -19,10 +19,10 @@ from onehop.client.datastore import Datastore
 from onehop.client.notices import Notices
 from onehop.client.remote_lists import RemoteListFetcher
 from onehop.client.transfer_urls import parse_transfer_urls
+from onehop.client.upgrade.fetch import Downloader, FetchPolicy
 from onehop.errors import TransferError
 from onehop.net.dial import socket_opener
 from onehop.net.resumable import download
-from onehop.upgrade.fetch import Downloader, FetchPolicy
 
 LIMIT = 64 * 1024
 ATTEMPTS = 4

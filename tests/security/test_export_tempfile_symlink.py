@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from onehop.client.upgrade.install import install_file
 from onehop.network.fileio import FileBatch, write_atomic
-from onehop.upgrade.install import install_file
 
 SECRET = b'{"SshPrivateKey": "secret"}'
 

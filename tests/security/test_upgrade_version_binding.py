@@ -13,13 +13,18 @@ import random
 
 import pytest
 
+from onehop.client.upgrade.check import check_and_download_upgrade
+from onehop.client.upgrade.fetch import FetchPolicy
+from onehop.client.upgrade.install import Installation, load_state
 from onehop.core.authpackage import generate_rsa_keypair
 from onehop.upgrade.artifacts import upgrade_artifacts
-from onehop.upgrade.client import check_and_download_upgrade
-from onehop.upgrade.fetch import FetchPolicy
-from onehop.upgrade.install import Installation, load_state
 from tests.e2e.fakes import FileServer
-from tests.upgrade.conftest import FakeController, installed_client, make_build, upgrade_config
+from tests.upgrade.conftest import (
+    FakeController,
+    installed_client,
+    make_build,
+    upgrade_config,
+)
 
 FAST = FetchPolicy(max_attempts=2, retry_delay=0.0, timeout=10.0, delta_attempts=1)
 FULL = "/site/onehop-client.pyz.upgrade"
@@ -95,8 +100,8 @@ async def test_the_offered_version_signed_for_this_platform_installs(tmp_path, u
 
 
 def test_deltas_are_bound_to_the_platform(upgrade_keys, old_builds):
-    from onehop.upgrade.errors import DeltaError
-    from onehop.upgrade.package import apply_delta, read_delta_package
+    from onehop.client.upgrade.errors import DeltaError
+    from onehop.client.upgrade.package import apply_delta, read_delta_package
 
     artifacts = upgrade_artifacts("onehop-client.pyz", old_builds["42"], "42", *upgrade_keys,
                                   previous=[("41", old_builds["41"])], platform="Windows")
@@ -108,9 +113,9 @@ def test_deltas_are_bound_to_the_platform(upgrade_keys, old_builds):
 
 
 def test_packages_made_by_the_network_carry_version_and_platform(upgrade_keys, old_builds):
+    from onehop.client.upgrade.package import read_upgrade_package
     from onehop.network.keys import KeyPair
     from onehop.network.upgrades import VersionPlan, make_packages
-    from onehop.upgrade.package import read_upgrade_package
 
     plan = VersionPlan("Other", 42, "site", (41, old_builds["41"]))
     artifacts = make_packages("onehop-client.pyz", old_builds["42"], plan, KeyPair(*upgrade_keys))

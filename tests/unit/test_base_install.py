@@ -25,7 +25,8 @@ def python(code: str) -> subprocess.CompletedProcess:
 def test_the_base_commands_import_without_any_extra():
     result = python("""
         import onehop.demo, onehop.client.app, onehop.server.service, onehop.server.generate
-        import onehop.feedback.send, onehop.upgrade.install
+        import onehop.client.feedback.send, onehop.client.upgrade.install
+        import onehop.feedback.commands_user, onehop.feedback.commands_operator  # send, receive, decrypt
         print("imported")
     """)
     assert result.returncode == 0 and "imported" in result.stdout, result.stderr

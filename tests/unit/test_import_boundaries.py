@@ -2,6 +2,12 @@
 imported): core is pure and sans-IO; client and server never import each other; net and
 tunnel import neither; nothing in the product path imports network, mail or lab.
 
+Between top-level packages, one table says which way every import may go:
+``LAYERS`` of ``tools/import_report.py`` (lowest first; a package imports only packages
+of lower layers). Every package must be in it, no import may go against it, and no
+modules may import each other at module level (a circle that only works because one
+side imports late).
+
 Every form of import counts: ``import``, ``from``, relative imports (resolved to absolute
 names), imports inside functions or ``if TYPE_CHECKING:``, ``__import__("x")`` and
 ``importlib.import_module("x")`` with a literal name, and ``os.urandom`` used as an
@@ -11,13 +17,26 @@ attribute of an imported ``os``.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
 PACKAGE = SRC / "onehop"
+
+
+def _load_report():
+    """``tools/import_report.py``: the layer table and the circle finder live there."""
+    spec = importlib.util.spec_from_file_location("import_report", ROOT / "tools" / "import_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REPORT = _load_report()
 
 CORE_FORBIDDEN = (
     # no I/O, event loop, clock, logging, threads or ambient randomness
@@ -120,12 +139,69 @@ def violations(rule: Rule, module: str, names: set[str]) -> list[str]:
                   for name in names for banned in rule.forbidden if matches(name, banned))
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def module_level_imports(source: str, module: str, is_package: bool) -> set[str]:
+    """The names imported when the module is imported: not inside a function, not under
+    ``if TYPE_CHECKING:`` (class bodies and other ``if``/``try`` blocks run, so they count)."""
+    names: set[str] = set()
+
+    def walk(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                walk(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = resolve_from(module, is_package, node.level, node.module)
+                # ``from . import x`` runs ``x``, not its package's other modules: name the
+                # submodule or attribute only (``onehop_modules`` trims an attribute away)
+                names.update(base if alias.name == "*" else f"{base}.{alias.name}" for alias in node.names)
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                walk([n for n in getattr(node, field, []) if isinstance(n, (ast.stmt, ast.excepthandler))])
+
+    walk(ast.parse(source).body)
+    return names
+
+
+def onehop_modules(names: set[str], known: set[str]) -> set[str]:
+    """The onehop modules ``names`` refer to (``pkg.mod.attribute`` -> ``pkg.mod``)."""
+    found = set()
+    for name in names:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name.startswith("onehop"):
+            found.add(name)
+    return found
+
+
 def source_modules() -> dict[str, set[str]]:
     modules = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         module, is_package = module_name(path)
         modules[module] = imported_names(path.read_text(encoding="utf-8"), module, is_package)
     return modules
+
+
+def module_level_graph() -> dict[str, set[str]]:
+    sources = {module_name(p): p.read_text(encoding="utf-8") for p in sorted(PACKAGE.rglob("*.py"))}
+    known = {name for name, _ in sources}
+    return {name: onehop_modules(module_level_imports(text, name, is_package), known) - {name}
+            for (name, is_package), text in sources.items()}
+
+
+def layer_violations(modules: dict[str, set[str]]) -> list[str]:
+    """Every import between onehop modules the layer table does not allow."""
+    known = set(modules)
+    return sorted(f"{module} imports {target}" for module, names in modules.items()
+                  for target in onehop_modules(names, known) - {module}
+                  if not REPORT.may_import(module, target))
 
 
 MODULES = source_modules()
@@ -143,6 +219,34 @@ def test_the_tree_was_found():
 def test_layer_rule(rule):
     found = [v for module, names in MODULES.items() for v in violations(rule, module, names)]
     assert found == []
+
+
+def test_every_package_has_a_layer():
+    assert sorted(m for m in MODULES if REPORT.layer_of(m) is None) == []
+
+
+def test_imports_follow_the_layer_table():
+    """Any import (top level, in a function, under TYPE_CHECKING) against ``LAYERS``."""
+    assert layer_violations(MODULES) == []
+
+
+def test_no_module_level_circles():
+    assert REPORT.circles(module_level_graph()) == []
+
+
+def test_the_layer_table_is_strict():
+    """One entry per package, and each pair of packages ordered one way only."""
+    entries = [entry for layer in REPORT.LAYERS for entry in layer]
+    assert len(entries) == len(set(entries))
+    assert REPORT.may_import("onehop.client.app", "onehop.core.api")
+    assert not REPORT.may_import("onehop.core.api", "onehop.client.app")
+    assert not REPORT.may_import("onehop.client.app", "onehop.server.service")   # one layer: neither way
+    assert not REPORT.may_import("onehop.server.service", "onehop.client.app")
+    assert REPORT.may_import("onehop.feedback.cli", "onehop.client.feedback.send")
+    assert not REPORT.may_import("onehop.client.feedback.send", "onehop.feedback.collect")
+    assert REPORT.may_import("onehop.client.app", "onehop.client.upgrade.install")  # within a package
+    assert REPORT.may_import("onehop.cli", "onehop")  # the version
+    assert REPORT.layer_of("onehop.brandnew.x") is None and not REPORT.may_import("onehop.brandnew.x", "onehop.errors")
 
 
 def test_relative_imports_were_resolved_on_the_real_tree():
@@ -240,3 +344,45 @@ def test_checker_catches(layer, module, is_package, source, culprit):
 def test_checker_allows(module, source):
     names = imported_names(source, module, False)
     assert [v for rule in RULES for v in violations(rule, module, names)] == []
+
+
+# -- the layer table and the circle check, on planted sources ---------------------------
+
+def _planted(files: dict[str, str]) -> dict[str, set[str]]:
+    return {name: imported_names(text, name, False) for name, text in files.items()}
+
+
+@pytest.mark.parametrize("importer, source, culprit", [
+    ("onehop.core.x", "from ..configtools import Checker\nfrom ..client import app", "onehop.client.app"),
+    ("onehop.client.feedback.send", "from ...feedback import collect", "onehop.feedback.collect"),
+    ("onehop.client.x", "def f():\n    from ..upgrade import artifacts", "onehop.upgrade.artifacts"),
+    ("onehop.network.models", "from ..feedback import sqlstore", "onehop.feedback.sqlstore"),
+    ("onehop.net.x", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..tunnel import relay",
+     "onehop.tunnel.relay"),
+    ("onehop.upgrade.artifacts", "import onehop.mail.options", "onehop.mail.options"),  # sideways
+])
+def test_the_layer_check_catches_a_planted_import(importer, source, culprit):
+    modules = {**MODULES, **_planted({importer: source})}
+    assert f"{importer} imports {culprit}" in layer_violations(modules)
+
+
+def test_the_layer_check_passes_what_the_table_allows():
+    planted = _planted({"onehop.feedback.x": "from ..network import db\nfrom ..client.feedback import send",
+                        "onehop.client.y": "from .upgrade import check\nfrom ..core import api"})
+    assert layer_violations({**MODULES, **planted}) == layer_violations(MODULES) == []
+
+
+def test_module_level_imports_skip_functions_and_type_checking():
+    source = ("import onehop.errors\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import b\n"
+              "else:\n    from . import c\ntry:\n    from . import d\nexcept ImportError:\n    from . import e\n"
+              "class K:\n    from . import f\ndef g():\n    from . import h\n")
+    names = module_level_imports(source, "onehop.pkg.a", False)
+    assert {"onehop.errors", "onehop.pkg.c", "onehop.pkg.d", "onehop.pkg.e", "onehop.pkg.f"} <= names
+    assert not names & {"onehop.pkg.b", "onehop.pkg.h"}
+
+
+def test_a_planted_module_level_circle_is_found():
+    graph = {"onehop.x.a": {"onehop.x.b"}, "onehop.x.b": {"onehop.x.c"}, "onehop.x.c": {"onehop.x.a"},
+             "onehop.x.d": {"onehop.x.a"}}
+    assert REPORT.circles(graph) == [["onehop.x.a", "onehop.x.b", "onehop.x.c"]]
+    assert REPORT.circles({**graph, "onehop.x.c": set()}) == []

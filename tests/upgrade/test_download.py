@@ -12,18 +12,18 @@ import re
 import pytest
 from rich.console import Console
 
-from onehop.core.upstreamproxy import ProxySpec
-from onehop.net.dial import socket_opener
-from onehop.upgrade.artifacts import upgrade_artifacts
-from onehop.upgrade.client import check_and_download_upgrade, is_newer
-from onehop.upgrade.fetch import FetchPolicy
-from onehop.upgrade.install import (
+from onehop.client.upgrade.check import check_and_download_upgrade, is_newer
+from onehop.client.upgrade.fetch import FetchPolicy
+from onehop.client.upgrade.install import (
     Installation,
     load_state,
     record_install,
     rollback_client,
 )
-from onehop.upgrade.progress import NoticeProgress, TerminalProgress
+from onehop.client.upgrade.progress import NoticeProgress, TerminalProgress
+from onehop.core.upstreamproxy import ProxySpec
+from onehop.net.dial import socket_opener
+from onehop.upgrade.artifacts import upgrade_artifacts
 from tests.e2e.fakes import CountingProxy, FileServer
 from tests.upgrade.conftest import FakeController, installed_client, upgrade_config
 
@@ -143,8 +143,8 @@ async def test_the_delta_is_used_and_the_saving_reported(tmp_path, upgrade_keys,
 @pytest.mark.parametrize("problem", ["absent", "foreign key", "other base", "truncated"])
 async def test_any_delta_problem_falls_back_to_the_full_package(tmp_path, upgrade_keys, builds, published,
                                                                 mirror, problem):
+    from onehop.client.upgrade.package import make_delta_package
     from onehop.core.authpackage import generate_rsa_keypair
-    from onehop.upgrade.package import make_delta_package
     mirror.files[FULL] = published["full"]
     if problem == "foreign key":
         mirror.files[DELTA] = make_delta_package(builds["41"], builds["42"], "41", "42", *generate_rsa_keypair(2048))
@@ -243,7 +243,8 @@ def test_progress_on_a_terminal_and_as_notices():
 
 async def test_the_out_of_band_version_probe(tmp_path, upgrade_keys, published, mirror):
     from dataclasses import replace
-    from onehop.upgrade.client import probe_available_version
+
+    from onehop.client.upgrade.check import probe_available_version
     mirror.files[FULL] = published["full"]
     config = upgrade_config(tmp_path, upgrade_keys[1], [mirror.url(FULL)])
     assert await probe_available_version(config, socket_opener(None)) is None  # header not configured

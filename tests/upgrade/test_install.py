@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from onehop.upgrade import install as inst
-from onehop.upgrade.errors import UpgradeError
+from onehop.client.upgrade import install as inst
+from onehop.client.upgrade.errors import UpgradeError
 from tests.upgrade.conftest import installed_client
 
 

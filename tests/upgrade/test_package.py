@@ -8,11 +8,8 @@ import json
 
 import pytest
 
-from onehop.core.authpackage import compress_gzip, make_package, read_package
-from onehop.errors import RemoteProtocolError, SignatureError
-from onehop.upgrade.artifacts import upgrade_artifacts
-from onehop.upgrade.errors import DeltaError, UpgradeError
-from onehop.upgrade.package import (
+from onehop.client.upgrade.errors import DeltaError, UpgradeError
+from onehop.client.upgrade.package import (
     Delta,
     SignedBuild,
     apply_delta,
@@ -23,6 +20,9 @@ from onehop.upgrade.package import (
     read_delta_package,
     read_upgrade_package,
 )
+from onehop.core.authpackage import compress_gzip, make_package, read_package
+from onehop.errors import RemoteProtocolError, SignatureError
+from onehop.upgrade.artifacts import upgrade_artifacts
 from tests.conftest import load_vectors
 
 

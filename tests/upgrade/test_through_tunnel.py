@@ -8,11 +8,11 @@ import asyncio
 import pytest
 
 from onehop.client.transfer_urls import encode_transfer_url
+from onehop.client.upgrade.check import check_and_download_upgrade
+from onehop.client.upgrade.fetch import FetchPolicy
+from onehop.client.upgrade.install import Installation
 from onehop.client.upgrade_hook import UpgradeHook
 from onehop.upgrade.artifacts import upgrade_artifacts
-from onehop.upgrade.client import check_and_download_upgrade
-from onehop.upgrade.fetch import FetchPolicy
-from onehop.upgrade.install import Installation
 from tests.e2e.conftest import make_client, network, notice_log, wait_until  # noqa: F401  (fixtures)
 from tests.e2e.fakes import FileServer
 from tests.upgrade.conftest import installed_client

@@ -10,16 +10,23 @@ import threading
 import sys
 from datetime import datetime, timezone
 
+from ..configtools import parse_json_text
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
                                 verify_server_entry_signature)
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
 from .candidates import TargetStore
-from .config import ClientConfig, apply_flags, load_client_config
+from .config import (ClientConfig, apply_flags, default_data_dir, embedded_resource, load_client_config,
+                     parse_client_config)
 from .controller import Controller
 from .datastore import Datastore
+from .dns_forwarder import start_dns_forwarder
+from .feedback.noticelog import attach_notice_log
 from .notices import Notices
 from .remote_lists import RemoteListFetcher
 from .transfer_urls import parse_transfer_urls
+from .ui.settings import read_overlay
+from .upgrade.install import rollback_client
+from .upgrade_hook import UpgradeHook
 
 
 def _read_text(path: str, key: str) -> str:
@@ -72,22 +79,7 @@ def _check_target_signature(entry: ServerEntry, public_key: str) -> None:
                                          f"ServerEntrySignaturePublicKey: {exc}")]) from None
 
 
-EMBEDDED_PACKAGE = "onehop_embedded"  # added to per-channel client builds by `network build-client`
-
-
-def embedded_resource(name: str) -> str | None:
-    """Text of a file embedded in a client build, or None when not running from one."""
-    import importlib.resources
-    import importlib.util
-    if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
-        return None
-    resource = importlib.resources.files(EMBEDDED_PACKAGE) / name
-    return resource.read_text(encoding="utf-8") if resource.is_file() else None
-
-
 def build_config(args) -> ClientConfig:
-    from ..configtools import parse_json_text
-    from .config import parse_client_config
     embedded = embedded_resource("config.json") if not args.config else None
     if args.config:
         config = load_client_config(args.config)
@@ -106,8 +98,6 @@ def build_config(args) -> ClientConfig:
 
 
 def with_ui_settings(raw: dict, data_dir: str | None) -> dict:
-    from .config import default_data_dir
-    from .ui.settings import read_overlay
     return {**raw, **read_overlay(data_dir or raw.get("DataRootDirectory") or default_data_dir())}
 
 
@@ -147,17 +137,18 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
                          ui: bool = False, config_file: str | None = None, open_browser: bool = True) -> int:
     if config.extra:
         notices.info("Psiphon settings accepted but not used by onehop", keys=sorted(config.extra))
-    from ..feedback.noticelog import attach_notice_log
     notice_log = attach_notice_log(notices, config.data_dir)  # redacted; what `feedback send` reports
     store = open_store(config, notices)
     controller = Controller(config, store, notices, remote_lists=remote_fetcher(config, store, notices))
     view = None
     if terminal:
+        # local: rich (about 50 modules) loads only to draw on a terminal
         from .terminal_view import TerminalView
         view = TerminalView(controller, notices_path=notice_log.path)
     page = None
     try:
         if ui:
+            # local: aiohttp's server and the page load with --ui only
             from .ui.launch import start_ui
             page = await start_ui(controller, config_file=config_file, open_browser=open_browser)
         return await _serve(controller, config, notices, view)
@@ -168,16 +159,15 @@ async def run_controller(config: ClientConfig, notices: Notices, *, terminal: bo
 
 
 async def _serve(controller: Controller, config: ClientConfig, notices: Notices, view) -> int:
-    from .upgrade_hook import UpgradeHook
     upgrades = UpgradeHook(controller)
     notices.subscribe(upgrades.on_notice)
     loop = asyncio.get_running_loop()
     dns = None
     if config.dns_port:
-        from .dns_forwarder import start_dns_forwarder
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
         notices.emit("ListeningDNSForwarderPort", port=dns.port)
     if config.whole_device:
+        # local: the nft/netlink part loads in that mode only
         from .wholedevice import WholeDevice
         controller.whole_device = WholeDevice(controller, config.share_lan)
         await controller.whole_device.start()
@@ -216,6 +206,7 @@ def run_client(args) -> int:
     if getattr(args, "rollback", False):
         return rollback(config)
     if config.whole_device:
+        # local: whole-device mode only
         from .wholedevice.rules import preflight
         preflight(config.share_lan)  # not root, no nft, no such interface: one line, nothing changed
     terminal = sys.stdout.isatty() and not args.notices
@@ -232,6 +223,7 @@ def cleanup_whole_device(args) -> int:
     """``onehop client --whole-device --cleanup``: remove a crashed run's rules, then exit."""
     if not args.whole_device:
         raise ConfigError([ConfigProblem("--cleanup", "needs --whole-device")])
+    # local: whole-device mode only
     from .wholedevice import cleanup
     print("removed the whole-device rules (table inet onehop)" if cleanup()
           else "no whole-device rules were in place")
@@ -240,7 +232,6 @@ def cleanup_whole_device(args) -> int:
 
 def rollback(config: ClientConfig) -> int:
     """``onehop client --rollback``: put the previous single-file build back."""
-    from ..upgrade.install import rollback_client
     result = rollback_client(config.data_dir)
     print(f"restored {result.path} (version {result.restored_version or 'unknown'}); "
           f"the rolled-back build is kept as {result.rolled_back}")

@@ -41,5 +41,6 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    # local: `onehop` builds every parser at start; the client loads when run
     from .app import run_client
     return run_client(args)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..configtools import Checker, read_json_file
-from ..core.ossh.prefix import prefix_specs_problem
+from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS, prefix_specs_problem
 from ..core.upstreamproxy import ProxySpec, parse_proxy_url
 from ..errors import ConfigError
+from .transfer_urls import parse_transfer_urls
 
 PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
 DEFAULT_PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
@@ -126,7 +127,6 @@ def _platform_check(value: str) -> str | None:
 
 def prefix_patterns(config: "ClientConfig") -> dict[str, str]:
     """Every prefix spec the client knows: the built-in ones plus OSSHPrefixSpecs."""
-    from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS
     return {**DEFAULT_CLIENT_PREFIX_SPECS, **config.ossh_prefix_specs}
 
 
@@ -208,7 +208,6 @@ SIGNED_DOWNLOADS = (
 
 def _check_signed_downloads(c: Checker, values: dict) -> None:
     """URLs whose downloads could never be verified are a problem, not silently ignored."""
-    from .transfer_urls import parse_transfer_urls
     for url_key, urls_field, key_key, key_field in SIGNED_DOWNLOADS:
         if not values[urls_field]:
             continue
@@ -257,3 +256,16 @@ def apply_flags(config: ClientConfig, **flags: Any) -> ClientConfig:
 def data_path(config: ClientConfig, *parts: str) -> str:
     os.makedirs(config.data_dir, exist_ok=True)
     return os.path.join(config.data_dir, *parts)
+
+
+EMBEDDED_PACKAGE = "onehop_embedded"  # added to per-channel client builds by `network build-client`
+
+
+def embedded_resource(name: str) -> str | None:
+    """Text of a file embedded in a client build, or None when not running from one."""
+    import importlib.resources
+    import importlib.util
+    if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
+        return None
+    resource = importlib.resources.files(EMBEDDED_PACKAGE) / name
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None

@@ -36,6 +36,7 @@ from .socks_proxy import SocksConnection
 from .split_tunnel import Untunnelled, is_split_tunnel
 from .status import status_loop
 from .tunnel_socket import tunnel_socket_opener
+from .upgrade_hook import upload_feedback_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,6 @@ class Controller:
         task.add_done_callback(self._tunnel_tasks.discard)
 
     async def _after_activation(self, tunnel: EstablishedTunnel) -> None:
-        from .upgrade_hook import upload_feedback_leftovers
         self._background(upload_feedback_leftovers(self))  # feedback earlier runs could not send
         try:
             await connected_request(tunnel, self.config, self.store)

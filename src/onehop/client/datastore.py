@@ -22,7 +22,7 @@ import stat
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
-from ..core.serverentry import (ServerEntry, encode_server_entry_fields, rfc3339_timestamp,
+from ..core.serverentry import (ServerEntry, decode_server_entry, encode_server_entry_fields, rfc3339_timestamp,
                                 verify_server_entry_signature)
 from ..errors import ConfigError, ConfigProblem, OnehopError
 
@@ -128,7 +128,6 @@ class Datastore:
 
     def entries(self) -> list[ServerEntry]:
         if self._cache is None:
-            from ..core.serverentry import decode_server_entry
             cache = {}
             for ip, encoded in self._db.execute("SELECT ip_address, encoded FROM server_entries"):
                 try:

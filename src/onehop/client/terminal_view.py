@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import notices as N
+from .ports import StatusSource
 
 
 def _size(count: int) -> str:
@@ -49,7 +50,7 @@ def whole_device_line(state) -> str:
 
 
 class TerminalView:
-    def __init__(self, controller, console: Console | None = None, notices_path: str | None = None) -> None:
+    def __init__(self, controller: StatusSource, console: Console | None = None, notices_path: str | None = None) -> None:
         self._controller = controller
         self._console = console or Console()
         self.notices_path = notices_path

@@ -19,17 +19,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import notices as N
+from .feedback.send import upload_leftovers
+from .ports import OutboundClient
+from .upgrade.check import check_and_download_upgrade
 
-UpgradeRunner = Callable[[Any, str], Awaitable[Any]]
+UpgradeRunner = Callable[[OutboundClient, str], Awaitable[Any]]
 
 
-async def _default_runner(controller: Any, version: str):
-    from ..upgrade.client import check_and_download_upgrade
+async def _default_runner(controller: OutboundClient, version: str):
     return await check_and_download_upgrade(controller, version)
 
 
 class UpgradeHook:
-    def __init__(self, controller: Any, runner: UpgradeRunner = _default_runner) -> None:
+    def __init__(self, controller: OutboundClient, runner: UpgradeRunner = _default_runner) -> None:
         self.controller = controller
         self.runner = runner
         self.tasks: dict[str, asyncio.Task] = {}
@@ -60,7 +62,6 @@ class UpgradeHook:
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
 
-async def upload_feedback_leftovers(controller: Any) -> Any:
+async def upload_feedback_leftovers(controller: OutboundClient) -> Any:
     """Upload feedback earlier runs could not send (call once a tunnel is up, or at start)."""
-    from ..feedback.send import upload_leftovers
     return await upload_leftovers(controller)

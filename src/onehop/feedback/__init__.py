@@ -1,20 +1,20 @@
-"""Feedback: what users tell the operators, with encrypted, redacted diagnostics.
+"""Feedback, the operator half: uploads collected, decrypted, redacted and stored.
 
-Boundary: two halves that share only the blob format (``onehop.core.feedbackcrypto``)
-and the redactor.
+The client half (gather, redact, encrypt, queue, upload) is ``onehop.client.feedback``;
+the two share the blob format (``onehop.core.feedbackcrypto``), the redactor
+(``onehop.core.redact``) and the document (``onehop.client.feedback.document``).
 
-* Client half (``redact``, ``document``, ``diagnostics``, ``noticelog``, ``targets``,
-  ``queue``, ``upload``, ``send``): gathers diagnostics with addresses and secrets
-  redacted, builds Psiphon's feedback JSON, encrypts it to the network's feedback key,
-  writes it to ``<data dir>/feedback/pending/`` and uploads it with HTTP PUT through
-  whatever way out the caller gives (the tunnel, else direct or the upstream proxy).
-  Imports ``onehop.core``, ``onehop.net`` and the client's config, notices and
-  transfer URLs only; never the server or the operator's tooling.
-* Operator half (``models``, ``store``, ``sources``, ``collect``): pulls uploads from a
-  directory or an S3 prefix, checks each MAC before decrypting, redacts again (server
-  addresses become server IDs) and stores records through the ``FeedbackStore``
-  interface (SQLAlchemy). SQLAlchemy and boto3 are imported only there, so a client
-  build never loads them.
+* ``receive``: a small HTTP PUT endpoint storing uploads in a directory;
+* ``sources``: uploads waiting in a directory or an S3 prefix (boto3, imported for S3
+  only);
+* ``collect``: checks each MAC before decrypting, redacts again (server addresses
+  become server IDs) and stores records through the ``FeedbackStore`` interface
+  (``store``);
+* ``sqlstore``: that interface on the network database (its table is
+  ``onehop.network.feedback_records``; SQLAlchemy, the ``network`` extra).
 
-``cli`` registers ``onehop feedback send|flush|collect|decrypt|list``.
+Boundary: above the client and the network database; neither imports this package.
+``cli`` registers ``onehop feedback send|flush`` (users: ``commands_user``, on the client
+half) and ``collect|receive|decrypt|list`` (operators: ``commands_operator``); it holds
+the parsers only and imports a handler's module when its verb runs.
 """

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..client.feedback.document import summarize
 from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, decrypt, load_private_key
+from ..core.redact import Redactor
 from ..errors import OnehopError, RemoteProtocolError
-from .document import summarize
-from .redact import Redactor
 from .sources import Upload, UploadSource
 from .store import FeedbackRecord, FeedbackStore
 

@@ -1,12 +1,9 @@
-"""Errors of the feedback channel (all under :class:`onehop.errors.OnehopError`)."""
+"""Errors of the operator's feedback tools (under the client half's
+:class:`~onehop.client.feedback.errors.FeedbackError`, which the SQL store raises too)."""
 
 from __future__ import annotations
 
-from ..errors import OnehopError
-
-
-class FeedbackError(OnehopError):
-    """Feedback could not be prepared, queued or stored."""
+from ..client.feedback.errors import FeedbackError
 
 
 class SourceError(FeedbackError):

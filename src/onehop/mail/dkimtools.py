@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..errors import ConfigError, ConfigProblem
-from .options import DkimKey
+from .dkimkey import DkimKey
 
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
                   b"content-type", b"content-transfer-encoding", b"content-language",

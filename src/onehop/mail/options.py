@@ -14,24 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ConfigProblem
+from .dkimkey import DkimKey
 
 DEFAULT_MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 DEFAULT_REPLIES_PER_DAY = 3
 DEFAULT_REPLIES_PER_MINUTE = 600
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _SELECTOR_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,62})")
-
-
-@dataclass(frozen=True)
-class DkimKey:
-    """The operator's signing key for replies (see dkimtools)."""
-
-    selector: str
-    domain: str
-    private_key_pem: bytes  # PKCS#1 PEM, as dkimpy reads it
-
-    def __repr__(self) -> str:  # never print the key
-        return f"DkimKey(selector={self.selector!r}, domain={self.domain!r})"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from pathlib import Path
 from ..errors import OnehopError
 from . import dkimtools
 from .blobs import Blobs
-from .options import DkimKey, RunOptions
+from .dkimkey import DkimKey
+from .options import RunOptions
 from .render import ATTACHMENT, EncodedAttachment, ReplySpec, encode_attachment, render
 from .templates import TemplateSet, load_templates
 

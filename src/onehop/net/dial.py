@@ -10,12 +10,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from typing import TYPE_CHECKING
-
+from ..core.upstreamproxy import ProxyConnected, ProxySpec, handshake_for
 from ..errors import ProtocolError, TunnelError, UpstreamProxyError
-
-if TYPE_CHECKING:
-    from ..core.upstreamproxy import ProxySpec
 
 RECV_SIZE = 4096
 SO_MARK = 36
@@ -55,9 +51,8 @@ async def connect_socket(host: str, port: int, *, timeout: float = 20.0) -> sock
     raise TunnelError("dial", f"cannot connect to {host}:{port}: {reason}")
 
 
-async def connect_via_proxy(spec: "ProxySpec", host: str, port: int, *, timeout: float = 20.0) -> socket.socket:
+async def connect_via_proxy(spec: ProxySpec, host: str, port: int, *, timeout: float = 20.0) -> socket.socket:
     """A socket to (host, port) tunnelled through the upstream proxy ``spec``."""
-    from ..core.upstreamproxy import ProxyConnected, handshake_for
     try:
         sock = await connect_socket(spec.host, spec.port, timeout=timeout)
     except TunnelError as exc:

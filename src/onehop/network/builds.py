@@ -1,5 +1,5 @@
 """Per-channel client builds (one runnable file); their signed upgrade packages are made
-by ``onehop.upgrade.package.make_upgrade_package`` (see ``publish``).
+by ``onehop.client.upgrade.package.make_upgrade_package`` (see ``publish``).
 
 A build is a shiv zipapp (``zipapp``) or a one-file native executable (``standalone``,
 PyInstaller; ``standalone`` freezes the runtime once and embeds each channel's files in
@@ -34,7 +34,7 @@ from .keys import NetworkKeys
 from .staging import ENTRY_POINT, runtime_closure, stage_runtime, tree_digest
 from . import standalone
 
-EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.app looks for
+EMBEDDED_PACKAGE = "onehop_embedded"  # the name onehop.client.config looks for
 SHEBANG = "/usr/bin/env python3"
 UPGRADE_SUFFIX = ".upgrade"
 FORMATS = ("zipapp", "standalone")

@@ -1,7 +1,7 @@
 """The schema of the network database (SQLAlchemy 2, typed ``Mapped[]`` columns).
 
 Migrations in ``migrations/versions`` create exactly these tables plus the feedback
-table (``onehop.feedback.models``, SQLAlchemy Core); a test compares the two through
+table (``onehop.network.feedback_records``, SQLAlchemy Core); a test compares the two through
 :func:`schema_metadata`. Times are stored as naive UTC and read back as aware UTC datetimes.
 Secrets (private keys, passwords, obfuscation keys) are stored in clear: operators
 protect the database file (SQLite is created with mode 0600).
@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from .feedback_records import feedback_records
 
 
 class UTCDateTime(TypeDecorator):
@@ -338,7 +340,6 @@ class UpgradePackage(Base):
 
 def schema_metadata() -> MetaData:
     """Every table the migrations create: this module's and the feedback table."""
-    from ..feedback.models import feedback_records
     combined = MetaData()
     for table in Base.metadata.sorted_tables:
         table.to_metadata(combined)

@@ -36,8 +36,8 @@ from pathlib import Path
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from ..client.upgrade.package import make_upgrade_package
 from ..core.authpackage import load_private_key
-from ..upgrade.package import make_upgrade_package
 from . import audit
 from .builds import UPGRADE_SUFFIX, Builder, BuildSpec, embedded_files, verify_build
 from .standalone import executable_name

@@ -5,7 +5,7 @@ with the build, its version, the upgrade key pair and (optionally) earlier build
 get back named byte strings to write next to the build on every mirror:
 
 * ``<build>.upgrade``: the full upgrade package (always), Psiphon's envelope with the
-  version and platform signed in (``onehop.upgrade.package``);
+  version and platform signed in (``onehop.client.upgrade.package``);
 * ``<build>.<from>-<to>.delta.upgrade``: one signed bsdiff4 delta per earlier build,
   kept only when it is smaller than the full package.
 
@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..core.api import PLATFORM_OTHER
-from .package import (
+from ..client.upgrade.package import (
     delta_name,
     full_name,
     make_delta_package,
     make_upgrade_package,
     sha256_hex,
 )
+from ..core.api import PLATFORM_OTHER
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The one place where the UI meets the client: the controller's public operations
 (``connect``, ``disconnect``, ``reconfigure``, ``whole_device``), the settings file and
-the feedback path (``onehop.feedback.send``: the same redaction, encryption and upload
+the feedback path (``onehop.client.feedback.send``: the same redaction, encryption and upload
 as ``onehop feedback send``, through the tunnel when one is up).
 """
 
@@ -13,6 +13,9 @@ from typing import Any
 
 from ...errors import ConfigError, ConfigProblem, OnehopError
 from ..candidates import available_regions
+from ..feedback.send import preview_from, send_feedback_from
+from ..feedback.upload import UploadPolicy
+from ..ports import ControlledClient
 from .port import FeedbackResult, Settings, Snapshot, WholeDeviceSupport
 from .settings import SettingsFile, applied, settings_of
 
@@ -21,7 +24,7 @@ FEEDBACK_ATTEMPTS = 2  # the UI answers within a minute; a package not uploaded 
 
 def probe_whole_device() -> WholeDeviceSupport:
     """Whole-device mode works here (Linux, root, nft and ip), or why not."""
-    try:
+    try:  # local: a build may leave whole-device mode out, and the UI then says so
         from ..wholedevice.rules import preflight
     except ImportError:
         return WholeDeviceSupport(False, "not part of this build")
@@ -33,7 +36,8 @@ def probe_whole_device() -> WholeDeviceSupport:
     return WholeDeviceSupport(True)
 
 
-async def _start_whole_device(controller: Any, share_lan: str) -> Any:
+async def _start_whole_device(controller: ControlledClient, share_lan: str) -> Any:
+    # local: loaded when the user turns the mode on
     from ..wholedevice import WholeDevice
     service = WholeDevice(controller, share_lan)
     await service.start()
@@ -41,9 +45,9 @@ async def _start_whole_device(controller: Any, share_lan: str) -> Any:
 
 
 class ControllerControl:
-    def __init__(self, controller: Any, settings_file: SettingsFile, *,
+    def __init__(self, controller: ControlledClient, settings_file: SettingsFile, *,
                  whole_device_support: Callable[[], WholeDeviceSupport] = probe_whole_device,
-                 start_whole_device: Callable[[Any, str], Awaitable[Any]] = _start_whole_device) -> None:
+                 start_whole_device: Callable[[ControlledClient, str], Awaitable[Any]] = _start_whole_device) -> None:
         self._controller = controller
         self._file = settings_file
         self._support = whole_device_support()
@@ -107,12 +111,9 @@ class ControllerControl:
             await service.close()
 
     def feedback_preview(self, message: str, email: str, diagnostics: bool) -> dict:
-        from ...feedback.send import preview_from
         return preview_from(self._controller, message, email=email, include_diagnostics=diagnostics)
 
     async def send_feedback(self, message: str, email: str, diagnostics: bool) -> FeedbackResult:
-        from ...feedback.send import send_feedback_from
-        from ...feedback.upload import UploadPolicy
         result = await send_feedback_from(self._controller, message, email=email,
                                           include_diagnostics=diagnostics,
                                           policy=UploadPolicy(max_attempts=FEEDBACK_ATTEMPTS))

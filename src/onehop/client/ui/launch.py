@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import webbrowser
-from typing import Any
 
 from ...errors import ConfigError, ConfigProblem
+from ..ports import ControlledClient
 from .control import ControllerControl
 from .server import UIServer
 from .settings import SettingsFile
@@ -14,7 +14,7 @@ from .settings import SettingsFile
 LISTENING_WEB_UI_PORT = "ListeningWebUIPort"  # the port only: the token is never in a notice or log
 
 
-async def start_ui(controller: Any, *, config_file: str | None, open_browser: bool = True,
+async def start_ui(controller: ControlledClient, *, config_file: str | None, open_browser: bool = True,
                    say=lambda line: print(line, file=sys.stderr, flush=True)) -> UIServer:
     """Serve the UI on 127.0.0.1, say its address (with the token) once, open it."""
     config = controller.config

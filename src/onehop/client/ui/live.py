@@ -17,7 +17,7 @@ from typing import Any
 from .. import notices as N
 from .port import ClientControl
 
-UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"  # onehop.upgrade.client's notice
+UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"  # onehop.client.upgrade.check's notice
 WHOLE_DEVICE = "WholeDevice"
 REMOTE_LIST_STARTED = "remote server list download started"
 REMOTE_LIST_FAILED = "remote server list download failed"

@@ -1,4 +1,4 @@
-"""Collected feedback: the ``feedback_records`` table of ``onehop.feedback.models``,
+"""Collected feedback: the ``feedback_records`` table of ``onehop.network.feedback_records``,
 unchanged (it was created with ``create_all`` before it moved here).
 
 Revision ID: 0003_feedback

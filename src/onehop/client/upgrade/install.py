@@ -25,7 +25,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 
-from ..atomicfile import fsync_directory, link_beside, replace_file, write_beside
+from ...atomicfile import fsync_directory, link_beside, replace_file, write_beside
 from .errors import UpgradeError
 
 PREVIOUS_SUFFIX = ".previous"

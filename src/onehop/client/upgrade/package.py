@@ -46,9 +46,9 @@ from dataclasses import dataclass
 
 import bsdiff4
 
-from ..core.api import PLATFORM_OTHER
-from ..core.authpackage import compress_gzip, make_package, read_package
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ...core.api import PLATFORM_OTHER
+from ...core.authpackage import compress_gzip, make_package, read_package
+from ...errors import LocalProtocolError, RemoteProtocolError
 from .errors import DeltaError, UpgradeError
 
 UPGRADE_SUFFIX = ".upgrade"

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import OnehopError, TransferError
-from ..net.http_client import request
+from ...errors import OnehopError, TransferError
+from ...net.http_client import request
 from .queue import FeedbackQueue, PendingFeedback
 from .targets import UploadTarget, choose, upload_url
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import OnehopError
+from ...errors import OnehopError
 
 
 class UpgradeError(OnehopError):

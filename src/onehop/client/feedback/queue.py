@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..atomicfile import replace_file
+from ...atomicfile import replace_file
 from .errors import FeedbackError
 
 PENDING_DIR = ("feedback", "pending")

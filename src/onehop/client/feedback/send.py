@@ -5,7 +5,8 @@
 * :func:`flush_feedback` uploads everything pending (retries, backoff);
 * :func:`send_feedback` does both;
 * :func:`send_feedback_from` and :func:`upload_leftovers` take a running client's
-  controller (anything with ``config``, ``notices`` and ``outbound_opener()``) so the
+  controller (``client.ports.FeedbackClient``; the store, tunnel and byte counts are read
+  when present) so the
   upload goes through the tunnel when one is up.
 """
 
@@ -19,18 +20,18 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.authpackage import public_key_digest
-from ..core.feedbackcrypto import encrypt
-from ..errors import ConfigError, ConfigProblem
-from ..net.dial import socket_opener
+from ...core.authpackage import public_key_digest
+from ...core.feedbackcrypto import encrypt
+from ...core.redact import Redactor
+from ...errors import ConfigError, ConfigProblem
+from ...net.dial import socket_opener
+from ..ports import FeedbackClient, OutboundClient
 from .diagnostics import gather_diagnostics
 from .document import encode_document, feedback_document, platform_name
 from .noticelog import read_notice_log
 from .queue import FeedbackQueue, PendingFeedback
-from .redact import Redactor
 from .targets import encryption_key, parse_upload_targets
 from .upload import DEFAULT_POLICY, UploadPolicy, UploadReport, upload_pending
-
 
 NO_UPLOAD_URL = ("no feedback upload URL configured: the network's operator sets one with `onehop network "
                  "settings set feedback-upload-url URL` (for a directory: `onehop feedback receive --listen "
@@ -111,7 +112,7 @@ async def send_feedback(config: Any, message: str, *, get_opener: Callable[[], A
 
 # -- a running client -----------------------------------------------------------------
 
-def server_addresses(controller: Any) -> list[str]:
+def server_addresses(controller: FeedbackClient) -> list[str]:
     """The addresses of the controller's server entries (kept for server-ID mapping)."""
     store = getattr(controller, "store", None)
     try:
@@ -120,7 +121,7 @@ def server_addresses(controller: Any) -> list[str]:
         return []
 
 
-def controller_stats(controller: Any) -> dict:
+def controller_stats(controller: FeedbackClient) -> dict:
     counter = getattr(controller, "byte_counter", None)
     stats = {"tunnelUp": getattr(controller, "active", None) is not None,
              "tunnelsEstablishedThisRun": getattr(controller, "tunnels_established", 0)}
@@ -136,7 +137,7 @@ def _notify(notices: Any) -> Callable[[str, dict], None]:
     return on_event
 
 
-def preview_from(controller: Any, message: str, *, email: str = "", include_diagnostics: bool = True) -> dict:
+def preview_from(controller: FeedbackClient, message: str, *, email: str = "", include_diagnostics: bool = True) -> dict:
     """What :func:`send_feedback_from` would send now (its ID is chosen when sending)."""
     notices = getattr(controller, "notices", None)
     return feedback_preview(controller.config, message, email=email, include_diagnostics=include_diagnostics,
@@ -144,7 +145,7 @@ def preview_from(controller: Any, message: str, *, email: str = "", include_diag
                             keep_ips=server_addresses(controller), extra_stats=controller_stats(controller))
 
 
-async def send_feedback_from(controller: Any, message: str, *, email: str = "",
+async def send_feedback_from(controller: FeedbackClient, message: str, *, email: str = "",
                              include_diagnostics: bool = True,
                              policy: UploadPolicy = DEFAULT_POLICY) -> SendResult:
     """Feedback from inside a running client: its recent notices, its tunnel."""
@@ -156,7 +157,7 @@ async def send_feedback_from(controller: Any, message: str, *, email: str = "",
         policy=policy, on_event=_notify(notices))
 
 
-async def upload_leftovers(controller: Any, *, policy: UploadPolicy = DEFAULT_POLICY) -> UploadReport | None:
+async def upload_leftovers(controller: OutboundClient, *, policy: UploadPolicy = DEFAULT_POLICY) -> UploadReport | None:
     """Upload packages earlier runs left behind; None when there is nothing to do."""
     config = controller.config
     if not config.feedback_upload_urls or not FeedbackQueue(config.data_dir).pending():

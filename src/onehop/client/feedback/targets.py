@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..client.transfer_urls import parse_transfer_urls
-from ..core.authpackage import public_key_digest
-from ..errors import ConfigError, ConfigProblem
+from ...core.authpackage import public_key_digest
+from ...errors import ConfigError, ConfigProblem
+from ..transfer_urls import parse_transfer_urls
 
 CONFIG_KEY = "FeedbackUploadURLs"
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..client.transfer_urls import TransferURL, pick
-from ..errors import OnehopError, TransferError
-from ..net.http_client import request
-from ..net.resumable import DEFAULT_MAX_SIZE, download
+from ...errors import OnehopError, TransferError
+from ...net.http_client import request
+from ...net.resumable import DEFAULT_MAX_SIZE, download
+from ..transfer_urls import TransferURL, pick
 from .package import UPGRADE_SUFFIX, delta_name
 
 POLL_INTERVAL = 0.2

@@ -1,7 +1,8 @@
-"""The ``feedback_records`` table of the network database (SQLAlchemy Core).
+"""The ``feedback_records`` table of the network database (SQLAlchemy Core), where
+``onehop feedback collect`` stores uploads (``onehop.feedback.sqlstore``).
 
-The network database's migrations create it (revision ``0003_feedback`` of
-``onehop.network``; ``onehop.network.models.schema_metadata`` adds it to the schema a
+The network database's migrations create it (revision ``0003_feedback``;
+``onehop.network.models.schema_metadata`` adds it to the schema a
 test compares with the migrations): portable types only (no JSON/JSONB: documents are
 JSON text), explicit constraint names, no foreign keys.
 One row per collected upload; ``upload_id`` (the object's key below the collected

@@ -28,9 +28,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..client.transfer_urls import canonical, parse_transfer_urls
-from ..errors import OnehopError
-from ..net.http_client import request
+from ...core.api import normalize_client_platform
+from ...errors import OnehopError
+from ...net.http_client import request
+from ..ports import OutboundClient
+from ..transfer_urls import canonical, parse_transfer_urls
 from .errors import UpgradeError
 from .fetch import DEFAULT_POLICY, Downloader, FetchPolicy, delta_url, file_name
 from .install import (
@@ -41,8 +43,14 @@ from .install import (
     pip_instructions,
     record_install,
 )
-from ..core.api import normalize_client_platform
-from .package import apply_delta, check_offer, delta_name, is_newer, read_delta_package, read_upgrade_package
+from .package import (
+    apply_delta,
+    check_offer,
+    delta_name,
+    is_newer,
+    read_delta_package,
+    read_upgrade_package,
+)
 from .progress import make_progress
 
 CLIENT_UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"
@@ -76,7 +84,7 @@ class _Context:
     public_key: str
 
 
-async def check_and_download_upgrade(controller: Any, version: str | int, *,
+async def check_and_download_upgrade(controller: OutboundClient, version: str | int, *,
                                      installation: Installation | None = None,
                                      policy: FetchPolicy = DEFAULT_POLICY, terminal: bool | None = None,
                                      rng: random.Random | None = None,

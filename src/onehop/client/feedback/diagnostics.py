@@ -12,7 +12,7 @@
   protocol, error text);
 * ``DiagnosticHistory``: the recent notices themselves.
 
-Everything passes through a :class:`~onehop.feedback.redact.Redactor` that keeps only
+Everything passes through a :class:`~onehop.core.redact.Redactor` that keeps only
 the addresses of the client's own server entries (public to the operators, who map
 them to server IDs); nothing names the machine (no host name, no user name).
 """
@@ -24,8 +24,8 @@ import sys
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from .. import __version__
-from .redact import Redactor
+from ... import __version__
+from ...core.redact import Redactor
 
 MAX_HISTORY = 500
 MAX_FAILURES = 30

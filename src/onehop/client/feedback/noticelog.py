@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .redact import Redactor
+from ...core.redact import Redactor
 
 LOG_NAME = "notices.log"
 DEFAULT_MAX_BYTES = 512 * 1024
