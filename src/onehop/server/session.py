@@ -82,6 +82,10 @@ class ClientSession:
     # -- what the API handler, the forwards and stats read --------------------------------
 
     @property
+    def conn(self) -> asyncssh.SSHServerConnection:
+        return self._conn
+
+    @property
     def peer_address(self) -> tuple[str, int]:
         return self._peer
 
@@ -108,6 +112,11 @@ class ClientSession:
     @property
     def handshake(self) -> HandshakeState | None:
         return self._handshake
+
+    @property
+    def split_regions(self) -> frozenset[str]:
+        """Regions the client wants reached directly (from its handshake)."""
+        return self._split_regions
 
     @property
     def rules(self) -> EffectiveRules:
