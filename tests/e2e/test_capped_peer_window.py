@@ -76,7 +76,7 @@ async def test_window_is_not_returned_for_bytes_a_paused_session_has_not_taken(n
     await asyncio.sleep(4)
     sent = total - chan.get_write_buffer_size()
     (session,) = running.server.clients
-    delivered = session.tcp_bytes.up
+    delivered = session.counters.tcp_bytes.up
     # In flight beyond what the destination took: one window, plus socket buffers.
     assert sent - delivered <= CHANNEL_WINDOW + 8 * 1024 * 1024, (sent, delivered)
     stop.set()

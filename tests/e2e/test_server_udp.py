@@ -110,9 +110,9 @@ async def test_dns_through_the_local_forwarder_reaches_the_servers_resolver(netw
         second = await ask(forwarder.port, dns_query("example.org", 7))  # same channel, new flow
         assert second[:2] == b"\x00\x07"
         (session,) = running.server.clients
-        assert session.udpgw_channels == 1 and session.udp_counts.opened == 2
-        assert session.udp_bytes.up == len(query) + len(dns_query("example.org", 7))
-        assert session.udp_bytes.down == len(answer) + len(second)
+        assert session.counters.udpgw_channels == 1 and session.counters.udp_forwards.opened == 2
+        assert session.counters.udp_bytes.up == len(query) + len(dns_query("example.org", 7))
+        assert session.counters.udp_bytes.down == len(answer) + len(second)
     finally:
         forwarder.close()
 
@@ -148,7 +148,7 @@ async def test_disallowed_udp_is_dropped_silently_and_dns_still_works(tmp_path, 
     assert (await asyncio.wait_for(answers.get(), 5))[:2] == b"\x00\x01"
     assert echoed.empty() and udpgw.is_open  # no reply, no error, channel still up
     (session,) = running.server.clients
-    assert session.udp_counts.rejected == 1 and session.udp_counts.opened == 1
+    assert session.counters.udp_forwards.rejected == 1 and session.counters.udp_forwards.opened == 1
     udpgw.close()
 
 
@@ -163,7 +163,7 @@ async def test_a_new_udpgw_channel_replaces_the_old_one(network, make_client, ud
     second.open_flow("127.0.0.1", port, got.put_nowait).send(b"still here")
     assert await asyncio.wait_for(got.get(), 5) == b"still here"
     (session,) = running.server.clients
-    assert session.udpgw_channels == 2 and session.udpgw is not None
+    assert session.counters.udpgw_channels == 2 and session.udpgw is not None
     second.close()
 
 
@@ -179,7 +179,7 @@ async def test_idle_udp_flows_are_closed_on_the_server(tmp_path, network, make_c
         udpgw.open_flow("127.0.0.1", port, got.put_nowait).send(b"x%d" % i)
         await asyncio.wait_for(got.get(), 5)
     (session,) = running.server.clients
-    assert len(session.udpgw.flows) == 2 and session.udp_counts.opened == 3
+    assert len(session.udpgw.flows) == 2 and session.counters.udp_forwards.opened == 3
     await wait_until(lambda: not session.udpgw.flows, 5)
     udpgw.close()
 
@@ -192,7 +192,7 @@ async def test_with_interception_off_the_udpgw_address_is_an_ordinary_destinatio
     client = await make_client([running.entry])
     with pytest.raises(asyncssh.ChannelOpenError, match="refused"):
         await UdpgwClient.open(client)  # dialled as TCP, and nothing listens there
-    assert not running.server.clients.copy().pop().udpgw_channels
+    assert not running.server.clients.copy().pop().counters.udpgw_channels
 
 
 async def test_forwarder_reopens_the_channel_after_it_closed(network, make_client, resolver):
@@ -207,7 +207,7 @@ async def test_forwarder_reopens_the_channel_after_it_closed(network, make_clien
         await wait_until(lambda: session.udpgw is None, 5)
         await asyncio.sleep(0.1)
         assert (await ask(forwarder.port, dns_query("b.example", 2)))[:2] == b"\x00\x02"
-        assert session.udpgw_channels == 2
+        assert session.counters.udpgw_channels == 2
     finally:
         forwarder.close()
 

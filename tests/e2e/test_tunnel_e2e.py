@@ -93,6 +93,33 @@ async def test_socks_reply_codes_for_refused_and_forbidden(network, make_client)
     assert code == 0x02
 
 
+async def test_the_servers_port_on_another_loopback_address_is_reachable(network, make_client):
+    """The server's own listeners are denied by the addresses they listen on: with the
+    server on 127.0.0.x:P, 127.0.0.1:P is someone else's (tests pick such ports at random,
+    and a clash once made a test through 127.0.0.1 fail)."""
+    running = await network.add(allow_bogons=True)
+    port = running.entry.ssh_obfuscated_port
+
+    async def echo(reader, writer):
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    echo_server = await asyncio.start_server(echo, "127.0.0.1", port)
+    try:
+        client = await make_client([running.entry])
+        reader, writer, code = await socks5_connect(client.socks_port, "127.0.0.1", port)
+        assert code == 0
+        writer.write(b"ping")
+        assert await reader.read(100) == b"ping"
+        writer.close()
+        _, writer, code = await socks5_connect(client.socks_port, running.entry.ip_address, port)
+        writer.close()
+        assert code == 0x02  # the server's own endpoint: not allowed
+    finally:
+        echo_server.close()
+
+
 async def test_notices_follow_psiphon_names(network, make_client, notice_log):
     running = await network.add(region="DE")
     await make_client([running.entry])

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from onehop.server import stats
-from onehop.server.api import HandshakeState
 from onehop.server.geoip import GeoIPData
-from onehop.server.portforwards import ForwardCounts
+from onehop.server.tunnelstate import ForwardCounts, HandshakeState, TunnelCounters
 from onehop.tunnel.relay import ByteCounter
 
 HANDSHAKE = {"propagation_channel_id": "ABCDEF0123456789", "sponsor_id": "0123456789ABCDEF",
@@ -24,11 +23,17 @@ def session(**kwargs):
     fields = stats.handshake_fields(HANDSHAKE)
     defaults = dict(handshake=HandshakeState(dict(HANDSHAKE), "DE", 0.0, fields),
                     geoip=GeoIPData("DE", "Berlin", "Example_ISP", "64500", "Org"), tunnel_protocol="OSSH",
-                    ossh_prefix=None, started=1_700_000_000.0, tcp_bytes=ByteCounter(10, 20),
-                    udp_bytes=ByteCounter(1, 2), forwards=SimpleNamespace(counts=ForwardCounts(3, 1, 2)),
-                    udp_counts=ForwardCounts(5, 0, 4), udpgw_channels=1, records_logged=0, session_id="cd" * 16,
-                    records_dropped=0, records_invalid=0)
+                    ossh_prefix=None, started=1_700_000_000.0, session_id="cd" * 16,
+                    counters=TunnelCounters(ByteCounter(10, 20), ByteCounter(1, 2), ForwardCounts(3, 1, 2),
+                                            ForwardCounts(5, 0, 4), udpgw_channels=1))
     return SimpleNamespace(**(defaults | kwargs))
+
+
+def status_records(s, status_data: dict) -> list[tuple[str, dict]]:
+    """What the API handler does with a status request's records: parse (stats), charge
+    the tunnel's record budget (its counters), add the GeoIP fields (stats)."""
+    valid, invalid, skipped = stats.parse_status_records(status_data, s.handshake.fields if s.handshake else {})
+    return stats.with_client_geoip(s.counters.records.admit(valid, invalid, skipped), s.geoip)
 
 
 @pytest.mark.parametrize("text, hour", [
@@ -55,8 +60,8 @@ def test_redact_ips():
 def test_status_records_examined_per_request_are_bounded():
     s = session()
     flood = {"failed_tunnel_stats": [FAILED] * (stats.MAX_RECORDS_PER_REQUEST + 40)}
-    assert len(stats.status_records(s, flood)) == stats.MAX_RECORDS_PER_REQUEST
-    assert s.records_dropped == 40
+    assert len(status_records(s, flood)) == stats.MAX_RECORDS_PER_REQUEST
+    assert s.counters.records.dropped == 40
 
 
 def test_handshake_fields_are_validated_converted_and_truncated():
@@ -100,7 +105,7 @@ FAILED = {"client_failed_timestamp": "2026-03-04T05:06:07Z", "tunnel_error": "di
 
 def test_status_records_are_whitelisted_and_inherit_the_tunnels_identity():
     s = session()
-    events = stats.status_records(s, {"remote_server_list_stats": [RSL], "failed_tunnel_stats": [FAILED]})
+    events = status_records(s, {"remote_server_list_stats": [RSL], "failed_tunnel_stats": [FAILED]})
     (rsl_name, rsl), (failed_name, failed) = events
     assert (rsl_name, failed_name) == ("remote_server_list", "failed_tunnel")
     assert rsl["client_download_timestamp"] == "2026-03-04T05:00:00Z" and rsl["bytes"] == 1234
@@ -109,7 +114,7 @@ def test_status_records_are_whitelisted_and_inherit_the_tunnels_identity():
     assert failed["tunnel_error"] == "dial [ip]:443 refused"
     assert failed["client_version"] == 170 and failed["record_probability"] == 0.5
     assert failed["client_failed_timestamp"] == "2026-03-04T05:00:00Z"
-    assert s.records_logged == 2
+    assert s.counters.records.logged == 2
 
 
 @pytest.mark.parametrize("record", [
@@ -121,24 +126,24 @@ def test_status_records_are_whitelisted_and_inherit_the_tunnels_identity():
 ])
 def test_invalid_records_are_skipped_whole(record):
     s = session()
-    assert stats.status_records(s, {"remote_server_list_stats": [record, RSL]}) == [
-        ("remote_server_list", stats.status_records(session(), {"remote_server_list_stats": [RSL]})[0][1])]
-    assert s.records_invalid == 1
+    assert status_records(s, {"remote_server_list_stats": [record, RSL]}) == [
+        ("remote_server_list", status_records(session(), {"remote_server_list_stats": [RSL]})[0][1])]
+    assert s.counters.records.invalid == 1
 
 
 def test_records_are_capped_per_tunnel():
     s = session()
     batch = {"failed_tunnel_stats": [FAILED] * stats.MAX_RECORDS_PER_REQUEST}
-    logged = sum(len(stats.status_records(s, batch))
+    logged = sum(len(status_records(s, batch))
                  for _ in range(stats.MAX_RECORDS_PER_TUNNEL // stats.MAX_RECORDS_PER_REQUEST + 1))
     assert logged == stats.MAX_RECORDS_PER_TUNNEL
-    assert stats.status_records(s, {"failed_tunnel_stats": [FAILED]}) == []
-    assert s.records_dropped == stats.MAX_RECORDS_PER_REQUEST + 1
+    assert status_records(s, {"failed_tunnel_stats": [FAILED]}) == []
+    assert s.counters.records.dropped == stats.MAX_RECORDS_PER_REQUEST + 1
 
 
 def test_odd_status_data_is_ignored():
     s = session()
-    assert stats.status_records(s, {"remote_server_list_stats": "x", "failed_tunnel_stats": None}) == []
+    assert status_records(s, {"remote_server_list_stats": "x", "failed_tunnel_stats": None}) == []
 
 
 def test_records_of_a_client_built_without_a_revision_are_kept():
@@ -150,13 +155,13 @@ def test_records_of_a_client_built_without_a_revision_are_kept():
             "url": "http://127.0.0.1:8080/list", "etag": "\"abc\"", "bytes": "2117", "duration": "6",
             "authenticated": "1"}
     s = session()
-    (name, fields), = stats.status_records(s, {"remote_server_list_stats": [sent],
+    (name, fields), = status_records(s, {"remote_server_list_stats": [sent],
                                                "failed_tunnel_stats": [dict(FAILED, client_build_rev="")]})[:1]
     assert name == "remote_server_list" and fields["client_build_rev"] == "" and fields["bytes"] == 2117
-    assert s.records_logged == 2 and s.records_invalid == 0
+    assert s.counters.records.logged == 2 and s.counters.records.invalid == 0
     s = session()
-    assert stats.status_records(s, {"remote_server_list_stats": [dict(sent, client_build_rev="v1.2 dirty")]}) == []
-    assert s.records_invalid == 1
+    assert status_records(s, {"remote_server_list_stats": [dict(sent, client_build_rev="v1.2 dirty")]}) == []
+    assert s.counters.records.invalid == 1
 
 
 def test_free_text_fields_psiphond_accepts_keep_the_record():
@@ -164,5 +169,5 @@ def test_free_text_fields_psiphond_accepts_keep_the_record():
     carrying a lower-case region or a spaced network type must not be dropped."""
     s = session()
     record = dict(FAILED, device_region="us", network_type="MOBILE 5G", ossh_prefix="my prefix")
-    (event,) = stats.status_records(s, {"failed_tunnel_stats": [record]})
+    (event,) = status_records(s, {"failed_tunnel_stats": [record]})
     assert event[1]["device_region"] == "us" and event[1]["network_type"] == "MOBILE 5G"

@@ -12,9 +12,8 @@ import pytest
 from onehop.core.trafficrules import EffectiveRules
 from onehop.core.udpgw import FLAG_DNS, FLAG_REBIND, PacketReceived, UdpgwParser, encode_packet
 from onehop.server.policy import Decision
-from onehop.server.portforwards import ForwardCounts
+from onehop.server.tunnelstate import TunnelCounters
 from onehop.server.udpgw import UdpgwChannel
-from onehop.tunnel.relay import ByteCounter
 from tests.e2e.conftest import wait_until
 
 
@@ -57,8 +56,8 @@ async def echo():
 def fake_session(resolver=None, refuse=()):
     closed = []
     session = SimpleNamespace(
-        server=SimpleNamespace(dns_resolver=resolver), rules=EffectiveRules(max_udp=3),
-        udp_bytes=ByteCounter(), udp_counts=ForwardCounts(), closing=False,
+        dns_resolver=resolver, rules=EffectiveRules(max_udp=3),
+        counters=TunnelCounters(), closing=False,
         charge_downstream=lambda n: 0.0, udpgw_closed=closed.append,
         forward_decision=lambda kind, ip, port, dns=False: Decision(port not in refuse, "test"))
     return session, closed
@@ -83,10 +82,10 @@ async def test_flows_rebind_and_mismatches(echo):
     assert [(r.conn_id, r.address, r.port, r.payload, r.flags) for r in replies] == [
         (1, LOOPBACK, echo, b"echo:a", 0), (2, LOOPBACK, echo, b"echo:b", 0)]
     channel.data_received(encode_packet(1, LOOPBACK, echo + 1, b"elsewhere"), None)  # bound to echo: dropped
-    assert session.udp_counts.opened == 2 and session.udp_bytes.up == 2
+    assert session.counters.udp_forwards.opened == 2 and session.counters.udp_bytes.up == 2
     channel.data_received(encode_packet(1, LOOPBACK, echo, b"c", FLAG_REBIND), None)  # rebind: a new flow
     await wait_until(lambda: chan.parser.buffered, 5)
-    assert [r.payload for r in chan.replies()] == [b"echo:c"] and session.udp_counts.opened == 3
+    assert [r.payload for r in chan.replies()] == [b"echo:c"] and session.counters.udp_forwards.opened == 3
     channel.close()
     assert not channel.flows
 
@@ -106,7 +105,7 @@ async def test_refused_and_resolverless_packets_are_dropped(echo):
     channel, chan = opened(session)
     channel.data_received(encode_packet(1, LOOPBACK, echo, b"x") + encode_packet(2, LOOPBACK, 53, b"q", FLAG_DNS), None)
     await asyncio.sleep(0.1)
-    assert not chan.parser.buffered and not channel.flows and session.udp_counts.rejected == 2
+    assert not chan.parser.buffered and not channel.flows and session.counters.udp_forwards.rejected == 2
     assert not chan.closed
 
 
@@ -116,7 +115,7 @@ async def test_backed_up_channel_drops_replies(echo):
     chan.buffered = 10**6
     channel.data_received(encode_packet(1, LOOPBACK, echo, b"x"), None)
     await asyncio.sleep(0.1)
-    assert not chan.parser.buffered and session.udp_bytes.down == 0
+    assert not chan.parser.buffered and session.counters.udp_bytes.down == 0
     channel.close()
 
 
@@ -134,5 +133,5 @@ async def test_flow_limit_evicts_the_least_recently_active(echo):
     for conn_id in range(4):
         channel.data_received(encode_packet(conn_id, LOOPBACK, echo, b"x"), None)
         await asyncio.sleep(0.01)
-    assert sorted(channel.flows) == [1, 2, 3] and session.udp_counts.peak == 3
+    assert sorted(channel.flows) == [1, 2, 3] and session.counters.udp_forwards.peak == 3
     channel.close()

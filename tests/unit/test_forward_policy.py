@@ -100,6 +100,23 @@ def test_own_endpoint_cannot_be_reached_through_its_ipv4_mapped_form():
     assert not policy.check("::ffff:" + PUBLIC_V4, 443).allowed
 
 
+def test_a_listener_on_every_address_is_denied_by_any_loopback_address():
+    policy = ForwardPolicy(allow_bogons=True, own_endpoints=frozenset({("0.0.0.0", 443), (PUBLIC_V4, 443)}))
+    for ip in ("127.0.0.1", "127.0.0.5", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::", PUBLIC_V4):
+        assert policy.check(ip, 443).reason == "the server's own port", ip
+    assert policy.check("127.0.0.1", 444).allowed
+    assert policy.check("10.0.0.1", 443).allowed  # a private address is not ours (bogons allowed here)
+
+
+def test_the_same_port_on_another_loopback_address_is_not_the_servers():
+    """A server on 127.0.0.2:P does not make 127.0.0.1:P its own (tests run servers on
+    127.0.0.x and destinations on 127.0.0.1 with ports the kernel picks: they may match)."""
+    policy = ForwardPolicy(allow_bogons=True, own_endpoints=frozenset({("127.0.0.2", 40000)}))
+    assert policy.check("127.0.0.1", 40000).allowed
+    assert not policy.check("127.0.0.2", 40000).allowed
+    assert policy.check("0.0.0.0", 40000).allowed  # that goes to 127.0.0.1
+
+
 def test_disallowed_ports_are_denied():
     policy = ForwardPolicy(disallow_ports=frozenset({25}))
     assert policy.check(PUBLIC_V4, 25).reason == "port disallowed"
@@ -119,7 +136,8 @@ def test_allow_bogons_lifts_the_address_rule_only():
                            own_endpoints=frozenset({("127.0.0.1", 80)}))
     assert policy.check("10.0.0.1", 80).allowed
     assert policy.check("::ffff:10.0.0.2", 80).allowed
-    assert not policy.check("::1", 80).allowed          # own port, by another loopback address
+    assert policy.check("::1", 80).allowed              # the same port elsewhere: not the server
+    assert not policy.check("0.0.0.0", 80).allowed      # goes to 127.0.0.1: the server's own endpoint
     assert not policy.check("127.0.0.2", 22).allowed    # not in the allow list
     assert not policy.check("127.0.0.2", 8080).allowed  # disallowed
     assert not policy.check("127.0.0.1", 80).allowed    # still the server's own endpoint

@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import api
 from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
 from ..errors import RemoteProtocolError
-from .stats import charge_status_records, handshake_fields, parse_status_records, unique_user_fields
+from .stats import handshake_fields, parse_status_records, unique_user_fields, with_client_geoip
 from .splittunnel import split_regions
+from .tunnelstate import HandshakeState
 
 if TYPE_CHECKING:
-    from .session import ClientSession
+    from .seams import APIClient, APIEvents, APIHost
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,6 @@ async def off_loop_if_large(size: int, function: Callable[..., Any], *args: Any)
 MAX_KEPT_VALUE = 256
 
 
-@dataclass
-class HandshakeState:
-    """What the server keeps from a completed handshake.
-
-    ``params``: the string parameters (traffic-rule filters match on them; never
-    logged as such); ``fields``: the validated subset logged with the tunnel.
-    """
-
-    params: dict[str, Any]
-    client_region: str
-    completed_at: float
-    fields: dict[str, Any] = field(default_factory=dict)
-    connected_day: str | None = None
-    connected_timestamp: str | None = None
-
-
 def rfc3339_seconds(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -71,13 +55,18 @@ def join_host_port(host: str, port: int) -> str:
 
 
 class APIHandler:
-    """Answers API requests for every client of one server process."""
+    """Answers API requests for every client of one server process.
 
-    def __init__(self, server, clock: Callable[[], float] = time.time) -> None:
-        self._server = server
+    ``host``: the server's lists (psinet, discovery, its own entry); ``events``: where
+    unique users and client records are logged.
+    """
+
+    def __init__(self, host: "APIHost", events: "APIEvents", clock: Callable[[], float] = time.time) -> None:
+        self._host = host
+        self._events = events
         self._clock = clock
 
-    async def handle(self, session: "ClientSession", name: str, payload: bytes) -> bytes | None:
+    async def handle(self, session: "APIClient", name: str, payload: bytes) -> bytes | None:
         try:
             params = await off_loop_if_large(len(payload), api.decode_request_params, payload)
         except RemoteProtocolError as exc:
@@ -106,7 +95,7 @@ class APIHandler:
             return b"{}"
         return None
 
-    def handshake(self, session: "ClientSession", params: dict) -> bytes | None:
+    def handshake(self, session: "APIClient", params: dict) -> bytes | None:
         if session.handshake is not None:
             session.close()
             return None
@@ -119,11 +108,10 @@ class APIHandler:
         region = session.geoip.region
         kept = {k: v for k, v in params.items()
                 if isinstance(v, str) and k != api.PARAM_PADDING and len(v) <= MAX_KEPT_VALUE}
-        session.handshake = HandshakeState(kept, region, now, handshake_fields(kept))
-        session.split_regions = split_regions(params, region)
-        session.reselect_rules()
+        session.complete_handshake(HandshakeState(kept, region, now, handshake_fields(kept)),
+                                   split_regions(params, region))
         rules = session.rules
-        snapshot = self._server.psinet.snapshot
+        snapshot = self._host.psinet_snapshot
         platform = params["client_platform"]
         mobile = api.normalize_client_platform(platform) in ("Android", "iOS")
         response = HandshakeResponse(
@@ -132,7 +120,7 @@ class APIHandler:
                 params["client_version"], api.normalize_client_platform(platform)) or "",
             encoded_server_list=tuple(self._server_list(session, params)),
             client_region=region,
-            client_address=join_host_port(session.peer_ip, session.peer_port),
+            client_address=join_host_port(*session.peer_address),
             server_timestamp=rfc3339_seconds(now),
             upstream_bytes_per_second=rules.read_bytes_per_second,
             downstream_bytes_per_second=rules.write_bytes_per_second,
@@ -140,15 +128,15 @@ class APIHandler:
         )
         return api.encode_handshake_response(response, cbor=api.wants_cbor_response(params))
 
-    def _server_list(self, session: "ClientSession", params: dict) -> list[str]:
-        entries = [] if session.rules.disable_discovery else list(self._server.discover(session.peer_ip))
+    def _server_list(self, session: "APIClient", params: dict) -> list[str]:
+        entries = [] if session.rules.disable_discovery else list(self._host.discover(session.peer_address[0]))
         tag = params.get("missing_server_entry_signature") or params.get("missing_server_entry_provider_id")
-        own = self._server.config.own_encoded_server_entries.get(tag) if isinstance(tag, str) else None
+        own = self._host.own_server_entry(tag) if isinstance(tag, str) else None
         if own:
             entries.append(own)
         return entries
 
-    def connected(self, session: "ClientSession", params: dict) -> bytes:
+    def connected(self, session: "APIClient", params: dict) -> bytes:
         state = session.handshake
         assert state is not None
         now = self._clock()
@@ -158,17 +146,19 @@ class APIHandler:
             state.connected_timestamp = truncate_to_hour(now)
             last = params.get("last_connected")
             if not isinstance(last, str) or last == "None" or last[:10] < today:
-                self._server.events.unique_user(unique_user_fields(session, last))
+                self._events.unique_user(unique_user_fields(session, last))
         assert state.connected_timestamp is not None
         return api.encode_connected_response(ConnectedResponse(
             state.connected_timestamp, " " * api.pad_response_length(params)))
 
-    def status(self, session: "ClientSession", params: dict) -> bytes:
+    def status(self, session: "APIClient", params: dict) -> bytes:
         status_data = params.get("statusData")
         status_data = status_data if isinstance(status_data, dict) else {}
         parsed = params.get(PARSED_RECORDS) or parse_status_records(status_data, session.handshake.fields)
-        self._server.events.client_records(charge_status_records(session, parsed))
+        valid, invalid_records, skipped = parsed
+        admitted = session.admit_records(valid, invalid_records, skipped)
+        self._events.client_records(with_client_geoip(admitted, session.geoip))
         tags = status_data.get("check_server_entry_tags")
-        invalid = self._server.invalid_server_entry_tags(tags if isinstance(tags, list) else [])
+        invalid = self._host.invalid_server_entry_tags(tags if isinstance(tags, list) else [])
         return api.encode_status_response(StatusResponse(
             tuple(invalid), " " * api.pad_response_length(params)))

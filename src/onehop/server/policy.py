@@ -27,6 +27,8 @@ class Decision:
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: Where the kernel sends a connection to 0.0.0.0 or :: (Linux: the loopback address).
+_LOOPBACK = {4: ipaddress.ip_address("127.0.0.1"), 6: ipaddress.ip_address("::1")}
 
 
 def canonical_ip(ip: IPAddress) -> IPAddress:
@@ -76,7 +78,8 @@ class ForwardPolicy:
         normalized = frozenset((str(canonical_ip(ipaddress.ip_address(ip))), port)
                                for ip, port in self.own_endpoints)
         object.__setattr__(self, "own_endpoints", normalized)
-        object.__setattr__(self, "_own_ports", frozenset(port for _, port in normalized))
+        object.__setattr__(self, "_wildcard_ports",  # listeners on every address (0.0.0.0, ::)
+                           frozenset(port for ip, port in normalized if ipaddress.ip_address(ip).is_unspecified))
 
     def check_port(self, port: int) -> Decision:
         if not 1 <= port <= 65535:
@@ -86,6 +89,18 @@ class ForwardPolicy:
         if self.allow_ports and port not in self.allow_ports:
             return Decision.deny("port not allowed")
         return Decision.allow()
+
+    def reaches_own_listener(self, ip: IPAddress, port: int) -> bool:
+        """Would a connection to ``ip``:``port`` (canonical) arrive at the server's own listener?
+
+        Only the addresses it listens on count, and the two ways to reach a listener by
+        another address: a connection to 0.0.0.0 or :: goes to the loopback address, and
+        a listener on every address takes connections to any loopback address. The same
+        port on another address is someone else's (e.g. 127.0.0.1:P when the server
+        listens on 127.0.0.2:P)."""
+        if ip.is_unspecified:
+            ip = _LOOPBACK[ip.version]
+        return (str(ip), port) in self.own_endpoints or (port in self._wildcard_ports and ip.is_loopback)
 
     def check(self, ip_text: str, port: int) -> Decision:
         """A TCP destination: the port rules, then ``check_address``."""
@@ -102,10 +117,8 @@ class ForwardPolicy:
             ip = canonical_ip(ipaddress.ip_address(ip_text.split("%", 1)[0]))
         except ValueError:
             return Decision.deny("not an IP address")
-        if (str(ip), port) in self.own_endpoints:
+        if self.reaches_own_listener(ip, port):
             return Decision.deny("the server's own port")
-        if port in self._own_ports and (ip.is_loopback or ip.is_unspecified):
-            return Decision.deny("the server's own port")  # the listeners, by another address
         if not self.allow_bogons and is_bogon(ip):
             return Decision.deny("non-public destination")
         return Decision.allow()

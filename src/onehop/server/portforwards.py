@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from asyncssh.misc import ChannelOpenError
@@ -23,33 +22,20 @@ from .forwarding import OPEN_CONNECT_FAILED, dial, prohibited, resolve
 from .idle import IdleTimer
 from .splittunnel import CHANNEL_REJECT_REASON_SPLIT_TUNNEL, split_tunnel_rejection
 from .throttle import PausableReader
+from .tunnelstate import ForwardCounts
 
 if TYPE_CHECKING:
-    from .session import ClientSession
+    from .seams import ForwardingSession
 
 #: Queue length behind the dialing slots when both counts are 0 (as Psiphon).
 DEFAULT_QUEUE = 1024
-
-
-@dataclass
-class ForwardCounts:
-    """Forwards of one kind over a tunnel's life, as server_tunnel reports them."""
-
-    opened: int = 0
-    rejected: int = 0
-    peak: int = 0
-    split: int = 0   # refused with the split-tunnel answer (the client went direct)
-
-    def note_open(self, concurrent: int) -> None:
-        self.opened += 1
-        self.peak = max(self.peak, concurrent)
 
 
 class RelaySide(CountingForwarder):
     """One end of a TCP relay: 'up' faces the SSH channel, 'down' the destination."""
 
     def __init__(self, relay: "TCPRelay", peer: "RelaySide | None" = None, *, direction: str) -> None:
-        super().__init__(peer, counter=relay.session.tcp_bytes, direction=direction)
+        super().__init__(peer, counter=relay.session.counters.tcp_bytes, direction=direction)
         self.relay = relay
         self.reader = PausableReader()
         self.is_destination = direction == "down"
@@ -159,13 +145,13 @@ class DialGate:
 
 
 class PortForwards:
-    """Every TCP forward of one client, with the counts server_tunnel reports."""
+    """Every TCP forward of one client; counted in the session's ``counters.tcp_forwards``."""
 
-    def __init__(self, session: "ClientSession") -> None:
+    def __init__(self, session: "ForwardingSession") -> None:
         self.session = session
         self.relays: dict[TCPRelay, None] = {}
         self.gate = DialGate()
-        self.counts = ForwardCounts()
+        self.counts: ForwardCounts = session.counters.tcp_forwards
 
     async def open_tcp(self, host: str, port: int, *, no_split: bool = False) -> RelaySide:
         """The channel-side end of a new relay to (host, port), or ChannelOpenError (also
@@ -189,8 +175,7 @@ class PortForwards:
             ip = await asyncio.wait_for(resolve(host), remaining())
             if not self.session.forward_decision("tcp", ip, port).allowed:
                 raise prohibited()
-            if not no_split and self.session.split_regions \
-                    and self.session.server.geoip.lookup(ip).region in self.session.split_regions:
+            if not no_split and self.session.in_split_region(ip):
                 self.counts.split += 1
                 raise split_tunnel_rejection()
             self._make_room(rules.max_tcp)

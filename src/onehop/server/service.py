@@ -5,6 +5,8 @@ does); an optional plain SSH listener serves the SSH protocol. Both hand accepte
 streams to asyncssh server connections whose decisions come from ``session``.
 Shared state: the event log, GeoIP, traffic rules and psinet snapshot; the files behind
 them are checked for changes every ``reload_interval`` seconds and reloaded in place.
+Sessions and the API handler reach that state through the seams in ``seams``
+(``SessionHost``, ``APIHost``), which ``TunnelServer`` answers.
 asyncssh's own logger is kept at WARNING: at INFO it writes addresses.
 """
 
@@ -16,7 +18,7 @@ import hashlib
 import logging
 import os
 import signal
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 import asyncssh
 
@@ -41,6 +43,11 @@ from .session import ClientSession
 from .sessions import SessionRegistry
 from .trafficrules import TrafficRulesStore
 from .udpgw import first_nameserver
+
+if TYPE_CHECKING:
+    from ..core.trafficrules import ClientFacts, EffectiveRules
+    from .psinet import PsinetSnapshot
+    from .seams import ServedClient
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +101,8 @@ class TunnelServer:
             own_endpoints=frozenset((ip, p) for p in ports.values()
                                     for ip in (config.server_ip_address, config.listen_ip_address)),
         )
-        self.clients: set[ClientSession] = set()
-        self.api = APIHandler(self)
+        self.clients: set["ServedClient"] = set()
+        self.api = APIHandler(self, self.events)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
         self._ossh: OSSHListener | None = None
@@ -104,10 +111,36 @@ class TunnelServer:
         self._stopped = asyncio.Event()
         self._options = self._ssh_options()
 
-    # -- services the sessions and API handlers use ---------------------------------------
+    # -- services the sessions and API handlers use (seams.SessionHost, seams.APIHost) -----
 
     def client_region(self, client_ip: str) -> str:
         return self.geoip.lookup(client_ip).region
+
+    @property
+    def ssh_credentials(self) -> tuple[str, str]:
+        return self.config.ssh_username, self.config.ssh_password
+
+    def select_rules(self, facts: "ClientFacts") -> "EffectiveRules":
+        return self.traffic_rules.rules.select(facts)
+
+    def register_session(self, session_id: str, close: Callable[[], None]) -> None:
+        self.sessions.register(session_id, close)
+
+    def unregister_session(self, session_id: str, close: Callable[[], None]) -> None:
+        self.sessions.unregister(session_id, close)
+
+    def client_opened(self, client: "ServedClient") -> None:
+        self.clients.add(client)
+
+    def client_closed(self, client: "ServedClient") -> None:
+        self.clients.discard(client)
+
+    @property
+    def psinet_snapshot(self) -> "PsinetSnapshot":
+        return self.psinet.snapshot
+
+    def own_server_entry(self, tag: str) -> str | None:
+        return self.config.own_encoded_server_entries.get(tag)
 
     def is_udpgw_address(self, host: str, port: int) -> bool:
         address = self.config.udpgw_server_address

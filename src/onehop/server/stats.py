@@ -5,7 +5,8 @@ Nothing here ever sees a client IP address: fields come from the handshake param
 send in status requests, which are validated field by field against a whitelist
 (unknown fields are dropped, a bad record is skipped whole). Client-reported timestamps
 are truncated to the hour, free-text errors have IP addresses redacted, and a tunnel
-may log at most ``MAX_RECORDS_PER_TUNNEL`` client records.
+may log at most ``MAX_RECORDS_PER_TUNNEL`` client records (counted by the tunnel's
+``RecordCounts``: nothing here changes a tunnel, it only reads one through ``TunnelView``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.redact import redact_addresses
+from .tunnelstate import MAX_RECORDS_PER_TUNNEL  # noqa: F401 (the budget belongs to the tunnel's counts)
 
 if TYPE_CHECKING:
-    from .session import ClientSession
+    from .geoip import GeoIPData
+    from .seams import TunnelView
 
-MAX_RECORDS_PER_TUNNEL = 1024
 MAX_STRING = 1024
 #: Records examined per status request (Psiphon's client sends at most 64 KiB of them).
 MAX_RECORDS_PER_REQUEST = 256
@@ -145,10 +147,11 @@ def handshake_fields(params: dict) -> dict:
 
 # -- events ----------------------------------------------------------------------------
 
-def server_tunnel_fields(session: "ClientSession", now: float) -> dict:
-    hs = session.handshake
+def server_tunnel_fields(session: "TunnelView", now: float) -> dict:
+    hs, counters = session.handshake, session.counters
     fields = dict(hs.fields) if hs else {}
-    tcp, udp, counts = session.tcp_bytes, session.udp_bytes, session.forwards.counts
+    tcp, udp = counters.tcp_bytes, counters.udp_bytes
+    counts, udp_counts = counters.tcp_forwards, counters.udp_forwards
     fields.update(session.geoip.log_fields())
     fields.update(
         relay_protocol=session.tunnel_protocol, handshake_completed=hs is not None,
@@ -157,11 +160,11 @@ def server_tunnel_fields(session: "ClientSession", now: float) -> dict:
         bytes_up=tcp.up + udp.up, bytes_down=tcp.down + udp.down,
         total_port_forward_count_tcp=counts.opened, peak_concurrent_port_forward_count_tcp=counts.peak,
         rejected_port_forward_count_tcp=counts.rejected,
-        total_port_forward_count_udp=session.udp_counts.opened,
-        peak_concurrent_port_forward_count_udp=session.udp_counts.peak,
-        rejected_port_forward_count_udp=session.udp_counts.rejected,
-        udpgw_channel_count=session.udpgw_channels,
-        client_stats_logged=session.records_logged, client_stats_dropped=session.records_dropped,
+        total_port_forward_count_udp=udp_counts.opened,
+        peak_concurrent_port_forward_count_udp=udp_counts.peak,
+        rejected_port_forward_count_udp=udp_counts.rejected,
+        udpgw_channel_count=counters.udpgw_channels,
+        client_stats_logged=counters.records.logged, client_stats_dropped=counters.records.dropped,
     )
     if session.ossh_prefix:
         fields["ossh_prefix"] = session.ossh_prefix
@@ -170,7 +173,7 @@ def server_tunnel_fields(session: "ClientSession", now: float) -> dict:
     return fields
 
 
-def unique_user_fields(session: "ClientSession", last_connected: Any) -> dict:
+def unique_user_fields(session: "TunnelView", last_connected: Any) -> dict:
     hs = session.handshake
     fields = {k: v for k, v in (hs.fields if hs else {}).items()
               if k in INHERITED or k in ("relay_protocol", "device_region", "network_type")}
@@ -214,23 +217,7 @@ def parse_status_records(status_data: dict, inherited: dict) -> tuple[list[tuple
     return valid, invalid, skipped
 
 
-def charge_status_records(session: "ClientSession", parsed: tuple[list[tuple[str, dict]], int, int]
-                          ) -> list[tuple[str, dict]]:
-    """The parsed records the tunnel's budget still allows, with its GeoIP fields."""
-    valid, invalid, skipped = parsed
-    session.records_invalid += invalid
-    session.records_dropped += skipped
-    events = []
-    for event, fields in valid:
-        if session.records_logged >= MAX_RECORDS_PER_TUNNEL:
-            session.records_dropped += 1
-        else:
-            session.records_logged += 1
-            events.append((event, {**fields, **session.geoip.log_fields()}))
-    return events
-
-
-def status_records(session: "ClientSession", status_data: dict) -> list[tuple[str, dict]]:
-    """(event name, fields) for each valid client record, within the tunnel's budget."""
-    hs = session.handshake
-    return charge_status_records(session, parse_status_records(status_data, hs.fields if hs else {}))
+def with_client_geoip(records: list[tuple[str, dict]], geoip: "GeoIPData") -> list[tuple[str, dict]]:
+    """Client records as logged: each with the reporting client's GeoIP fields."""
+    names = geoip.log_fields()
+    return [(event, {**fields, **names}) for event, fields in records]

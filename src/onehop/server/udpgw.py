@@ -26,7 +26,7 @@ from .idle import IdleTimer
 from .throttle import PausableReader
 
 if TYPE_CHECKING:
-    from .session import ClientSession
+    from .seams import UdpgwSession
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,13 @@ class UdpFlow(asyncio.DatagramProtocol):
 class UdpgwChannel(asyncssh.SSHTCPSession):
     """The server end of one client's udpgw channel."""
 
-    def __init__(self, session: "ClientSession") -> None:
+    def __init__(self, session: "UdpgwSession") -> None:
         self.session = session
         self.parser = UdpgwParser()
         self.flows: dict[int, UdpFlow] = {}
         self.chan: asyncssh.SSHTCPChannel | None = None
-        self.counts = session.udp_counts
+        self.counts = session.counters.udp_forwards
+        self._bytes = session.counters.udp_bytes
 
     def connection_made(self, chan) -> None:
         self.chan = chan
@@ -157,13 +158,13 @@ class UdpgwChannel(asyncssh.SSHTCPSession):
             flow = self._new_flow(packet)
             if flow is None:
                 return
-        self.session.udp_bytes.up += len(packet.payload)
+        self._bytes.up += len(packet.payload)
         flow.send(packet.payload)
 
     def _new_flow(self, packet: PacketReceived) -> UdpFlow | None:
         session = self.session
         if packet.forward_dns:
-            resolver = session.server.dns_resolver
+            resolver = session.dns_resolver
             if resolver is None or not session.forward_decision("udp", resolver[0], 53, dns=True).allowed:
                 self.counts.rejected += 1
                 return None
@@ -193,7 +194,7 @@ class UdpgwChannel(asyncssh.SSHTCPSession):
         if self.session.closing:
             return
         chan.write(encode_packet(flow.conn_id, flow.address, flow.port, data))
-        self.session.udp_bytes.down += len(data)
+        self._bytes.down += len(data)
 
     def forget(self, flow: UdpFlow) -> None:
         if self.flows.get(flow.conn_id) is flow:
