@@ -262,7 +262,7 @@ def _merge(reports: list):
 
 def _collect(args) -> int:
     from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, load_private_key
-    from ..errors import ConfigError, ConfigProblem
+    from ..errors import ConfigError, ConfigProblem, FeedbackReason
     from .collect import collect
     from .sources import open_source
     from .store import SqlFeedbackStore
@@ -279,7 +279,7 @@ def _collect(args) -> int:
         for key in keys:  # keys after the first only see uploads the others could not open
             reports.append(collect(source, store, load_private_key(key), server_ids=server_ids,
                                    max_size=args.max_size or DEFAULT_MAX_BLOB_SIZE))
-            if not any(r.reason == "foreign_key" for r in reports[-1].rejected):
+            if not any(r.reason == FeedbackReason.FOREIGN_KEY for r in reports[-1].rejected):
                 break
         report = _merge(reports)
     finally:

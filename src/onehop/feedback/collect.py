@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, decrypt, load_private_key
-from ..errors import OnehopError, RemoteProtocolError
+from ..errors import FeedbackReason, OnehopError, RemoteProtocolError
 from .document import summarize
 from .redact import Redactor
 from .sources import Upload, UploadSource
@@ -111,7 +111,8 @@ class Collector:
             self._duplicates.append(upload.key)
             return
         if upload.size > self.max_size:
-            raise RemoteProtocolError("too_large", f"upload of {upload.size} bytes exceeds {self.max_size}")
+            raise RemoteProtocolError(FeedbackReason.TOO_LARGE,
+                                      f"upload of {upload.size} bytes exceeds {self.max_size}")
         blob = self.source.read(upload, self.max_size)
         plaintext = decrypt(blob, self.key, self.max_size)
         if not self.store.add(build_record(upload, blob, plaintext, self.redactor, self.clock())):
