@@ -1,7 +1,8 @@
 """The one sans-IO dialect every parser in ``onehop.core`` speaks.
 
-A parser is fed with ``receive_data(bytes)`` and ``receive_eof()`` and asked for events
-with ``next_event()``, which returns exactly one of:
+A parser is fed with ``receive_data(bytes)`` (and ``receive_eof()`` where the end of the
+stream means something) and asked for events with ``next_event()``, which returns exactly
+one of:
 
 * an event, a frozen dataclass named as a fact (``PreambleReceived``, ``PacketReceived``);
 * ``NEED_DATA`` (a ``Pending`` member): no event until more bytes, or EOF, arrive;
@@ -31,7 +32,7 @@ class Pending(enum.Enum):
     """What ``next_event`` returns when it has no event."""
 
     NEED_DATA = "need data"  # feed more bytes (or EOF)
-    PAUSED = "paused"  # waiting for the caller (a reply), or past the handshake
+    PAUSED = "paused"  # waiting for the caller (a reply), or past what it parses
 
 
 NEED_DATA = Pending.NEED_DATA
