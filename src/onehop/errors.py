@@ -199,6 +199,40 @@ class DiscoveryReason(Reason):
     DUPLICATE_SERVER = "duplicate_server"
 
 
+class MailReason(Reason):
+    """What the mail responder did with a request, as ``onehop mail stats`` counts it:
+    answered, refused (``rejected:<reason>``), or a queued reply given up (``failed:<reason>``)."""
+
+    ANSWER = "answer"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    NOTHING_TO_SEND = "nothing_to_send"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    BUSY = "busy"
+    OVERSIZE = "oversize"
+    MALFORMED = "malformed"
+    NO_SENDER = "no_sender"
+    BOUNCE = "bounce"
+    AUTO_SUBMITTED = "auto_submitted"
+    BULK_OR_LIST = "bulk_or_list"
+    OWN_ADDRESS = "own_address"
+    DKIM_FAIL = "dkim_fail"
+    RATE_LIMIT = "rate_limit"
+    STORE_ERROR = "store_error"
+    RELAY_REFUSED = "relay_refused"
+    EXPIRED = "expired"
+    UNRENDERABLE = "unrenderable"
+    BAD_ADDRESS = "bad_address"
+
+    @classmethod
+    def from_record(cls, text: str) -> str:
+        """A reason as stored, in today's spelling: counters written before the vocabulary
+        used kebab-case (``rate-limit``); anything unknown is returned unchanged."""
+        try:
+            return cls(text.replace("-", "_"))
+        except ValueError:
+            return text
+
+
 class ForwardReason(Reason):
     """Why a port forward is allowed or refused: the server's policy, then traffic rules."""
 

@@ -22,7 +22,7 @@ SRC = Path(onehop.__file__).parent
 SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 #: call name -> index of the positional argument that carries the reason
 REASON_ARGUMENT = {"LocalProtocolError": 0, "RemoteProtocolError": 0, "ProtocolError": 0, "_bad": 0,
-                   "deny": 0, "irregular": 1, "irregular_tunnel": 1}
+                   "deny": 0, "irregular": 1, "irregular_tunnel": 1, "_refuse": 1, "note_refusal": 1}
 #: gojson helpers whose ``what`` argument names an ``APIReason`` ("invalid_" + what)
 WHAT_ARGUMENT = {"parse_json_text": 1, "parse_json_object": 1, "json_members": 1, "member": 3}
 
