@@ -22,7 +22,9 @@ SRC = Path(onehop.__file__).parent
 SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 #: call name -> index of the positional argument that carries the reason
 REASON_ARGUMENT = {"LocalProtocolError": 0, "RemoteProtocolError": 0, "ProtocolError": 0, "_bad": 0,
-                   "deny": 0, "irregular": 1, "irregular_tunnel": 1, "_refuse": 1, "note_refusal": 1}
+                   "deny": 0, "irregular": 1, "irregular_tunnel": 1}
+#: the same for names that mean a reason in one package only (the web UI's _refuse takes text)
+PACKAGE_REASON_ARGUMENT = {"mail": {"_refuse": 1, "note_refusal": 1}}
 #: gojson helpers whose ``what`` argument names an ``APIReason`` ("invalid_" + what)
 WHAT_ARGUMENT = {"parse_json_text": 1, "parse_json_object": 1, "json_members": 1, "member": 3}
 
@@ -45,10 +47,11 @@ def literal_reasons() -> list[str]:
     """``file:line: text`` for every reason given as text instead of a ``Reason`` member."""
     found = []
     for path, tree in _sources():
+        calls = {**REASON_ARGUMENT, **PACKAGE_REASON_ARGUMENT.get(path.relative_to(SRC).parts[0], {})}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
-            index = REASON_ARGUMENT.get(_call_name(node))
+            index = calls.get(_call_name(node))
             if index is None:
                 continue
             given = [node.args[index]] if len(node.args) > index else []
