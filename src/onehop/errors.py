@@ -6,11 +6,12 @@ something invalid), each with a ``reason`` from one of the ``Reason`` vocabulari
 below. Library and OS exceptions are translated into these at one boundary per adapter,
 never passed as strings.
 
-Reasons are machine-readable and end up in logs (``irregular_tunnel``'s ``tunnel_error``,
-feedback rejections, debug lines), so each has one spelling: snake_case, as psiphond
-spells its event and field names. psiphond itself logs free text for the same events
-("invalid magic value"), so there is no Psiphon spelling to copy; ``tests/unit/
-test_reasons.py`` checks that no reason is written as a bare string literal.
+Reasons are machine-readable and end up in logs and counters (``irregular_tunnel``'s
+``tunnel_error``, feedback rejections, ``onehop mail stats``, debug lines), so each has
+one spelling: snake_case, as psiphond spells its event and field names. psiphond itself
+logs free text for the same events ("invalid magic value"), so there is no Psiphon
+spelling to copy. A reason is a ``StrEnum`` member: it equals, formats and serialises as
+its value. ``tests/unit/test_reasons.py`` fails on a reason written as a string literal.
 """
 
 from __future__ import annotations
