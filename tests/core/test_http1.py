@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onehop.core.http1 import (NEED_DATA, BodyData, ResponseComplete, ResponseHead, ResponseParser,
-                               build_request)
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.core.http1 import BodyData, ResponseComplete, ResponseHead, ResponseParser, build_request
+from onehop.core.sansio import NEED_DATA
+from onehop.errors import HTTPReason, LocalProtocolError, RemoteProtocolError
 
 
 def parse(chunks, eof=True, head_only=False):
@@ -54,7 +54,7 @@ def test_close_delimited_body_ends_at_eof():
 def test_truncated_content_length_is_an_error():
     with pytest.raises(RemoteProtocolError) as info:
         parse([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"])
-    assert info.value.reason == "http-truncated"
+    assert info.value.reason is HTTPReason.TRUNCATED
 
 
 @pytest.mark.parametrize("status", [204, 304])
@@ -80,7 +80,7 @@ def test_malformed_responses(raw):
 def test_oversized_head():
     with pytest.raises(RemoteProtocolError) as info:
         parse([b"HTTP/1.1 200 OK\r\n" + b"X: " + b"a" * 70000], eof=False)
-    assert info.value.reason == "http-head-too-large"
+    assert info.value.reason is HTTPReason.HEAD_TOO_LARGE
 
 
 def test_request_builder_refuses_header_injection():

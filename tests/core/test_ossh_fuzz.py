@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onehop.core.ossh import ClientObfuscator, ServerObfuscator
+from onehop.core.sansio import drain
 from onehop.errors import RemoteProtocolError
 
 KEYWORD = "fuzz-keyword"
@@ -21,8 +22,7 @@ def feed_all(endpoint, chunks):
     for chunk in chunks:
         endpoint.receive_data(chunk)
         try:
-            while (event := endpoint.next_event()) is not None:
-                events.append(event)
+            events.extend(drain(endpoint))
         except RemoteProtocolError as exc:
             return events, exc
     return events, None

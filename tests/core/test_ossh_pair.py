@@ -8,7 +8,8 @@ import pytest
 from onehop.core.ossh import (ClientObfuscator, DataReceived, EOFReceived, PreambleReceived,
                               SeedHistory, ServerObfuscator, default_client_prefix)
 from onehop.core.ossh.sshframing import parse_packet_header
-from onehop.errors import RemoteProtocolError
+from onehop.core.sansio import NEED_DATA, drain
+from onehop.errors import OSSHReason, RemoteProtocolError
 
 KEYWORD = "5f0e1c2a" * 8
 
@@ -39,10 +40,7 @@ def pump(src, dst):
     data = src.data_to_send()
     if data:
         dst.receive_data(data)
-    out = []
-    while (event := dst.next_event()) is not None:
-        out.append(event)
-    return out
+    return list(drain(dst))
 
 
 def upstream(events):
@@ -116,7 +114,7 @@ def test_replayed_preamble_is_rejected():
     replay.receive_data(first)
     with pytest.raises(RemoteProtocolError) as info:
         replay.next_event()
-    assert info.value.reason == "duplicate-seed"
+    assert info.value.reason is OSSHReason.DUPLICATE_SEED
     with pytest.raises(RemoteProtocolError):  # the error is sticky
         replay.next_event()
 
@@ -126,11 +124,11 @@ def test_wrong_keyword_is_rejected_after_search_limit():
     client.send(b"SSH-2.0-x\r\n")
     server = ServerObfuscator(KEYWORD, replay_check=lambda s: True, random_bytes=os.urandom)
     server.receive_data(client.data_to_send())
-    assert server.next_event() is None  # could be a prefix: keep reading
+    assert server.next_event() is NEED_DATA  # could be a prefix: keep reading
     server.receive_data(os.urandom(70000))
     with pytest.raises(RemoteProtocolError) as info:
         server.next_event()
-    assert info.value.reason == "no-prefix-terminator"
+    assert info.value.reason is OSSHReason.NO_PREFIX_TERMINATOR
 
 
 def test_server_may_not_write_before_preamble():
@@ -144,11 +142,9 @@ def test_eof_is_reported_once():
     client.send(b"SSH-2.0-x\r\n")
     server.receive_data(client.data_to_send())
     server.receive_eof()
-    events = []
-    while (e := server.next_event()) is not None:
-        events.append(e)
+    events = list(drain(server))
     assert isinstance(events[-1], EOFReceived)
-    assert server.next_event() is None
+    assert server.next_event() is NEED_DATA
 
 
 def test_seed_history_ttl_and_capacity():
@@ -172,7 +168,7 @@ def test_deferred_key_derivation_waits_for_provided_keys():
     server.receive_data(client.data_to_send())
     event = server.next_event()
     assert isinstance(event, KeysNeeded)
-    assert server.next_event() is None  # still waiting, and asks only once
+    assert server.next_event() is NEED_DATA  # still waiting, and asks only once
     server.provide_keys(event.seed, derive_key(event.seed, KEYWORD.encode(), b"client_to_server"),
                         derive_key(event.seed, KEYWORD.encode(), b"server_to_client"))
     assert isinstance(server.next_event(), PreambleReceived)

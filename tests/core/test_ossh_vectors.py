@@ -6,6 +6,7 @@ from onehop.core.ossh import (ClientObfuscator, DataReceived, PreambleReceived, 
                               ServerObfuscator)
 from onehop.core.ossh.cipher import RC4Stream, derive_key, make_terminator
 from onehop.core.ossh.sshframing import server_line_padding
+from onehop.core import sansio
 from onehop.core.prng import SeededPRNG, salted_seed
 from tests.conftest import vector_cases
 
@@ -23,10 +24,7 @@ def no_random(n):
 
 
 def drain(endpoint):
-    events = []
-    while (event := endpoint.next_event()) is not None:
-        events.append(event)
-    return events
+    return list(sansio.drain(endpoint))
 
 
 def upstream_bytes(events):

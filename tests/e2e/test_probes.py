@@ -93,7 +93,7 @@ async def test_replayed_preamble_is_silent_while_the_original_was_answered(netwo
     assert replay == b"" and closed == "fin" and 0.9 <= seconds <= 3.0
     log_text = (tmp_path / "events.jsonl").read_text()
     events = [json.loads(line) for line in log_text.splitlines()]
-    assert {"event_name": "irregular_tunnel", "tunnel_error": "duplicate-seed"}.items() <= events[-1].items()
+    assert {"event_name": "irregular_tunnel", "tunnel_error": "duplicate_seed"}.items() <= events[-1].items()
     assert "127.0.0" not in log_text  # no client address is ever logged
 
 

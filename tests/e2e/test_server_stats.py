@@ -17,6 +17,7 @@ from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from onehop.core import api
+from onehop.errors import OSSHReason, SSHReason
 from tests.e2e.conftest import wait_until
 from tests.e2e.proxyclient import http_get_via_socks
 from tests.server.mmdb import city_record, isp_record, write_mmdb
@@ -147,7 +148,7 @@ async def test_events_carry_geoip_and_host_id_and_never_the_client_address(tmp_p
     assert failed["sponsor_id"] == "0000000000000000"  # inherited from the reporting tunnel
     irregular = sorted(named(log_path, "irregular_tunnel"), key=lambda e: e["listener_protocol"])
     assert [e["listener_protocol"] for e in irregular] == ["OSSH", "SSH"]
-    assert irregular[0]["tunnel_error"] and irregular[1]["tunnel_error"].startswith("ssh_")
+    assert irregular[0]["tunnel_error"] in set(OSSHReason) and irregular[1]["tunnel_error"] in set(SSHReason)
 
     addresses = (CLIENT_IP, PROBE_IP, SSH_PROBE_IP)
     for root, _, files in os.walk(tmp_path):

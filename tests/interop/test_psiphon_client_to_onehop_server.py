@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from onehop.core.ossh import DataReceived, ServerObfuscator
+from onehop.core.sansio import drain
 from onehop.tunnel.algorithms import SERVER_ENCRYPTION_ALGS, SERVER_KEX_ALGS, SERVER_MAC_ALGS
 
 from .harness import ONEHOP, PsiphonClient, Processes, WebServer, socks5_get, wait_for, wait_for_port
@@ -168,7 +169,7 @@ def deobfuscated_client_bytes(wire: bytes, keyword: str) -> bytes:
     obfuscator = ServerObfuscator(keyword, replay_check=lambda seed: True, random_bytes=os.urandom)
     obfuscator.receive_data(wire)
     plain = b""
-    while (event := obfuscator.next_event()) is not None:
+    for event in drain(obfuscator):
         if isinstance(event, DataReceived):
             plain += event.data
     return plain

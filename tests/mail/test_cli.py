@@ -114,7 +114,7 @@ def test_killed_with_replies_queued_then_restarted(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["totals"]["answered"] == 3 and report["totals"]["delivered"] == 6 and report["queued"] == 0
-    assert report["totals"]["rejected"] == {"unknown-recipient": 2}  # the two readiness probes
+    assert report["totals"]["rejected"] == {"unknown_recipient": 2}  # the two readiness probes
     (day,) = [d for d in report["days"] if d["address"] == ADDRESS]
     assert (day["answered"], day["delivered"]) == (3, 6)
     r = onehop("mail", "stats", "--state-dir", str(state))
@@ -122,7 +122,7 @@ def test_killed_with_replies_queued_then_restarted(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["DAY", "ADDRESS", "ANSWERED", "DELIVERED", "REJECTED", "FAILED"]
     assert any(ADDRESS in line and " 3 " in line and " 6 " in line for line in lines)
-    assert "(unknown)" in r.stdout and "unknown-recipient=2" in r.stdout
+    assert "(unknown)" in r.stdout and "unknown_recipient=2" in r.stdout
 
 
 def test_stats_without_state(tmp_path):

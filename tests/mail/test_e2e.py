@@ -108,7 +108,7 @@ async def test_unknown_recipients_are_refused_at_rcpt_so_it_is_no_relay(export, 
     await wait_for(lambda: len(sink.messages) == 2)
     assert all(m.rcpt_tos == ["person@users.test"] for m in sink.messages)  # never victim@gmail.com
     await responder.stop()
-    assert rejected(tmp_path / "state") == {("(unknown)", "unknown-recipient"): 4}
+    assert rejected(tmp_path / "state") == {("(unknown)", "unknown_recipient"): 4}
 
 
 async def test_an_address_with_nothing_to_send_is_refused(tmp_path, sink, start_responder):
@@ -144,7 +144,7 @@ async def test_rate_limit_per_sender_and_day(export, sink, start_responder, tmp_
     await asyncio.sleep(0.3)
     assert len(sink.messages) == 8
     await responder.stop()
-    assert rejected(tmp_path / "state") == {(ADDRESS, "rate-limit"): 2}
+    assert rejected(tmp_path / "state") == {(ADDRESS, "rate_limit"): 2}
 
 
 @pytest.mark.parametrize("headers, mail_from, sender", [
@@ -202,7 +202,7 @@ async def test_required_dkim_drops_unsigned_and_foreign_signed_requests(export, 
     await wait_for(lambda: len(sink.messages) == 2)
     assert sink.messages[0].rcpt_tos == ["friend@example.org"]
     await responder.stop()
-    assert rejected(tmp_path / "state") == {(ADDRESS, "dkim-fail"): 3}
+    assert rejected(tmp_path / "state") == {(ADDRESS, "dkim_fail"): 3}
 
 
 async def test_the_config_is_reloaded_and_a_broken_one_is_ignored(tmp_path, sink, start_responder, caplog):

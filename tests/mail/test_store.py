@@ -42,7 +42,7 @@ def test_daily_limit_is_checked_in_the_queueing_transaction(tmp_path):
     events: dict[str, int] = {}
     for _, _, event, n in store.stats_rows():
         events[event] = events.get(event, 0) + n
-    assert events == {"answered": 5, "rejected:rate-limit": 2}
+    assert events == {"answered": 5, "rejected:rate_limit": 2}
     store.close()
 
 

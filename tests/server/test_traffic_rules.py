@@ -10,7 +10,7 @@ import pytest
 
 from onehop.core.trafficrules import (ClientFacts, EffectiveRules, TrafficRulesSet, parse_traffic_rules,
                                       port_in)
-from onehop.errors import ConfigError
+from onehop.errors import ConfigError, ForwardReason
 
 # A file in Psiphon's layout, as operators write them.
 PSIPHON_STYLE = {
@@ -54,7 +54,7 @@ def test_defaults_when_nothing_is_set():
     assert rules == EffectiveRules()
     assert (rules.max_tcp, rules.max_tcp_dialing, rules.max_udp) == (512, 64, 32)
     assert (rules.dial_tcp_timeout, rules.idle_tcp_timeout, rules.idle_udp_timeout) == (10.0, 30.0, 30.0)
-    assert rules.permits("tcp", ipaddress.ip_address("198.51.100.1"), 25) == (True, "allowed")
+    assert rules.permits("tcp", ipaddress.ip_address("198.51.100.1"), 25) == (True, ForwardReason.ALLOWED)
 
 
 def test_default_rules_apply_to_an_unmatched_client(rules_set):
@@ -122,7 +122,7 @@ def test_port_subnet_and_asn_checks(rules_set):
     rules = rules_set.select(facts(region="DE"))
     public, carrier = ipaddress.ip_address("198.51.100.9"), ipaddress.ip_address("100.64.1.1")
     assert rules.permits("tcp", public, 443)[0] and rules.permits("tcp", public, 5050)[0]
-    assert rules.permits("tcp", public, 22) == (False, "tcp port not allowed by traffic rules")
+    assert rules.permits("tcp", public, 22) == (False, ForwardReason.RULES_TCP_PORT_NOT_ALLOWED)
     assert rules.permits("tcp", carrier, 22)[0]  # AllowSubnets lifts the port list
     assert rules.permits("udp", public, 123)[0] and not rules.permits("udp", public, 443 + 1)[0]
     strict = parse_traffic_rules({"DefaultRules": {
@@ -135,7 +135,7 @@ def test_port_subnet_and_asn_checks(rules_set):
     assert not strict.permits("tcp", ipaddress.ip_address("203.0.113.1"), 22)[0]
     assert not strict.permits("tcp", public, 22, asn="64501")[0]
     assert strict.permits("tcp", ipaddress.ip_address("2001:db8::1"), 25) == (
-        False, "tcp port disallowed by traffic rules")
+        False, ForwardReason.RULES_TCP_PORT_DISALLOWED)
 
 
 def test_port_ranges():

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from onehop.errors import ForwardReason
 from onehop.server.policy import Decision, ForwardPolicy, is_bogon
 
 PUBLIC_V4 = "8.8.8.8"
@@ -57,7 +58,7 @@ def public_unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def test_non_public_destinations_are_denied(ip):
     decision = DEFAULT.check(ip, 443)
     assert decision == Decision(False, decision.reason) and not decision.allowed
-    assert decision.reason == "non-public destination"
+    assert decision.reason is ForwardReason.NON_PUBLIC_DESTINATION
 
 
 @pytest.mark.parametrize("ip", [PUBLIC_V4, "1.1.1.1", "100.128.0.1", "100.63.255.255", PUBLIC_V6, "::ffff:8.8.8.8"])
@@ -78,7 +79,7 @@ def test_invalid_ports_are_denied_even_for_public_addresses(port):
 
 def test_the_servers_own_endpoints_are_denied():
     policy = ForwardPolicy(own_endpoints=frozenset({(PUBLIC_V4, 443), (PUBLIC_V4, 22)}))
-    assert policy.check(PUBLIC_V4, 443).reason == "the server's own port"
+    assert policy.check(PUBLIC_V4, 443).reason is ForwardReason.OWN_PORT
     assert not policy.check(PUBLIC_V4, 22).allowed
     assert policy.check(PUBLIC_V4, 80).allowed        # another port of the same host
     assert policy.check("8.8.4.4", 443).allowed        # the same port elsewhere
@@ -119,14 +120,14 @@ def test_the_same_port_on_another_loopback_address_is_not_the_servers():
 
 def test_disallowed_ports_are_denied():
     policy = ForwardPolicy(disallow_ports=frozenset({25}))
-    assert policy.check(PUBLIC_V4, 25).reason == "port disallowed"
+    assert policy.check(PUBLIC_V4, 25).reason is ForwardReason.PORT_DISALLOWED
     assert policy.check(PUBLIC_V4, 587).allowed
 
 
 def test_allow_list_limits_ports_and_disallow_wins():
     policy = ForwardPolicy(allow_ports=frozenset({80, 443}), disallow_ports=frozenset({443}))
     assert policy.check(PUBLIC_V4, 80).allowed
-    assert policy.check(PUBLIC_V4, 22).reason == "port not allowed"
+    assert policy.check(PUBLIC_V4, 22).reason is ForwardReason.PORT_NOT_ALLOWED
     assert not policy.check(PUBLIC_V4, 443).allowed
 
 

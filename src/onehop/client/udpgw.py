@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 
 import asyncssh
 
+from ..core.sansio import drain
 from ..core.udpgw import (FLAG_DNS, FLAG_REBIND, MAX_PAYLOAD, PacketReceived, UdpgwParser,
                           address_bytes, encode_packet)
 from ..errors import RemoteProtocolError, TunnelError
@@ -90,7 +91,7 @@ class UdpgwClient(asyncssh.SSHTCPSession):
     def data_received(self, data: bytes, datatype) -> None:
         self._parser.receive_data(data)
         try:
-            while (event := self._parser.next_event()) is not None:
+            for event in drain(self._parser):
                 flow = self._flows.get(event.conn_id) if isinstance(event, PacketReceived) else None
                 if flow is not None:
                     flow.on_datagram(event.payload)  # type: ignore[union-attr]

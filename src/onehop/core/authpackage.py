@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from onehop.core import canonicaljson
-from onehop.errors import LocalProtocolError, RemoteProtocolError, SignatureError
+from onehop.errors import LocalProtocolError, PackageReason, RemoteProtocolError, SignatureError, UsageReason
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024  # decompressed bytes
 PACKAGE_MEMBERS = frozenset({"data", "signature", "signingPublicKeyDigest"})
@@ -60,9 +60,9 @@ def load_private_key(key: "str | bytes | rsa.RSAPrivateKey") -> rsa.RSAPrivateKe
         else:
             loaded = serialization.load_der_private_key(key, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise LocalProtocolError("invalid_key", f"cannot load RSA private key: {exc}") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, f"cannot load RSA private key: {exc}") from None
     if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise LocalProtocolError("invalid_key", "signing key is not RSA")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "signing key is not RSA")
     return loaded
 
 
@@ -70,16 +70,16 @@ def _b64_or_local(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise LocalProtocolError("invalid_key", "key is neither PEM nor base64 DER") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "key is neither PEM nor base64 DER") from None
 
 
 def _load_public_key(public_key_b64: str) -> rsa.RSAPublicKey:
     try:
         loaded = serialization.load_der_public_key(_b64_or_local(public_key_b64))
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise LocalProtocolError("invalid_key", f"cannot load RSA public key: {exc}") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, f"cannot load RSA public key: {exc}") from None
     if not isinstance(loaded, rsa.RSAPublicKey):
-        raise LocalProtocolError("invalid_key", "unexpected signing public key type")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "unexpected signing public key type")
     return loaded
 
 
@@ -114,7 +114,8 @@ def make_package(data: str, private_key: "str | bytes | rsa.RSAPrivateKey", publ
     signature = key.sign(data.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
     data_json = canonicaljson.encode_string(data)
     if streamable and "\\" in data_json.replace("\\n", ""):
-        raise LocalProtocolError("unstreamable_data", "data needs JSON escapes Psiphon's streaming reader rejects")
+        raise LocalProtocolError(PackageReason.UNSTREAMABLE_DATA,
+                                 "data needs JSON escapes Psiphon's streaming reader rejects")
     return ('{"data":' + data_json
             + ',"signingPublicKeyDigest":"' + public_key_digest(public_key_b64)
             + '","signature":"' + base64.b64encode(signature).decode("ascii") + '"}').encode("utf-8")
@@ -149,14 +150,14 @@ def _inflate_member(blob: bytes, wbits: int, budget: int) -> tuple[bytes, bytes]
             chunk = d.decompress(pending, budget + 1 - len(out))
             out += chunk
             if len(out) > budget:
-                raise RemoteProtocolError("too_large", f"decompressed package exceeds {budget} bytes")
+                raise RemoteProtocolError(PackageReason.TOO_LARGE, f"decompressed package exceeds {budget} bytes")
             pending = d.unconsumed_tail
             if not chunk and not pending:
                 break
     except zlib.error as exc:
-        raise RemoteProtocolError("corrupt_compression", str(exc)) from None
+        raise RemoteProtocolError(PackageReason.CORRUPT_COMPRESSION, str(exc)) from None
     if not d.eof:
-        raise RemoteProtocolError("truncated", "compressed package is truncated")
+        raise RemoteProtocolError(PackageReason.TRUNCATED, "compressed package is truncated")
     return bytes(out), d.unused_data
 
 
@@ -166,19 +167,19 @@ def decompress(blob: bytes, compression: Compression = "zlib", max_size: int = D
         compression = _detect(blob)
     if compression == "none":
         if len(blob) > max_size:
-            raise RemoteProtocolError("too_large", f"package exceeds {max_size} bytes")
+            raise RemoteProtocolError(PackageReason.TOO_LARGE, f"package exceeds {max_size} bytes")
         return bytes(blob)
     if compression not in ("zlib", "gzip"):
-        raise LocalProtocolError("bad_argument", f"unknown compression {compression!r}")
+        raise LocalProtocolError(UsageReason.BAD_ARGUMENT, f"unknown compression {compression!r}")
     if not blob:
-        raise RemoteProtocolError("truncated", "compressed package is empty")
+        raise RemoteProtocolError(PackageReason.TRUNCATED, "compressed package is empty")
     wbits = _ZLIB_WBITS if compression == "zlib" else _GZIP_WBITS
     out, rest = _inflate_member(blob, wbits, max_size)
     while compression == "gzip" and rest:  # gzip allows concatenated members
         more, rest = _inflate_member(rest, wbits, max_size - len(out))
         out += more
     if rest:
-        raise RemoteProtocolError("trailing_data", f"{len(rest)} bytes after the compressed package")
+        raise RemoteProtocolError(PackageReason.TRAILING_DATA, f"{len(rest)} bytes after the compressed package")
     return out
 
 
@@ -187,7 +188,8 @@ def decompress_chunks(chunks: Iterable[bytes], compression: Compression = "zlib"
     """:func:`decompress` fed piece by piece (a file read in chunks), so the compressed
     package is never held whole; the output stays bounded by ``max_size``."""
     if compression not in ("zlib", "gzip"):
-        raise LocalProtocolError("bad_argument", f"streamed compression must be zlib or gzip, not {compression!r}")
+        raise LocalProtocolError(UsageReason.BAD_ARGUMENT,
+                                 f"streamed compression must be zlib or gzip, not {compression!r}")
     wbits = _ZLIB_WBITS if compression == "zlib" else _GZIP_WBITS
     d, out, seen = zlib.decompressobj(wbits), bytearray(), False
     try:
@@ -196,18 +198,18 @@ def decompress_chunks(chunks: Iterable[bytes], compression: Compression = "zlib"
             while pending:
                 if d.eof:
                     if compression != "gzip":
-                        raise RemoteProtocolError("trailing_data", "bytes after the compressed package")
+                        raise RemoteProtocolError(PackageReason.TRAILING_DATA, "bytes after the compressed package")
                     d = zlib.decompressobj(wbits)  # gzip allows concatenated members
                 out += d.decompress(pending, max_size + 1 - len(out))
                 if len(out) > max_size:
-                    raise RemoteProtocolError("too_large", f"decompressed package exceeds {max_size} bytes")
+                    raise RemoteProtocolError(PackageReason.TOO_LARGE, f"decompressed package exceeds {max_size} bytes")
                 pending = d.unconsumed_tail or (d.unused_data if d.eof else b"")
     except zlib.error as exc:
-        raise RemoteProtocolError("corrupt_compression", str(exc)) from None
+        raise RemoteProtocolError(PackageReason.CORRUPT_COMPRESSION, str(exc)) from None
     if not seen:
-        raise RemoteProtocolError("truncated", "compressed package is empty")
+        raise RemoteProtocolError(PackageReason.TRUNCATED, "compressed package is empty")
     if not d.eof:
-        raise RemoteProtocolError("truncated", "compressed package is truncated")
+        raise RemoteProtocolError(PackageReason.TRUNCATED, "compressed package is truncated")
     return bytes(out)
 
 
@@ -215,14 +217,15 @@ def _parse_package(package_json: bytes) -> dict[str, str]:
     try:
         package = canonicaljson.loads(package_json)
     except RemoteProtocolError as exc:
-        raise RemoteProtocolError("invalid_package", f"package is not JSON: {exc.detail}") from None
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, f"package is not JSON: {exc.detail}") from None
     if not isinstance(package, dict):
-        raise RemoteProtocolError("invalid_package", "package is not a JSON object")
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, "package is not a JSON object")
     if set(package) != PACKAGE_MEMBERS:
-        raise RemoteProtocolError("invalid_package", f"package members must be exactly {sorted(PACKAGE_MEMBERS)}")
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE,
+                                  f"package members must be exactly {sorted(PACKAGE_MEMBERS)}")
     for name in PACKAGE_MEMBERS:
         if not isinstance(package[name], str):
-            raise RemoteProtocolError("invalid_package", f"package member {name!r} is not a string")
+            raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, f"package member {name!r} is not a string")
     return package
 
 
@@ -230,7 +233,7 @@ def _decode_b64_member(package: dict[str, str], name: str) -> bytes:
     try:
         return base64.b64decode(package[name], validate=True)
     except (binascii.Error, ValueError):
-        raise RemoteProtocolError("invalid_package", f"package member {name!r} is not base64") from None
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, f"package member {name!r} is not base64") from None
 
 
 def verify_package_json(package_json: bytes, public_key_b64: str) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import JSONReason, LocalProtocolError, RemoteProtocolError
 
 MAX_DEPTH = 100  # far beyond any Psiphon document; keeps recursive walks safe
 _MAX_SAFE_INT = 1 << 53  # beyond this an integer does not survive float64 exactly
@@ -40,13 +40,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # --------------------------------------------------------------------------- parsing
 
 def _reject_constant(name: str) -> Any:
-    raise RemoteProtocolError("invalid_json", f"{name} is not valid JSON")
+    raise RemoteProtocolError(JSONReason.INVALID_JSON, f"{name} is not valid JSON")
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise RemoteProtocolError("invalid_json", f"number {text[:40]} is out of float64 range")
+        raise RemoteProtocolError(JSONReason.INVALID_JSON, f"number {text[:40]} is out of float64 range")
     return value
 
 
@@ -68,7 +68,7 @@ def _scrub(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         return _scrub_str(value)
     if isinstance(value, (list, dict)) and depth <= 0:
-        raise RemoteProtocolError("invalid_json", "nesting too deep")
+        raise RemoteProtocolError(JSONReason.INVALID_JSON, "nesting too deep")
     if isinstance(value, list):
         return [_scrub(v, depth - 1) for v in value]
     if isinstance(value, dict):
@@ -92,15 +92,15 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RemoteProtocolError("invalid_json", f"not UTF-8 at byte {exc.start}") from None
+            raise RemoteProtocolError(JSONReason.INVALID_JSON, f"not UTF-8 at byte {exc.start}") from None
     try:
         value = json.loads(data, parse_int=_parse_int, parse_float=_parse_float,
                            parse_constant=_reject_constant)
         return _scrub(value, max_depth)
     except RecursionError:
-        raise RemoteProtocolError("invalid_json", "nesting too deep") from None
+        raise RemoteProtocolError(JSONReason.INVALID_JSON, "nesting too deep") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise RemoteProtocolError("invalid_json", str(exc)) from None
+        raise RemoteProtocolError(JSONReason.INVALID_JSON, str(exc)) from None
 
 
 # --------------------------------------------------------------------------- encoding
@@ -133,7 +133,7 @@ def _encode_go_bytes(raw: bytes) -> str:
 def format_go_float(value: float) -> str:
     """Go's encoding of a float64: shortest digits, 'f' form unless < 1e-6 or >= 1e21."""
     if math.isnan(value) or math.isinf(value):
-        raise LocalProtocolError("unsupported_value", f"JSON cannot encode {value!r}")
+        raise LocalProtocolError(JSONReason.UNSUPPORTED_VALUE, f"JSON cannot encode {value!r}")
     if value == 0:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     sign, digits, exponent = Decimal(repr(value)).as_tuple()
@@ -181,7 +181,7 @@ def _encode(value: Any, out: list[str]) -> None:
             _encode(item, out)
         out.append("]")
     else:
-        raise LocalProtocolError("unsupported_value", f"cannot encode {type(value).__name__} as JSON")
+        raise LocalProtocolError(JSONReason.UNSUPPORTED_VALUE, f"cannot encode {type(value).__name__} as JSON")
 
 
 def _key_bytes(key: str) -> bytes:
@@ -191,7 +191,7 @@ def _key_bytes(key: str) -> bytes:
 def _encode_object(obj: Mapping[str, Any], out: list[str]) -> None:
     for key in obj:
         if not isinstance(key, str):
-            raise LocalProtocolError("unsupported_value", "JSON object keys must be str")
+            raise LocalProtocolError(JSONReason.UNSUPPORTED_VALUE, "JSON object keys must be str")
     out.append("{")
     for i, key in enumerate(sorted(obj, key=_key_bytes)):
         if i:

@@ -23,7 +23,7 @@ import math
 import struct
 from typing import Any
 
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import CBORReason, LocalProtocolError, RemoteProtocolError
 
 MAX_DEPTH = 32
 """Default limit on container nesting for both ``dumps`` and ``loads``."""
@@ -61,7 +61,7 @@ def _head(major: int, n: int) -> bytes:
 
 def _encode(obj: Any, out: bytearray, depth: int, max_depth: int) -> None:
     if depth > max_depth:
-        raise LocalProtocolError("cbor_too_deep", f"nesting exceeds {max_depth}")
+        raise LocalProtocolError(CBORReason.TOO_DEEP, f"nesting exceeds {max_depth}")
     if obj is None:
         out.append(0xF6)
     elif obj is True or obj is False:
@@ -83,7 +83,7 @@ def _encode(obj: Any, out: bytearray, depth: int, max_depth: int) -> None:
     elif isinstance(obj, dict):
         _encode_map(obj, out, depth, max_depth)
     else:
-        raise LocalProtocolError("cbor_unsupported_type", type(obj).__name__)
+        raise LocalProtocolError(CBORReason.UNSUPPORTED_TYPE, type(obj).__name__)
 
 
 def _encode_int(n: int) -> bytes:
@@ -91,7 +91,7 @@ def _encode_int(n: int) -> bytes:
         return _head(_MAJOR_UINT, n)
     if -_UINT64_LIMIT <= n < 0:
         return _head(_MAJOR_NEGINT, -1 - n)
-    raise LocalProtocolError("cbor_int_out_of_range", str(n))
+    raise LocalProtocolError(CBORReason.INT_OUT_OF_RANGE, str(n))
 
 
 def _encode_float(x: float) -> bytes:
@@ -112,14 +112,14 @@ def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise LocalProtocolError("cbor_invalid_text", "string is not valid Unicode") from exc
+        raise LocalProtocolError(CBORReason.INVALID_TEXT, "string is not valid Unicode") from exc
 
 
 def _encode_map(obj: dict[Any, Any], out: bytearray, depth: int, max_depth: int) -> None:
     entries = []
     for key, value in obj.items():
         if isinstance(key, bool) or not isinstance(key, (int, str)):
-            raise LocalProtocolError("cbor_unsupported_key", type(key).__name__)
+            raise LocalProtocolError(CBORReason.UNSUPPORTED_KEY, type(key).__name__)
         entries.append((_encode_int(key) if isinstance(key, int) else dumps(key), value))
     entries.sort(key=lambda entry: (len(entry[0]), entry[0]))
     out += _head(_MAJOR_MAP, len(entries))
@@ -136,7 +136,7 @@ def loads(data: bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH) -
     decoder = _Decoder(bytes(data), max_depth)
     value = decoder.item(0)
     if decoder.pos != len(decoder.data):
-        raise RemoteProtocolError("cbor_trailing_data", f"{len(decoder.data) - decoder.pos} bytes after the item")
+        raise RemoteProtocolError(CBORReason.TRAILING_DATA, f"{len(decoder.data) - decoder.pos} bytes after the item")
     return value
 
 
@@ -153,7 +153,7 @@ class _Decoder:
 
     def take(self, n: int) -> bytes:
         if n > self.remaining():
-            raise RemoteProtocolError("cbor_truncated", f"need {n} bytes, {self.remaining()} left")
+            raise RemoteProtocolError(CBORReason.TRUNCATED, f"need {n} bytes, {self.remaining()} left")
         chunk = self.data[self.pos:self.pos + n]
         self.pos += n
         return chunk
@@ -169,13 +169,13 @@ class _Decoder:
         if info == _INDEFINITE and major in (_MAJOR_BYTES, _MAJOR_TEXT, _MAJOR_ARRAY, _MAJOR_MAP):
             return major, info, 0
         if initial == _BREAK:
-            raise RemoteProtocolError("cbor_unexpected_break", f"at offset {self.pos - 1}")
-        raise RemoteProtocolError("cbor_malformed", f"initial byte {initial:#04x} at offset {self.pos - 1}")
+            raise RemoteProtocolError(CBORReason.UNEXPECTED_BREAK, f"at offset {self.pos - 1}")
+        raise RemoteProtocolError(CBORReason.MALFORMED, f"initial byte {initial:#04x} at offset {self.pos - 1}")
 
     def at_break(self) -> bool:
         """Consume a break byte if one is next (inside an indefinite-length item)."""
         if self.remaining() < 1:
-            raise RemoteProtocolError("cbor_truncated", "missing break")
+            raise RemoteProtocolError(CBORReason.TRUNCATED, "missing break")
         if self.data[self.pos] == _BREAK:
             self.pos += 1
             return True
@@ -183,7 +183,7 @@ class _Decoder:
 
     def item(self, depth: int) -> Any:
         if depth > self.max_depth:
-            raise RemoteProtocolError("cbor_too_deep", f"nesting exceeds {self.max_depth}")
+            raise RemoteProtocolError(CBORReason.TOO_DEEP, f"nesting exceeds {self.max_depth}")
         major, info, arg = self.head()
         if major == _MAJOR_UINT:
             return arg
@@ -196,7 +196,7 @@ class _Decoder:
         if major == _MAJOR_MAP:
             return self.map(info, arg, depth)
         if major == _MAJOR_TAG:
-            raise RemoteProtocolError("cbor_tag_unsupported", f"tag {arg}")
+            raise RemoteProtocolError(CBORReason.TAG_UNSUPPORTED, f"tag {arg}")
         return self.simple(info, arg)
 
     def string(self, major: int, info: int, length: int) -> bytes | str:
@@ -207,7 +207,7 @@ class _Decoder:
             while not self.at_break():
                 chunk_major, chunk_info, chunk_length = self.head()
                 if chunk_major != major or chunk_info == _INDEFINITE:
-                    raise RemoteProtocolError("cbor_bad_chunk", "indefinite string chunk of the wrong kind")
+                    raise RemoteProtocolError(CBORReason.BAD_CHUNK, "indefinite string chunk of the wrong kind")
                 chunks.append(self.take(chunk_length))
             raw = b"".join(chunks)
         if major == _MAJOR_BYTES:
@@ -215,7 +215,7 @@ class _Decoder:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RemoteProtocolError("cbor_invalid_utf8", str(exc)) from exc
+            raise RemoteProtocolError(CBORReason.INVALID_UTF8, str(exc)) from exc
 
     def array(self, info: int, count: int, depth: int) -> list[Any]:
         if info == _INDEFINITE:
@@ -224,20 +224,20 @@ class _Decoder:
                 items.append(self.item(depth + 1))
             return items
         if count > self.remaining():
-            raise RemoteProtocolError("cbor_truncated", f"array of {count} items in {self.remaining()} bytes")
+            raise RemoteProtocolError(CBORReason.TRUNCATED, f"array of {count} items in {self.remaining()} bytes")
         return [self.item(depth + 1) for _ in range(count)]
 
     def map(self, info: int, count: int, depth: int) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         if info != _INDEFINITE and 2 * count > self.remaining():
-            raise RemoteProtocolError("cbor_truncated", f"map of {count} pairs in {self.remaining()} bytes")
+            raise RemoteProtocolError(CBORReason.TRUNCATED, f"map of {count} pairs in {self.remaining()} bytes")
         index = 0
         while (index < count) if info != _INDEFINITE else not self.at_break():
             key = self.item(depth + 1)
             if isinstance(key, bool) or not isinstance(key, (int, str, bytes)):
-                raise RemoteProtocolError("cbor_unsupported_key", type(key).__name__)
+                raise RemoteProtocolError(CBORReason.UNSUPPORTED_KEY, type(key).__name__)
             if key in result:
-                raise RemoteProtocolError("cbor_duplicate_key", repr(key)[:64])
+                raise RemoteProtocolError(CBORReason.DUPLICATE_KEY, repr(key)[:64])
             result[key] = self.item(depth + 1)
             index += 1
         return result
@@ -251,4 +251,4 @@ class _Decoder:
             return struct.unpack(">f", arg.to_bytes(4, "big"))[0]
         if info == 27:
             return struct.unpack(">d", arg.to_bytes(8, "big"))[0]
-        raise RemoteProtocolError("cbor_simple_unsupported", f"simple value {arg}")
+        raise RemoteProtocolError(CBORReason.SIMPLE_UNSUPPORTED, f"simple value {arg}")

@@ -31,7 +31,7 @@ from enum import Enum
 
 from onehop.core.serverentry import parse_ip
 from onehop.core.xxhash64 import xxhash64
-from onehop.errors import LocalProtocolError
+from onehop.errors import DiscoveryReason, LocalProtocolError, UsageReason
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Moment = datetime | int
@@ -46,14 +46,15 @@ def to_datetime(moment: Moment) -> datetime:
     """An aware UTC datetime from an aware datetime or integer Unix seconds."""
     if isinstance(moment, datetime):
         if moment.tzinfo is None:
-            raise LocalProtocolError("naive_datetime", "discovery times must be timezone-aware")
+            raise LocalProtocolError(UsageReason.NAIVE_DATETIME, "discovery times must be timezone-aware")
         return moment.astimezone(timezone.utc)
     if isinstance(moment, int) and not isinstance(moment, bool):
         try:
             return _EPOCH + timedelta(seconds=moment)
         except OverflowError:
-            raise LocalProtocolError("bad_argument", f"Unix time {moment} out of range") from None
-    raise LocalProtocolError("bad_argument", f"expected datetime or Unix seconds, got {type(moment).__name__}")
+            raise LocalProtocolError(UsageReason.BAD_ARGUMENT, f"Unix time {moment} out of range") from None
+    raise LocalProtocolError(UsageReason.BAD_ARGUMENT,
+                             f"expected datetime or Unix seconds, got {type(moment).__name__}")
 
 
 def unix_seconds(moment: Moment) -> int:
@@ -103,7 +104,7 @@ def _parse_client_ip(client_ip: ClientIP) -> ipaddress.IPv4Address | ipaddress.I
         return client_ip
     parsed = parse_ip(client_ip)
     if parsed is None:
-        raise LocalProtocolError("invalid_client_ip", "client IP is not an IP address")
+        raise LocalProtocolError(DiscoveryReason.INVALID_CLIENT_IP, "client IP is not an IP address")
     return parsed
 
 
@@ -203,7 +204,7 @@ def _assign_partitions(points: list[int], slot_member: list[int], members: int,
                        partitions: int, load: float) -> tuple[int, ...]:
     capacity = math.ceil(partitions / members * load)
     if capacity < 1:
-        raise LocalProtocolError("ring_full", "load leaves no room for any partition")
+        raise LocalProtocolError(DiscoveryReason.RING_FULL, "load leaves no room for any partition")
     slots_of: dict[int, list[int]] = {}
     for slot, member in enumerate(slot_member):
         slots_of.setdefault(member, []).append(slot)
@@ -213,7 +214,7 @@ def _assign_partitions(points: list[int], slot_member: list[int], members: int,
     for partition in range(partitions):
         start = bisect.bisect_left(points, xxhash64(partition.to_bytes(8, "little")))
         if free.free == 0:
-            raise LocalProtocolError("ring_full", "not enough room to distribute partitions")
+            raise LocalProtocolError(DiscoveryReason.RING_FULL, "not enough room to distribute partitions")
         member = slot_member[free.find(start % len(points))]
         owners.append(member)
         loads[member] += 1
@@ -237,12 +238,13 @@ class ConsistentRing:
         servers = tuple(servers)
         names = [s.ip_address for s in servers]
         if len(set(names)) != len(names):
-            raise LocalProtocolError("duplicate_server", "discovery servers must have distinct IP addresses")
+            raise LocalProtocolError(DiscoveryReason.DUPLICATE_SERVER,
+                                     "discovery servers must have distinct IP addresses")
         if not servers:
             return cls((), ())
         partitions = len(servers) if partition_count is None else partition_count
         if partitions < 1:
-            raise LocalProtocolError("bad_argument", "partition_count must be positive")
+            raise LocalProtocolError(UsageReason.BAD_ARGUMENT, "partition_count must be positive")
         points, slot_member = _ring_slots(names)
         return cls(servers, _assign_partitions(points, slot_member, len(servers), partitions, load))
 
@@ -294,7 +296,7 @@ class Discovery:
                  hmac_key: str | None = None) -> None:
         self.strategy = Strategy(strategy)
         if self.strategy is Strategy.CLASSIC and not hmac_key:
-            raise LocalProtocolError("bad_argument", "classic discovery needs the discovery value HMAC key")
+            raise LocalProtocolError(UsageReason.BAD_ARGUMENT, "classic discovery needs the discovery value HMAC key")
         self.servers = tuple(servers)
         self._hmac_key = hmac_key or ""
         self._snapshot: _Snapshot | None = None

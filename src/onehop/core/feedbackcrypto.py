@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import FeedbackReason, LocalProtocolError, RemoteProtocolError, UsageReason
 
 KEY_SIZE = 16
 IV_SIZE = 16
@@ -72,9 +72,9 @@ def load_public_key(public_key_b64: str) -> rsa.RSAPublicKey:
         der = base64.b64decode(public_key_b64.strip(), validate=True)
         key = serialization.load_der_public_key(der)
     except (binascii.Error, ValueError, UnsupportedAlgorithm) as exc:
-        raise LocalProtocolError("invalid_key", f"cannot load the feedback public key: {exc}") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, f"cannot load the feedback public key: {exc}") from None
     if not isinstance(key, rsa.RSAPublicKey):
-        raise LocalProtocolError("invalid_key", "the feedback public key is not RSA")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "the feedback public key is not RSA")
     return key
 
 
@@ -88,9 +88,9 @@ def load_private_key(key: str | bytes) -> rsa.RSAPrivateKey:
         else:
             loaded = serialization.load_der_private_key(_b64_or_raw(key), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise LocalProtocolError("invalid_key", f"cannot load the feedback private key: {exc}") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, f"cannot load the feedback private key: {exc}") from None
     if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise LocalProtocolError("invalid_key", "the feedback private key is not RSA")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "the feedback private key is not RSA")
     return loaded
 
 
@@ -116,7 +116,7 @@ def encrypt(plaintext: bytes | str, public_key_b64: str, random_bytes: RandomByt
     public_key = load_public_key(public_key_b64)
     enc_key, mac_key, iv = random_bytes(KEY_SIZE), random_bytes(KEY_SIZE), random_bytes(IV_SIZE)
     if not (len(enc_key) == len(mac_key) == KEY_SIZE and len(iv) == IV_SIZE):
-        raise LocalProtocolError("bad_argument", "random_bytes returned the wrong number of bytes")
+        raise LocalProtocolError(UsageReason.BAD_ARGUMENT, "random_bytes returned the wrong number of bytes")
     padder = sym_padding.PKCS7(BLOCK_SIZE * 8).padder()
     padded = padder.update(plaintext) + padder.finalize()
     encryptor = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).encryptor()
@@ -134,12 +134,12 @@ def encrypt(plaintext: bytes | str, public_key_b64: str, random_bytes: RandomByt
 # ----------------------------------------------------------------------- parsing
 
 def _invalid(detail: str) -> RemoteProtocolError:
-    return RemoteProtocolError("invalid_blob", detail)
+    return RemoteProtocolError(FeedbackReason.INVALID_BLOB, detail)
 
 
 def _load_json_object(blob: bytes | str, max_size: int) -> dict[str, Any]:
     if len(blob) > max_size:
-        raise RemoteProtocolError("too_large", f"feedback blob of {len(blob)} bytes exceeds {max_size}")
+        raise RemoteProtocolError(FeedbackReason.TOO_LARGE, f"feedback blob of {len(blob)} bytes exceeds {max_size}")
     try:
         text = blob.decode("utf-8") if isinstance(blob, (bytes, bytearray)) else blob
         value = json.loads(text, parse_constant=_reject_constant)
@@ -184,15 +184,16 @@ def parse_blob(blob: bytes | str, max_size: int = DEFAULT_MAX_BLOB_SIZE) -> Feed
 
 def _unwrap(private_key: rsa.RSAPrivateKey, wrapped: bytes, which: str) -> bytes:
     if len(wrapped) != (private_key.key_size + 7) // 8:
-        raise RemoteProtocolError("foreign_key", f"wrapped {which} key does not fit this key "
+        raise RemoteProtocolError(FeedbackReason.FOREIGN_KEY, f"wrapped {which} key does not fit this key "
                                   f"({len(wrapped)} bytes): encrypted for another feedback key?")
     try:
         key = private_key.decrypt(wrapped, _oaep())
     except ValueError:
-        raise RemoteProtocolError("foreign_key", f"cannot unwrap the {which} key: "
+        raise RemoteProtocolError(FeedbackReason.FOREIGN_KEY, f"cannot unwrap the {which} key: "
                                   "encrypted for another feedback key, or corrupted") from None
     if len(key) != KEY_SIZE:
-        raise RemoteProtocolError("invalid_blob", f"unwrapped {which} key is {len(key)} bytes, not {KEY_SIZE}")
+        raise RemoteProtocolError(FeedbackReason.INVALID_BLOB,
+                                  f"unwrapped {which} key is {len(key)} bytes, not {KEY_SIZE}")
     return key
 
 
@@ -201,7 +202,7 @@ def authenticate(parsed: FeedbackBlob, private_key: rsa.RSAPrivateKey) -> bytes:
     mac_key = _unwrap(private_key, parsed.wrapped_mac_key, "MAC")
     expected = hmac.new(mac_key, parsed.iv + parsed.content_ciphertext, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, parsed.content_mac):
-        raise RemoteProtocolError("bad_mac", "content MAC does not match: the blob was altered")
+        raise RemoteProtocolError(FeedbackReason.BAD_MAC, "content MAC does not match: the blob was altered")
     return _unwrap(private_key, parsed.wrapped_encryption_key, "encryption")
 
 
@@ -219,5 +220,5 @@ def decrypt(blob: bytes | str, private_key: rsa.RSAPrivateKey | str | bytes,
 def _unpad(padded: bytes) -> bytes:
     count = padded[-1]
     if not 1 <= count <= BLOCK_SIZE or padded[-count:] != bytes([count]) * count:
-        raise RemoteProtocolError("bad_padding", "invalid PKCS#7 padding after an authentic MAC")
+        raise RemoteProtocolError(FeedbackReason.BAD_PADDING, "invalid PKCS#7 padding after an authentic MAC")
     return padded[:-count]

@@ -2,7 +2,8 @@
 
 Enough for what the client downloads and uploads (remote server lists, upgrades,
 feedback): one request per connection, Content-Length, chunked or close-delimited
-bodies, bounded head size. Events: ``ResponseHead``, ``BodyData``, ``ResponseComplete``.
+bodies, bounded head size. Events: ``ResponseHead``, ``BodyData``, ``ResponseComplete``;
+``next_event`` speaks ``core.sansio``'s dialect (``NEED_DATA``, then ``PAUSED`` once complete).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import HTTPReason, LocalProtocolError, RemoteProtocolError, UsageReason
+from .sansio import NEED_DATA, PAUSED, Pending
 
 MAX_HEAD_SIZE = 64 * 1024
 MAX_CHUNK_LINE = 1024
@@ -43,18 +45,18 @@ class ResponseComplete:
     pass
 
 
-NEED_DATA = object()
+ResponseEvent = ResponseHead | BodyData | ResponseComplete
 
 
 def build_request(method: str, target: str, host: str, headers: Mapping[str, str] | None = None,
                   body_length: int | None = None) -> bytes:
     """A request head; ``target`` is the path and query, ``host`` the Host header value."""
     if not _TOKEN.fullmatch(method):
-        raise LocalProtocolError("bad-method", method)
+        raise LocalProtocolError(HTTPReason.BAD_METHOD, method)
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close"]
     for name, value in (headers or {}).items():
         if not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value:
-            raise LocalProtocolError("bad-header", name)
+            raise LocalProtocolError(HTTPReason.BAD_HEADER, name)
         lines.append(f"{name}: {value}")
     if body_length is not None:
         lines.append(f"Content-Length: {body_length}")
@@ -75,26 +77,26 @@ class ResponseParser:
 
     def receive_data(self, data: bytes) -> None:
         if self._eof:
-            raise LocalProtocolError("data-after-eof", "receive_data after receive_eof")
+            raise LocalProtocolError(UsageReason.DATA_AFTER_EOF, "receive_data after receive_eof")
         self._buffer += data
 
     def receive_eof(self) -> None:
         self._eof = True
 
-    def next_event(self):
-        """ResponseHead, BodyData, ResponseComplete, or NEED_DATA; RemoteProtocolError on bad input."""
+    def next_event(self) -> ResponseEvent | Pending:
+        """ResponseHead, BodyData, ResponseComplete, NEED_DATA or PAUSED; RemoteProtocolError on bad input."""
         return getattr(self, "_state_" + self._mode.replace("-", "_"))()
 
     def _need(self):
         if self._eof:
-            raise RemoteProtocolError("http-truncated", f"connection closed in state {self._mode}")
+            raise RemoteProtocolError(HTTPReason.TRUNCATED, f"connection closed in state {self._mode}")
         return NEED_DATA
 
     def _state_head(self):
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buffer) > self._max_head:
-                raise RemoteProtocolError("http-head-too-large", f"more than {self._max_head} bytes")
+                raise RemoteProtocolError(HTTPReason.HEAD_TOO_LARGE, f"more than {self._max_head} bytes")
             return self._need()
         raw = bytes(self._buffer[:end])
         del self._buffer[:end + 4]
@@ -108,12 +110,12 @@ class ResponseParser:
         encoding = (head.header("transfer-encoding") or "").lower()
         if encoding:
             if encoding != "chunked":
-                raise RemoteProtocolError("http-encoding", f"unsupported transfer-encoding {encoding}")
+                raise RemoteProtocolError(HTTPReason.UNSUPPORTED_ENCODING, f"unsupported transfer-encoding {encoding}")
             return "chunk-size"
         length = head.header("content-length")
         if length is not None:
             if not length.isdigit() or len(length) > 18:
-                raise RemoteProtocolError("http-length", f"bad content-length {length!r}")
+                raise RemoteProtocolError(HTTPReason.BAD_CONTENT_LENGTH, f"bad content-length {length!r}")
             self._remaining = int(length)
             return "length" if self._remaining else "done"
         return "close"
@@ -142,16 +144,16 @@ class ResponseParser:
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > MAX_CHUNK_LINE:
-                raise RemoteProtocolError("http-chunk", "chunk size line too long")
+                raise RemoteProtocolError(HTTPReason.BAD_CHUNK, "chunk size line too long")
             return self._need()
         line = bytes(self._buffer[:end]).split(b";", 1)[0].strip()
         del self._buffer[:end + 2]
         try:
             size = int(line, 16)
         except ValueError:
-            raise RemoteProtocolError("http-chunk", f"bad chunk size {line[:20]!r}") from None
+            raise RemoteProtocolError(HTTPReason.BAD_CHUNK, f"bad chunk size {line[:20]!r}") from None
         if size < 0 or len(line) > 15:
-            raise RemoteProtocolError("http-chunk", "bad chunk size")
+            raise RemoteProtocolError(HTTPReason.BAD_CHUNK, "bad chunk size")
         self._remaining = size
         self._mode = "chunk-data" if size else "trailer"
         return self.next_event()
@@ -170,7 +172,7 @@ class ResponseParser:
         if len(self._buffer) < 2:
             return self._need()
         if self._buffer[:2] != b"\r\n":
-            raise RemoteProtocolError("http-chunk", "missing CRLF after chunk")
+            raise RemoteProtocolError(HTTPReason.BAD_CHUNK, "missing CRLF after chunk")
         del self._buffer[:2]
         self._mode = "chunk-size"
         return self.next_event()
@@ -179,7 +181,7 @@ class ResponseParser:
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > self._max_head:
-                raise RemoteProtocolError("http-chunk", "trailer too large")
+                raise RemoteProtocolError(HTTPReason.BAD_CHUNK, "trailer too large")
             return self._need()
         del self._buffer[:end + 2]
         if end == 0:
@@ -191,22 +193,22 @@ class ResponseParser:
         return ResponseComplete()
 
     def _state_finished(self):
-        return NEED_DATA
+        return PAUSED  # the response is complete: nothing more to parse
 
 
 def _parse_head(raw: bytes) -> ResponseHead:
     lines = raw.split(b"\r\n")
     match = _STATUS.fullmatch(lines[0])
     if match is None:
-        raise RemoteProtocolError("http-status", f"bad status line {lines[0][:60]!r}")
+        raise RemoteProtocolError(HTTPReason.BAD_STATUS_LINE, f"bad status line {lines[0][:60]!r}")
     headers = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
-            raise RemoteProtocolError("http-header", f"bad header line {line[:60]!r}")
+            raise RemoteProtocolError(HTTPReason.BAD_HEADER, f"bad header line {line[:60]!r}")
         try:
             headers.append((name.decode("ascii").lower(), value.strip().decode("latin-1")))
         except UnicodeDecodeError:
-            raise RemoteProtocolError("http-header", "non-ASCII header name") from None
+            raise RemoteProtocolError(HTTPReason.BAD_HEADER, "non-ASCII header name") from None
     reason = (match.group(2) or b"").decode("latin-1")
     return ResponseHead(int(match.group(1)), reason, tuple(headers))

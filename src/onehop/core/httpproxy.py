@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from onehop.core.sansio import NEED_DATA, PAUSED, ByteStream, Pending
 from onehop.core.socks5 import format_ip
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import HTTPReason, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "NEED_DATA", "PAUSED", "MAX_HEAD_SIZE", "CONNECTION_ESTABLISHED", "State",
@@ -125,14 +125,14 @@ def error_response(status: int, detail: str = "") -> bytes:
     """A complete ``Connection: close`` response with a short plain-text body."""
     reason = _REASONS.get(status)
     if reason is None:
-        raise LocalProtocolError("http_bad_status", f"no error response for status {status!r}")
+        raise LocalProtocolError(HTTPReason.BAD_STATUS, f"no error response for status {status!r}")
     body = f"{status} {reason}\n" + (f"{_printable(detail)}\n" if detail else "")
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     return (head + body).encode("ascii")
 
 
-def _bad(reason: str, detail: str) -> RemoteProtocolError:
+def _bad(reason: HTTPReason, detail: str) -> RemoteProtocolError:
     return RemoteProtocolError(reason, detail)
 
 
@@ -152,29 +152,29 @@ def _parse_head(raw: bytes) -> _Head:
         lines.pop()
     parts = lines[0].split(b" ")
     if len(parts) != 3:
-        raise _bad("http_bad_request_line", "expected 'METHOD target HTTP/1.x'")
+        raise _bad(HTTPReason.BAD_REQUEST_LINE, "expected 'METHOD target HTTP/1.x'")
     method, target, version = parts
     if not _TOKEN.fullmatch(method):
-        raise _bad("http_bad_request_line", "invalid method")
+        raise _bad(HTTPReason.BAD_REQUEST_LINE, "invalid method")
     if not _TARGET.fullmatch(target):
-        raise _bad("http_bad_request_line", "invalid characters in the request target")
+        raise _bad(HTTPReason.BAD_REQUEST_LINE, "invalid characters in the request target")
     if not _VERSION.fullmatch(version):
-        raise _bad("http_bad_request_line", "only HTTP/1.0 and HTTP/1.1 are supported")
+        raise _bad(HTTPReason.BAD_REQUEST_LINE, "only HTTP/1.0 and HTTP/1.1 are supported")
     headers = tuple(_parse_field(line) for line in lines[1:])
     if sum(1 for name, _ in headers if name.lower() == "host") > 1:
-        raise _bad("http_bad_header", "more than one Host header")
+        raise _bad(HTTPReason.BAD_HEADER, "more than one Host header")
     return _Head(method.decode("ascii"), target.decode("ascii"), version.decode("ascii"), headers)
 
 
 def _parse_field(line: bytes) -> tuple[str, str]:
     if line[:1] in (b" ", b"\t"):
-        raise _bad("http_bad_header", "obsolete line folding is not accepted")
+        raise _bad(HTTPReason.BAD_HEADER, "obsolete line folding is not accepted")
     name, colon, value = line.partition(b":")
     if not colon or not _TOKEN.fullmatch(name):
-        raise _bad("http_bad_header", "malformed header line")
+        raise _bad(HTTPReason.BAD_HEADER, "malformed header line")
     value = value.strip(b" \t")
     if _BAD_VALUE.search(value):
-        raise _bad("http_bad_header", f"control character in header {name.decode('ascii')}")
+        raise _bad(HTTPReason.BAD_HEADER, f"control character in header {name.decode('ascii')}")
     return name.decode("ascii"), value.decode("latin-1")
 
 
@@ -183,13 +183,13 @@ def _split_authority(authority: str, default_port: int | None) -> tuple[str, int
     if authority.startswith("["):
         literal, close, rest = authority[1:].partition("]")
         if not close:
-            raise _bad("http_bad_target", "unterminated IPv6 literal")
+            raise _bad(HTTPReason.BAD_TARGET, "unterminated IPv6 literal")
         host = _ipv6_text(literal)
     else:
         host = authority.partition(":")[0]
         rest = authority[len(host):]
         if not _REG_NAME.fullmatch(host):
-            raise _bad("http_bad_target", f"invalid host {_printable(host, 80)!r}")
+            raise _bad(HTTPReason.BAD_TARGET, f"invalid host {_printable(host, 80)!r}")
     return host, _port(rest, default_port)
 
 
@@ -199,7 +199,7 @@ def _ipv6_text(literal: str) -> str:
             raise ValueError("zone identifiers are not accepted")
         return format_ip(ipaddress.IPv6Address(literal).packed)
     except ValueError:
-        raise _bad("http_bad_target", f"invalid IPv6 address {_printable(literal, 80)!r}") from None
+        raise _bad(HTTPReason.BAD_TARGET, f"invalid IPv6 address {_printable(literal, 80)!r}") from None
 
 
 def _port(rest: str, default_port: int | None) -> int:
@@ -208,8 +208,8 @@ def _port(rest: str, default_port: int | None) -> int:
     if rest.startswith(":") and _PORT.fullmatch(rest[1:]) and 0 < int(rest[1:]) <= 0xFFFF:
         return int(rest[1:])
     if not rest:
-        raise _bad("http_bad_target", "CONNECT needs host:port")
-    raise _bad("http_bad_target", f"invalid port {_printable(rest, 20)!r}")
+        raise _bad(HTTPReason.BAD_TARGET, "CONNECT needs host:port")
+    raise _bad(HTTPReason.BAD_TARGET, f"invalid port {_printable(rest, 20)!r}")
 
 
 def _split_absolute(rest: str) -> tuple[str, str]:
@@ -217,7 +217,7 @@ def _split_absolute(rest: str) -> tuple[str, str]:
     cut = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
     authority, origin = rest[:cut], rest[cut:].partition("#")[0]
     if "@" in authority:
-        raise _bad("http_bad_target", "user information in the request target is not accepted")
+        raise _bad(HTTPReason.BAD_TARGET, "user information in the request target is not accepted")
     if not origin.startswith("/"):
         origin = "/" + origin
     return authority, origin
@@ -228,10 +228,10 @@ def _check_framing(headers: Headers) -> None:
     lengths = [v for n, v in headers if n.lower() == "content-length"]
     chunked = any(n.lower() == "transfer-encoding" for n, _ in headers)
     if lengths and chunked:
-        raise _bad("http_bad_framing", "both Content-Length and Transfer-Encoding")
+        raise _bad(HTTPReason.BAD_FRAMING, "both Content-Length and Transfer-Encoding")
     values = {part.strip() for value in lengths for part in value.split(",")}
     if len(values) > 1 or not all(_DIGITS.fullmatch(v) for v in values):
-        raise _bad("http_bad_framing", "invalid or conflicting Content-Length")
+        raise _bad(HTTPReason.BAD_FRAMING, "invalid or conflicting Content-Length")
 
 
 def _host_header(host: str, port: int) -> str:
@@ -271,32 +271,33 @@ class HttpProxyServer(ByteStream):
     def trailing_data(self) -> bytes:
         """Client bytes after the request head; returned once, then cleared."""
         if self._state in (State.REQUEST_HEAD, State.ERROR):
-            raise LocalProtocolError("http_no_trailing_data", f"no request head parsed (state {self._state.name})")
+            raise LocalProtocolError(HTTPReason.NO_TRAILING_DATA, f"no request head parsed (state {self._state.name})")
         out = bytes(self._buffer)
         self._buffer.clear()
         return out
 
     def next_event(self) -> TunnelRequested | HttpRequestReceived | RequestRefused | Pending:
         if self._state is State.ERROR:
-            raise LocalProtocolError("http_error_state", "the connection already failed")
+            raise LocalProtocolError(HTTPReason.ERROR_STATE, "the connection already failed")
         if self._state is not State.REQUEST_HEAD:
             return PAUSED
         try:
             event = self._parse()
         except RemoteProtocolError as error:
-            status = 431 if error.reason == "http_head_too_large" else 400
+            status = 431 if error.reason == HTTPReason.HEAD_TOO_LARGE else 400
             self._outgoing += error_response(status, error.detail)
             self._state = State.ERROR
             raise
         if event is NEED_DATA and self._eof:
             self._state = State.ERROR
-            raise RemoteProtocolError("http_eof", f"client closed after {len(self._buffer)} byte(s) of request head")
+            raise RemoteProtocolError(HTTPReason.EOF,
+                                      f"client closed after {len(self._buffer)} byte(s) of request head")
         return event
 
     def send(self, message: TargetConnected | ErrorResponse) -> None:
         """Answer the request: ``TargetConnected`` enters RELAY, ``ErrorResponse`` CLOSED."""
         if self._state is not State.AWAITING_REPLY:
-            raise LocalProtocolError("http_unexpected_send", f"cannot answer in state {self._state.name}")
+            raise LocalProtocolError(HTTPReason.UNEXPECTED_SEND, f"cannot answer in state {self._state.name}")
         if isinstance(message, TargetConnected):
             if self._is_tunnel:
                 self._outgoing += CONNECTION_ESTABLISHED
@@ -305,7 +306,7 @@ class HttpProxyServer(ByteStream):
             self._outgoing += error_response(message.status, message.detail)
             self._state = State.CLOSED
         else:
-            raise LocalProtocolError("http_unexpected_send", f"cannot send {type(message).__name__}")
+            raise LocalProtocolError(HTTPReason.UNEXPECTED_SEND, f"cannot send {type(message).__name__}")
 
     def _parse(self) -> TunnelRequested | HttpRequestReceived | RequestRefused | Pending:
         located = self._locate_head()
@@ -363,4 +364,4 @@ class HttpProxyServer(ByteStream):
 
 
 def _too_large(limit: int) -> RemoteProtocolError:
-    return RemoteProtocolError("http_head_too_large", f"request head exceeds {limit} bytes")
+    return RemoteProtocolError(HTTPReason.HEAD_TOO_LARGE, f"request head exceeds {limit} bytes")

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from onehop.core import canonicaljson
-from onehop.errors import LocalProtocolError, RemoteProtocolError, ServerEntryError, SignatureError
+from onehop.errors import LocalProtocolError, RemoteProtocolError, ServerEntryError, SignatureError, UsageReason
 
 MAX_ENCODED_LINE = 64 * 1024  # Go's bufio.Scanner token limit for list lines
 SIGNATURE_KEY_ID_SIZE = 8
@@ -465,7 +465,7 @@ def _key_id(public_key: bytes) -> bytes:
 def ed25519_keypair_from_seed(seed: bytes) -> tuple[str, str]:
     """(private key base64 in Go's 64-byte seed||public form, public key base64)."""
     if len(seed) != 32:
-        raise LocalProtocolError("invalid_key", "Ed25519 seed must be 32 bytes")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "Ed25519 seed must be 32 bytes")
     public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return base64.b64encode(seed + public).decode("ascii"), base64.b64encode(public).decode("ascii")
 
@@ -474,13 +474,13 @@ def _load_signing_key(private_key_b64: str) -> tuple[Ed25519PrivateKey, bytes]:
     try:
         raw = base64.b64decode(private_key_b64, validate=True)
     except (binascii.Error, ValueError, TypeError):
-        raise LocalProtocolError("invalid_key", "Ed25519 private key is not base64") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "Ed25519 private key is not base64") from None
     if len(raw) != 64:
-        raise LocalProtocolError("invalid_key", "Ed25519 private key must be 64 bytes (seed||public)")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "Ed25519 private key must be 64 bytes (seed||public)")
     key = Ed25519PrivateKey.from_private_bytes(raw[:32])
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     if public != raw[32:]:
-        raise LocalProtocolError("invalid_key", "Ed25519 private key halves do not match")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "Ed25519 private key halves do not match")
     return key, public
 
 
@@ -505,7 +505,7 @@ def verify_server_entry_signature(entry_or_fields: ServerEntry | Mapping[str, An
     """Check the Ed25519 signature set by :func:`sign_server_entry`; raise SignatureError."""
     fields = entry_or_fields.fields if isinstance(entry_or_fields, ServerEntry) else entry_or_fields
     if not public_key_b64:
-        raise LocalProtocolError("invalid_key", "missing server entry signature public key")
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "missing server entry signature public key")
     if "signature" not in fields:
         raise SignatureError("server entry has no signature field")
     decoded = _b64decode(fields["signature"], "signature field")
@@ -515,7 +515,7 @@ def verify_server_entry_signature(entry_or_fields: ServerEntry | Mapping[str, An
         public = base64.b64decode(public_key_b64, validate=True)
         verifier = Ed25519PublicKey.from_public_bytes(public)
     except (binascii.Error, ValueError, TypeError):
-        raise LocalProtocolError("invalid_key", "Ed25519 public key must be base64 of 32 bytes") from None
+        raise LocalProtocolError(UsageReason.INVALID_KEY, "Ed25519 public key must be base64 of 32 bytes") from None
     if decoded[:SIGNATURE_KEY_ID_SIZE] != _key_id(public):
         raise SignatureError("unexpected public key ID")
     try:
@@ -527,5 +527,5 @@ def verify_server_entry_signature(entry_or_fields: ServerEntry | Mapping[str, An
 def rfc3339_timestamp(now: datetime) -> str:
     """``localTimestamp`` text (UTC, whole seconds) for a caller-supplied time."""
     if now.tzinfo is None:
-        raise LocalProtocolError("naive_datetime", "now must be timezone-aware")
+        raise LocalProtocolError(UsageReason.NAIVE_DATETIME, "now must be timezone-aware")
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

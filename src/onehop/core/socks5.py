@@ -30,7 +30,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from onehop.core.sansio import NEED_DATA, PAUSED, ByteStream, Pending  # noqa: F401  (re-exported)
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import LocalProtocolError, RemoteProtocolError, SOCKSReason
 
 __all__ = [
     "NEED_DATA", "PAUSED", "Pending", "AddressType", "ReplyCode", "State",
@@ -139,7 +139,8 @@ def encode_address(host: str) -> bytes:
     except ValueError:
         raw = host.encode("utf-8", errors="strict") if host.isprintable() else b""
         if not 0 < len(raw) <= MAX_DOMAIN_LENGTH:
-            raise LocalProtocolError("socks_bad_address", f"cannot encode host {host!r} as a SOCKS domain") from None
+            raise LocalProtocolError(SOCKSReason.BAD_ADDRESS,
+                                     f"cannot encode host {host!r} as a SOCKS domain") from None
         return bytes([AddressType.DOMAIN, len(raw)]) + raw
     if address.version == 4:
         return bytes([AddressType.IPV4]) + address.packed
@@ -178,21 +179,21 @@ class Socks5Server(ByteStream):
     def trailing_data(self) -> bytes:
         """Client bytes past its request; returned once, then cleared."""
         if self._state in (State.GREETING, State.REQUEST, State.ERROR):
-            raise LocalProtocolError("socks_no_trailing_data", f"no request parsed yet (state {self._state.name})")
+            raise LocalProtocolError(SOCKSReason.NO_TRAILING_DATA, f"no request parsed yet (state {self._state.name})")
         out = bytes(self._buffer)
         self._buffer.clear()
         return out
 
     def next_event(self) -> ConnectRequested | GreetingRefused | RequestRefused | Pending:
         if self._state is State.ERROR:
-            raise LocalProtocolError("socks_error_state", "the connection already failed")
+            raise LocalProtocolError(SOCKSReason.ERROR_STATE, "the connection already failed")
         if self._state not in (State.GREETING, State.REQUEST):
             return PAUSED
         try:
             event = self._parse()
             if event is NEED_DATA and self._eof:
                 raise RemoteProtocolError(
-                    "socks_eof", f"client closed during the {self._state.value} after {len(self._buffer)} byte(s)")
+                    SOCKSReason.EOF, f"client closed during the {self._state.value} after {len(self._buffer)} byte(s)")
         except RemoteProtocolError:
             self._state = State.ERROR
             raise
@@ -201,10 +202,10 @@ class Socks5Server(ByteStream):
     def send(self, reply: ConnectReply) -> None:
         """Queue the reply to the CONNECT request; SUCCEEDED enters RELAY, others CLOSED."""
         if self._state is not State.AWAITING_REPLY:
-            raise LocalProtocolError("socks_unexpected_reply", f"cannot send a reply in state {self._state.name}")
+            raise LocalProtocolError(SOCKSReason.UNEXPECTED_REPLY, f"cannot send a reply in state {self._state.name}")
         code = _reply_code(reply.reply)
         if not 0 <= reply.bound_port <= 0xFFFF:
-            raise LocalProtocolError("socks_bad_port", f"bound port {reply.bound_port} out of range")
+            raise LocalProtocolError(SOCKSReason.BAD_PORT, f"bound port {reply.bound_port} out of range")
         if self._version == SOCKS4_VERSION:
             self._outgoing += _socks4_reply(code, reply.bound_host, reply.bound_port)
         else:
@@ -233,7 +234,8 @@ class Socks5Server(ByteStream):
     def _parse_greeting(self) -> GreetingRefused | Pending | None:
         buf = self._buffer
         if buf[0] != SOCKS5_VERSION:
-            raise RemoteProtocolError("socks_bad_version", f"first byte 0x{buf[0]:02x} is neither SOCKS4 nor SOCKS5")
+            raise RemoteProtocolError(SOCKSReason.BAD_VERSION,
+                                      f"first byte 0x{buf[0]:02x} is neither SOCKS4 nor SOCKS5")
         if len(buf) < 2 or len(buf) < 2 + buf[1]:
             return NEED_DATA
         offered = tuple(buf[2:2 + buf[1]])
@@ -251,7 +253,7 @@ class Socks5Server(ByteStream):
         if len(buf) < 4:
             return NEED_DATA
         if buf[0] != SOCKS5_VERSION:
-            raise RemoteProtocolError("socks_bad_version", f"request version 0x{buf[0]:02x}, expected 0x05")
+            raise RemoteProtocolError(SOCKSReason.BAD_VERSION, f"request version 0x{buf[0]:02x}, expected 0x05")
         if buf[1] != CMD_CONNECT:
             return self._refuse(ReplyCode.COMMAND_NOT_SUPPORTED, f"command 0x{buf[1]:02x} not supported")
         if buf[3] not in _ADDRESS_TYPES:
@@ -313,7 +315,7 @@ def _find_nul(buf: bytearray, start: int, what: str) -> int | None:
     """Index of the NUL ending a SOCKS4 string at ``start``; None if not yet received."""
     end = buf.find(0, start, start + MAX_SOCKS4_FIELD + 1)
     if end < 0 and len(buf) > start + MAX_SOCKS4_FIELD:
-        raise RemoteProtocolError("socks4_field_too_long", f"{what} longer than {MAX_SOCKS4_FIELD} bytes")
+        raise RemoteProtocolError(SOCKSReason.FIELD_TOO_LONG, f"{what} longer than {MAX_SOCKS4_FIELD} bytes")
     return end if end >= 0 else None
 
 
@@ -321,7 +323,7 @@ def _reply_code(value: int) -> ReplyCode:
     try:
         return ReplyCode(value)
     except ValueError:
-        raise LocalProtocolError("socks_bad_reply_code", f"{value!r} is not a SOCKS5 reply code") from None
+        raise LocalProtocolError(SOCKSReason.BAD_REPLY_CODE, f"{value!r} is not a SOCKS5 reply code") from None
 
 
 def _socks5_reply(code: ReplyCode, host: str, port: int) -> bytes:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from ..configtools import Checker
-from ..errors import ConfigError
+from ..errors import ConfigError, ForwardReason
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PortList = tuple[tuple[int, int], ...]
@@ -234,21 +234,23 @@ class EffectiveRules:
     disable_discovery: bool = False
 
     def permits(self, kind: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int,
-                asn: str = "None") -> tuple[bool, str]:
+                asn: str = "None") -> tuple[bool, ForwardReason]:
         """(allowed, reason) for a ``kind`` ('tcp' or 'udp') forward to ``ip``:``port``."""
         allow_ports = self.allow_tcp_ports if kind == "tcp" else self.allow_udp_ports
         disallow_ports = self.disallow_tcp_ports if kind == "tcp" else self.disallow_udp_ports
         if port_in(disallow_ports, port):
-            return False, f"{kind} port disallowed by traffic rules"
+            return False, (ForwardReason.RULES_TCP_PORT_DISALLOWED if kind == "tcp"
+                           else ForwardReason.RULES_UDP_PORT_DISALLOWED)
         if any(ip in net for net in self.disallow_subnets if net.version == ip.version):
-            return False, "subnet disallowed by traffic rules"
+            return False, ForwardReason.RULES_SUBNET_DISALLOWED
         if asn in self.disallow_asns:
-            return False, "ASN disallowed by traffic rules"
+            return False, ForwardReason.RULES_ASN_DISALLOWED
         if allow_ports is None or port_in(allow_ports, port):
-            return True, "allowed"
+            return True, ForwardReason.ALLOWED
         if any(ip in net for net in self.allow_subnets if net.version == ip.version) or asn in self.allow_asns:
-            return True, "allowed"
-        return False, f"{kind} port not allowed by traffic rules"
+            return True, ForwardReason.ALLOWED
+        return False, (ForwardReason.RULES_TCP_PORT_NOT_ALLOWED if kind == "tcp"
+                       else ForwardReason.RULES_UDP_PORT_NOT_ALLOWED)
 
 
 def _seconds(ms: int) -> float:

@@ -12,8 +12,9 @@ udpgw address. Each message is::
 
 A keepalive is just ``size`` (3), ``flags`` and ``conn_id``. ``UdpgwParser`` turns a
 byte stream into ``PacketReceived`` and ``KeepaliveReceived`` events, the ``encode_*``
-functions do the reverse. Bad peer input raises ``RemoteProtocolError``; after one the
-stream is unusable (there is no resynchronisation in this protocol).
+functions do the reverse. ``next_event`` speaks ``core.sansio``'s dialect: an event or
+``NEED_DATA``; bad peer input raises ``RemoteProtocolError``, and after one the stream is
+unusable (there is no resynchronisation in this protocol).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError, UdpgwReason
+from .sansio import NEED_DATA, Pending, drain
 
 FLAG_KEEPALIVE = 0x01
 FLAG_REBIND = 0x02
@@ -80,7 +82,7 @@ def address_bytes(ip: str) -> bytes:
     try:
         return ipaddress.ip_address(ip).packed
     except ValueError:
-        raise LocalProtocolError("udpgw_bad_address", repr(ip)) from None
+        raise LocalProtocolError(UdpgwReason.BAD_ADDRESS, repr(ip)) from None
 
 
 def encode_packet(conn_id: int, address: bytes, port: int, payload: bytes, flags: int = 0) -> bytes:
@@ -88,20 +90,20 @@ def encode_packet(conn_id: int, address: bytes, port: int, payload: bytes, flags
     if len(address) == 16:
         flags |= FLAG_IPV6
     elif len(address) != 4 or flags & FLAG_IPV6:
-        raise LocalProtocolError("udpgw_bad_address", f"{len(address)}-byte address, flags {flags:#x}")
+        raise LocalProtocolError(UdpgwReason.BAD_ADDRESS, f"{len(address)}-byte address, flags {flags:#x}")
     if not 0 <= conn_id <= 0xFFFF or not 0 <= port <= 0xFFFF or not 0 <= flags <= 0xFF:
-        raise LocalProtocolError("udpgw_bad_field", f"conn_id {conn_id}, port {port}, flags {flags}")
+        raise LocalProtocolError(UdpgwReason.BAD_FIELD, f"conn_id {conn_id}, port {port}, flags {flags}")
     if flags & FLAG_KEEPALIVE:
-        raise LocalProtocolError("udpgw_bad_field", "use encode_keepalive for keepalives")
+        raise LocalProtocolError(UdpgwReason.BAD_FIELD, "use encode_keepalive for keepalives")
     if len(payload) > MAX_PAYLOAD:
-        raise LocalProtocolError("udpgw_payload_too_large", f"{len(payload)} > {MAX_PAYLOAD}")
+        raise LocalProtocolError(UdpgwReason.PAYLOAD_TOO_LARGE, f"{len(payload)} > {MAX_PAYLOAD}")
     size = 1 + 2 + len(address) + 2 + len(payload)
     return struct.pack("<HBH", size, flags, conn_id) + address + struct.pack(">H", port) + bytes(payload)
 
 
 def encode_keepalive(conn_id: int = 0) -> bytes:
     if not 0 <= conn_id <= 0xFFFF:
-        raise LocalProtocolError("udpgw_bad_field", f"conn_id {conn_id}")
+        raise LocalProtocolError(UdpgwReason.BAD_FIELD, f"conn_id {conn_id}")
     return struct.pack("<HBH", KEEPALIVE_SIZE, FLAG_KEEPALIVE, conn_id)
 
 
@@ -113,14 +115,14 @@ def _decode_message(body: bytes) -> UdpgwEvent:
         return KeepaliveReceived(conn_id)
     address_length = 16 if flags & FLAG_IPV6 else 4
     if len(body) < 3 + address_length + 2:
-        raise RemoteProtocolError("udpgw_bad_size", f"{len(body)} bytes is too short for flags {flags:#x}")
+        raise RemoteProtocolError(UdpgwReason.BAD_SIZE, f"{len(body)} bytes is too short for flags {flags:#x}")
     port_at = 3 + address_length
     port = body[port_at] << 8 | body[port_at + 1]
     return PacketReceived(conn_id, flags, bytes(body[3:port_at]), port, bytes(body[port_at + 2:]))
 
 
 class UdpgwParser:
-    """Incremental parser: ``receive_data`` bytes, then ``next_event()`` until None."""
+    """Incremental parser: ``receive_data`` bytes, then ``next_event()`` until ``NEED_DATA``."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -130,19 +132,19 @@ class UdpgwParser:
         if self._error is None:
             self._buffer += data
 
-    def next_event(self) -> UdpgwEvent | None:
-        """The next complete message, None if more bytes are needed."""
+    def next_event(self) -> UdpgwEvent | Pending:
+        """The next complete message, ``NEED_DATA`` if more bytes are needed."""
         if self._error is not None:
             raise self._error
         buffer = self._buffer
         if len(buffer) < 2:
-            return None
+            return NEED_DATA
         size = buffer[0] | buffer[1] << 8
         if size > MAX_SIZE_FIELD or size < KEEPALIVE_SIZE:
-            self._error = RemoteProtocolError("udpgw_bad_size", f"size field {size}")
+            self._error = RemoteProtocolError(UdpgwReason.BAD_SIZE, f"size field {size}")
             raise self._error
         if len(buffer) < 2 + size:
-            return None
+            return NEED_DATA
         body = bytes(buffer[2:2 + size])
         del buffer[:2 + size]
         try:
@@ -153,10 +155,7 @@ class UdpgwParser:
 
     def events(self) -> list[UdpgwEvent]:
         """Every complete message received so far."""
-        found = []
-        while (event := self.next_event()) is not None:
-            found.append(event)
-        return found
+        return list(drain(self))
 
     @property
     def buffered(self) -> int:

@@ -31,7 +31,7 @@ from onehop.core.sansio import ByteStream
 from onehop.core.socks5 import (
     NEED_DATA, PAUSED, AddressType, Pending, ReplyCode, decode_domain, encode_address, format_ip,
 )
-from onehop.errors import ConfigError, ConfigProblem, LocalProtocolError, RemoteProtocolError
+from onehop.errors import ConfigError, ConfigProblem, LocalProtocolError, RemoteProtocolError, UpstreamProxyReason
 
 __all__ = [
     "NEED_DATA", "PAUSED", "SCHEMES", "ProxyCredentials", "ProxySpec", "ProxyConnected",
@@ -41,20 +41,21 @@ __all__ = [
 
 SCHEMES = ("http", "socks5", "socks4a")
 MAX_RESPONSE_HEAD = 64 * 1024
-_SOCKS5_REASONS: dict[int, tuple[str, str]] = {
-    ReplyCode.GENERAL_FAILURE: ("proxy_general_failure", "general SOCKS server failure"),
-    ReplyCode.NOT_ALLOWED: ("proxy_not_allowed", "connection not allowed by ruleset"),
-    ReplyCode.NETWORK_UNREACHABLE: ("proxy_network_unreachable", "network unreachable"),
-    ReplyCode.HOST_UNREACHABLE: ("proxy_host_unreachable", "host unreachable"),
-    ReplyCode.CONNECTION_REFUSED: ("proxy_connection_refused", "connection refused by the target"),
-    ReplyCode.TTL_EXPIRED: ("proxy_ttl_expired", "TTL expired"),
-    ReplyCode.COMMAND_NOT_SUPPORTED: ("proxy_command_not_supported", "CONNECT not supported"),
-    ReplyCode.ADDRESS_TYPE_NOT_SUPPORTED: ("proxy_address_type_not_supported", "address type not supported"),
+_SOCKS5_REASONS: dict[int, tuple[UpstreamProxyReason, str]] = {
+    ReplyCode.GENERAL_FAILURE: (UpstreamProxyReason.GENERAL_FAILURE, "general SOCKS server failure"),
+    ReplyCode.NOT_ALLOWED: (UpstreamProxyReason.NOT_ALLOWED, "connection not allowed by ruleset"),
+    ReplyCode.NETWORK_UNREACHABLE: (UpstreamProxyReason.NETWORK_UNREACHABLE, "network unreachable"),
+    ReplyCode.HOST_UNREACHABLE: (UpstreamProxyReason.HOST_UNREACHABLE, "host unreachable"),
+    ReplyCode.CONNECTION_REFUSED: (UpstreamProxyReason.CONNECTION_REFUSED, "connection refused by the target"),
+    ReplyCode.TTL_EXPIRED: (UpstreamProxyReason.TTL_EXPIRED, "TTL expired"),
+    ReplyCode.COMMAND_NOT_SUPPORTED: (UpstreamProxyReason.COMMAND_NOT_SUPPORTED, "CONNECT not supported"),
+    ReplyCode.ADDRESS_TYPE_NOT_SUPPORTED: (UpstreamProxyReason.ADDRESS_TYPE_NOT_SUPPORTED,
+                                           "address type not supported"),
 }
-_SOCKS4_REASONS: dict[int, tuple[str, str]] = {
-    0x5B: ("proxy_connect_failed", "request rejected or failed"),
-    0x5C: ("proxy_auth_rejected", "the proxy could not reach our identd"),
-    0x5D: ("proxy_auth_rejected", "the proxy's identd check rejected the user id"),
+_SOCKS4_REASONS: dict[int, tuple[UpstreamProxyReason, str]] = {
+    0x5B: (UpstreamProxyReason.CONNECT_FAILED, "request rejected or failed"),
+    0x5C: (UpstreamProxyReason.AUTH_REJECTED, "the proxy could not reach our identd"),
+    0x5D: (UpstreamProxyReason.AUTH_REJECTED, "the proxy's identd check rejected the user id"),
 }
 _STATUS_LINE = re.compile(rb"HTTP/1\.[0-9] ([0-9]{3})(?: ([^\r\n]*))?")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -99,19 +100,20 @@ def _printable(data: bytes | str, limit: int = 120) -> str:
 
 
 def _bad_reply(kind: str, detail: str) -> RemoteProtocolError:
-    return RemoteProtocolError("proxy_bad_reply", f"{kind} proxy: {detail}")
+    return RemoteProtocolError(UpstreamProxyReason.BAD_REPLY, f"{kind} proxy: {detail}")
 
 
 def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise LocalProtocolError("proxy_bad_text", "host or credentials are not encodable as UTF-8") from None
+        raise LocalProtocolError(UpstreamProxyReason.BAD_TEXT,
+                                 "host or credentials are not encodable as UTF-8") from None
 
 
 def _check_target(host: str, port: int) -> None:
     if not host or not isinstance(port, int) or not 0 < port <= 0xFFFF:
-        raise LocalProtocolError("proxy_bad_target", f"cannot ask a proxy for {host!r} port {port!r}")
+        raise LocalProtocolError(UpstreamProxyReason.BAD_TARGET, f"cannot ask a proxy for {host!r} port {port!r}")
 
 
 # -- the shared driver -----------------------------------------------------------------
@@ -137,21 +139,21 @@ class _ClientHandshake(ByteStream):
     def trailing_data(self) -> bytes:
         """Bytes the proxy sent after its final answer; returned once, then cleared."""
         if not self._connected:
-            raise LocalProtocolError("proxy_not_connected", "the proxy handshake has not finished")
+            raise LocalProtocolError(UpstreamProxyReason.NOT_CONNECTED, "the proxy handshake has not finished")
         out = bytes(self._buffer)
         self._buffer.clear()
         return out
 
     def next_event(self) -> ProxyConnected | Pending:
         if self._failed:
-            raise LocalProtocolError("proxy_error_state", "the proxy handshake already failed")
+            raise LocalProtocolError(UpstreamProxyReason.ERROR_STATE, "the proxy handshake already failed")
         if self._connected:
             return PAUSED
         try:
             event = self._step()
             if event is NEED_DATA and self._eof:
                 raise RemoteProtocolError(
-                    "proxy_closed", f"the {self.KIND} proxy closed the connection during the handshake")
+                    UpstreamProxyReason.CLOSED, f"the {self.KIND} proxy closed the connection during the handshake")
         except RemoteProtocolError:
             self._failed = True
             raise
@@ -197,10 +199,10 @@ class Socks5ClientHandshake(_ClientHandshake):
         _check_socks5_version(answer[0])
         method = answer[1]
         if method == 0xFF and self._auth is None:
-            raise RemoteProtocolError("proxy_auth_required", "the SOCKS5 proxy requires authentication; "
+            raise RemoteProtocolError(UpstreamProxyReason.AUTH_REQUIRED, "the SOCKS5 proxy requires authentication; "
                                       "put user:password in the --upstream-proxy URL")
         if method == 0xFF:
-            raise RemoteProtocolError("proxy_auth_unsupported",
+            raise RemoteProtocolError(UpstreamProxyReason.AUTH_UNSUPPORTED,
                                       "the SOCKS5 proxy accepts neither no-auth nor username/password")
         if method == 0x02 and self._auth is not None:
             self._outgoing += self._auth
@@ -215,7 +217,8 @@ class Socks5ClientHandshake(_ClientHandshake):
         if answer[0] not in (0x01, 0x05):
             raise _bad_reply("SOCKS5", f"auth reply version 0x{answer[0]:02x}")
         if answer[1] != 0x00:
-            raise RemoteProtocolError("proxy_auth_rejected", "the SOCKS5 proxy rejected the username/password")
+            raise RemoteProtocolError(UpstreamProxyReason.AUTH_REJECTED,
+                                      "the SOCKS5 proxy rejected the username/password")
         self._outgoing += self._request
         self._phase = "reply"
 
@@ -225,7 +228,8 @@ class Socks5ClientHandshake(_ClientHandshake):
             return NEED_DATA
         _check_socks5_version(buf[0])
         if buf[1] != ReplyCode.SUCCEEDED:
-            reason, text = _SOCKS5_REASONS.get(buf[1], ("proxy_connect_failed", f"unknown reply 0x{buf[1]:02x}"))
+            reason, text = _SOCKS5_REASONS.get(
+                buf[1], (UpstreamProxyReason.CONNECT_FAILED, f"unknown reply 0x{buf[1]:02x}"))
             raise RemoteProtocolError(reason, f"SOCKS5 proxy: {text} (reply 0x{buf[1]:02x})")
         if len(buf) < 5:
             return NEED_DATA
@@ -254,7 +258,8 @@ def _check_socks5_version(version: int) -> None:
 def _socks5_auth_message(credentials: ProxyCredentials) -> bytes:
     user, password = _utf8(credentials.username), _utf8(credentials.password)
     if not 0 < len(user) <= 255 or len(password) > 255:
-        raise LocalProtocolError("proxy_bad_credentials", "SOCKS5 username must be 1-255 bytes, password 0-255")
+        raise LocalProtocolError(UpstreamProxyReason.BAD_CREDENTIALS,
+                                 "SOCKS5 username must be 1-255 bytes, password 0-255")
     return bytes([0x01, len(user)]) + user + bytes([len(password)]) + password
 
 
@@ -269,7 +274,8 @@ class Socks4aClientHandshake(_ClientHandshake):
         super().__init__(target_host, target_port, credentials)
         user_id = _utf8(credentials.username) if credentials else b""
         if b"\x00" in user_id or len(user_id) > 255:
-            raise LocalProtocolError("proxy_bad_credentials", "SOCKS4 user id must be at most 255 bytes, no NUL")
+            raise LocalProtocolError(UpstreamProxyReason.BAD_CREDENTIALS,
+                                     "SOCKS4 user id must be at most 255 bytes, no NUL")
         head = b"\x04\x01" + target_port.to_bytes(2, "big")
         self._outgoing += head + _socks4_address(target_host, user_id)
 
@@ -280,7 +286,7 @@ class Socks4aClientHandshake(_ClientHandshake):
             raise _bad_reply("SOCKS4a", f"reply version byte 0x{self._buffer[0]:02x}, expected 0x00")
         code = self._buffer[1]
         if code != 0x5A:
-            reason, text = _SOCKS4_REASONS.get(code, ("proxy_bad_reply", "unknown reply code"))
+            reason, text = _SOCKS4_REASONS.get(code, (UpstreamProxyReason.BAD_REPLY, "unknown reply code"))
             raise RemoteProtocolError(reason, f"SOCKS4a proxy: {text} (reply 0x{code:02x})")
         if len(self._buffer) < 8:
             return NEED_DATA
@@ -295,10 +301,11 @@ def _socks4_address(host: str, user_id: bytes) -> bytes:
     except ValueError:
         name = _utf8(host)
         if b"\x00" in name or not 0 < len(name) <= 255:
-            raise LocalProtocolError("proxy_bad_target", f"cannot send host {host!r} over SOCKS4a") from None
+            raise LocalProtocolError(UpstreamProxyReason.BAD_TARGET,
+                                     f"cannot send host {host!r} over SOCKS4a") from None
         return b"\x00\x00\x00\x01" + user_id + b"\x00" + name + b"\x00"
     if address.version != 4:
-        raise LocalProtocolError("proxy_bad_target", "SOCKS4a cannot carry IPv6 targets; use socks5://")
+        raise LocalProtocolError(UpstreamProxyReason.BAD_TARGET, "SOCKS4a cannot carry IPv6 targets; use socks5://")
     return address.packed + user_id + b"\x00"
 
 
@@ -345,13 +352,15 @@ class HttpConnectClientHandshake(_ClientHandshake):
         if status == 407:
             schemes = ", ".join(v.split(" ")[0] for n, v in headers if n == "proxy-authenticate") or "unknown"
             if self.credentials is None:
-                return RemoteProtocolError("proxy_auth_required", f"{said}; it asks for {schemes} authentication: "
+                return RemoteProtocolError(UpstreamProxyReason.AUTH_REQUIRED,
+                                           f"{said}; it asks for {schemes} authentication: "
                                            "put user:password in the --upstream-proxy URL")
-            return RemoteProtocolError("proxy_auth_rejected", f"{said}; it asks for {schemes} authentication "
+            return RemoteProtocolError(UpstreamProxyReason.AUTH_REJECTED,
+                                       f"{said}; it asks for {schemes} authentication "
                                        "(only Basic is supported)")
         if status == 403:
-            return RemoteProtocolError("proxy_not_allowed", said)
-        return RemoteProtocolError("proxy_connect_failed", said)
+            return RemoteProtocolError(UpstreamProxyReason.NOT_ALLOWED, said)
+        return RemoteProtocolError(UpstreamProxyReason.CONNECT_FAILED, said)
 
 
 def _parse_response_head(head: bytes) -> tuple[int, str, list[tuple[str, str]]]:
@@ -369,14 +378,14 @@ def _parse_response_head(head: bytes) -> tuple[int, str, list[tuple[str, str]]]:
 
 def _authority(host: str, port: int) -> str:
     if any(c in host for c in "\r\n\x00 /?#@") or not host.isprintable():
-        raise LocalProtocolError("proxy_bad_target", f"cannot put host {host!r} in a CONNECT request")
+        raise LocalProtocolError(UpstreamProxyReason.BAD_TARGET, f"cannot put host {host!r} in a CONNECT request")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def basic_authorization(credentials: ProxyCredentials) -> str:
     """``Basic base64(user:password)`` (UTF-8); a colon in the username cannot be encoded."""
     if ":" in credentials.username:
-        raise LocalProtocolError("proxy_bad_credentials", "an HTTP proxy username cannot contain ':'")
+        raise LocalProtocolError(UpstreamProxyReason.BAD_CREDENTIALS, "an HTTP proxy username cannot contain ':'")
     raw = _utf8(f"{credentials.username}:{credentials.password}")
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
@@ -391,7 +400,7 @@ def handshake_for(spec: ProxySpec, target_host: str, target_port: int) -> Client
     kinds: dict[str, type[ClientHandshake]] = {
         "socks5": Socks5ClientHandshake, "socks4a": Socks4aClientHandshake, "http": HttpConnectClientHandshake}
     if spec.scheme not in kinds:
-        raise LocalProtocolError("proxy_bad_scheme", f"no handshake for scheme {spec.scheme!r}")
+        raise LocalProtocolError(UpstreamProxyReason.BAD_SCHEME, f"no handshake for scheme {spec.scheme!r}")
     return kinds[spec.scheme](target_host, target_port, spec.credentials)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from ..client.feedback.document import summarize
 from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, decrypt, load_private_key
 from ..core.redact import Redactor
-from ..errors import OnehopError, RemoteProtocolError
+from ..errors import FeedbackReason, OnehopError, RemoteProtocolError
 from .sources import Upload, UploadSource
 from .store import FeedbackRecord, FeedbackStore
 
@@ -111,7 +111,8 @@ class Collector:
             self._duplicates.append(upload.key)
             return
         if upload.size > self.max_size:
-            raise RemoteProtocolError("too_large", f"upload of {upload.size} bytes exceeds {self.max_size}")
+            raise RemoteProtocolError(FeedbackReason.TOO_LARGE,
+                                      f"upload of {upload.size} bytes exceeds {self.max_size}")
         blob = self.source.read(upload, self.max_size)
         plaintext = decrypt(blob, self.key, self.max_size)
         if not self.store.add(build_record(upload, blob, plaintext, self.redactor, self.clock())):

@@ -12,7 +12,7 @@ import sys
 
 from ..core.feedbackcrypto import DEFAULT_MAX_BLOB_SIZE, decrypt, load_private_key
 from ..core.redact import Redactor
-from ..errors import ConfigError, ConfigProblem
+from ..errors import ConfigError, ConfigProblem, FeedbackReason
 from .collect import CollectReport, collect, parse_document
 from .receive import ReceiveOptions, parse_listen, serve_until_signalled, start_line
 from .sources import open_source
@@ -77,7 +77,7 @@ def collect_uploads(args) -> int:
         for key in keys:  # keys after the first only see uploads the others could not open
             reports.append(collect(source, store, load_private_key(key), server_ids=server_ids,
                                    max_size=args.max_size or DEFAULT_MAX_BLOB_SIZE))
-            if not any(r.reason == "foreign_key" for r in reports[-1].rejected):
+            if not any(r.reason == FeedbackReason.FOREIGN_KEY for r in reports[-1].rejected):
                 break
         report = _merge(reports)
     finally:

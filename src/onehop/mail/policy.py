@@ -20,24 +20,25 @@ import hmac
 from collections import deque
 from dataclasses import dataclass
 
+from ..errors import MailReason
 from .parse import Request
 
 # Stable reasons, as counted by ``onehop mail stats``.
-ANSWER = "answer"
-UNKNOWN_RECIPIENT = "unknown-recipient"
-NOTHING_TO_SEND = "nothing-to-send"
-TOO_MANY_RECIPIENTS = "too-many-recipients"
-BUSY = "busy"
-OVERSIZE = "oversize"
-MALFORMED = "malformed"
-NO_SENDER = "no-sender"
-BOUNCE = "bounce"
-AUTO_SUBMITTED = "auto-submitted"
-BULK = "bulk-or-list"
-OWN_ADDRESS = "own-address"
-DKIM_FAIL = "dkim-fail"
-RATE_LIMIT = "rate-limit"
-STORE_ERROR = "store-error"
+ANSWER = MailReason.ANSWER
+UNKNOWN_RECIPIENT = MailReason.UNKNOWN_RECIPIENT
+NOTHING_TO_SEND = MailReason.NOTHING_TO_SEND
+TOO_MANY_RECIPIENTS = MailReason.TOO_MANY_RECIPIENTS
+BUSY = MailReason.BUSY
+OVERSIZE = MailReason.OVERSIZE
+MALFORMED = MailReason.MALFORMED
+NO_SENDER = MailReason.NO_SENDER
+BOUNCE = MailReason.BOUNCE
+AUTO_SUBMITTED = MailReason.AUTO_SUBMITTED
+BULK = MailReason.BULK_OR_LIST
+OWN_ADDRESS = MailReason.OWN_ADDRESS
+DKIM_FAIL = MailReason.DKIM_FAIL
+RATE_LIMIT = MailReason.RATE_LIMIT
+STORE_ERROR = MailReason.STORE_ERROR
 
 #: The SMTP answer for each refusal ("250" means: accepted and silently dropped).
 SMTP_REPLIES = {

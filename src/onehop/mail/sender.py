@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import aiosmtplib
 
-from ..errors import OnehopError
+from ..errors import MailReason, OnehopError
 from .options import RunOptions
 from .renderer import Renderer, RendererCrashed
 from .store import AsyncStore, OutboxRow, StoreError
@@ -109,7 +109,7 @@ class Sender:
         self._last_housekeeping = now
         s = self.store.store
         for row in await self.store.run(s.expired, now, self.options.queue_lifetime):
-            await self.store.run(s.drop, row, "expired", now)
+            await self.store.run(s.drop, row, MailReason.EXPIRED, now)
             log.warning("dropped an undelivered %s reply for %s: older than %.0fs", row.kind, row.address,
                         self.options.queue_lifetime)
         await self.store.run(s.purge_senders, now)
@@ -164,7 +164,7 @@ class Sender:
         try:
             spec, message = await self.renderer.result(build)
         except (StoreError, ValueError, KeyError, TypeError) as exc:
-            await self.store.run(self.store.store.drop, row, "unrenderable", self.clock())
+            await self.store.run(self.store.store.drop, row, MailReason.UNRENDERABLE, self.clock())
             log.error("dropped a %s reply for %s that cannot be rendered: %s", row.kind, row.address, exc)
             return
         try:
@@ -177,7 +177,7 @@ class Sender:
         except aiosmtplib.SMTPResponseException as exc:
             await self._refused(row, exc.code)
         except ValueError:  # aiosmtplib refused the address itself
-            await self.store.run(self.store.store.drop, row, "bad-address", self.clock())
+            await self.store.run(self.store.store.drop, row, MailReason.BAD_ADDRESS, self.clock())
         else:
             await self.store.run(self.store.store.mark_sent, row, self.clock())  # the window
             self.delivered += 1
@@ -187,7 +187,7 @@ class Sender:
         now = self.clock()
         refusals = row.attempts + 1
         if code >= 500 and refusals >= self.options.max_refusals:
-            await self.store.run(self.store.store.drop, row, "relay-refused", now)
+            await self.store.run(self.store.store.drop, row, MailReason.RELAY_REFUSED, now)
             log.warning("dropped a %s reply for %s: the relay refused it %d times (last %d)",
                         row.kind, row.address, refusals, code)
             return

@@ -2,9 +2,11 @@
 
 Reads the state database (the responder may be running: WAL readers do not block it).
 Rows: ``answered`` (requests that got replies queued), ``delivered`` (reply messages the
-relay accepted), ``rejected:<reason>`` (requests refused: unknown-recipient, oversize,
-auto-submitted, rate-limit, dkim-fail, ...) and ``failed:<reason>`` (queued replies given
-up: relay-refused, expired). ``queued`` is what waits in the outbox right now.
+relay accepted), ``rejected:<reason>`` (requests refused: unknown_recipient, oversize,
+auto_submitted, rate_limit, dkim_fail, ...) and ``failed:<reason>`` (queued replies given
+up: relay_refused, expired, ...), reasons from ``errors.MailReason``; rows counted before that
+vocabulary (kebab-case, ``rate-limit``) are read as today's spelling and add up with it.
+``queued`` is what waits in the outbox right now.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MailReason
 from .store import ANSWERED, DELIVERED, Store
 
 
@@ -73,6 +76,7 @@ def rows_from(raw: list[tuple[str, str, str, int]]) -> list[DayRow]:
             row.delivered += n
         else:
             kind, _, reason = event.partition(":")
+            reason = MailReason.from_record(reason)  # old counters say rate-limit, new rate_limit
             target = row.failed if kind == "failed" else row.rejected
             target[reason or kind] = target.get(reason or kind, 0) + n
     return [rows[k] for k in sorted(rows)]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import OnehopError
+from ..errors import MailReason, OnehopError
 
 SCHEMA_VERSION = 1
 DB_NAME = "responder.sqlite3"
@@ -162,7 +162,7 @@ class Store:
         (count,) = c.execute("SELECT COUNT(*) FROM senders WHERE hash=? AND at>?",
                              (sender_hash, now - DAY)).fetchone()
         if count >= daily_limit:
-            self._bump(address, "rejected:rate-limit", now)
+            self._bump(address, f"rejected:{MailReason.RATE_LIMIT}", now)
             self._flush_events()
             c.execute("COMMIT")
             return False
@@ -223,7 +223,7 @@ class Store:
         self._finish(row, DELIVERED, now)
 
     @_mapped
-    def drop(self, row: OutboxRow, reason: str, now: float) -> None:
+    def drop(self, row: OutboxRow, reason: MailReason, now: float) -> None:
         """Give up on ``row`` (refused by the relay for good, or expired)."""
         self._finish(row, f"failed:{reason}", now)
 

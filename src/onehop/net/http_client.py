@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
-from ..core.http1 import NEED_DATA, BodyData, ResponseComplete, ResponseHead, ResponseParser, build_request
+from ..core.http1 import BodyData, ResponseComplete, ResponseHead, ResponseParser, build_request
+from ..core.sansio import NEED_DATA
 from ..errors import OnehopError, ProtocolError, TransferError, TunnelError
 
 SocketOpener = Callable[[str, int], Awaitable]

@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, SeedHistory, ServerObfuscator
 from ..core.ossh.events import KeysNeeded
-from ..errors import ProtocolError, RemoteProtocolError
+from ..errors import OSSHReason, ProtocolError, RemoteProtocolError
 from .acceptgate import AcceptGate, Admission, GatedServer
 from .keypool import KeyDeriver
 from .ossh import ObfuscatedTransport, ObfuscatedWire
@@ -100,7 +100,7 @@ class ProbeSilentConnection(ObfuscatedWire):
             return
         if not self.established and not self.failed:
             self._listener.report_irregular(
-                RemoteProtocolError("handshake_timeout", "no complete preamble in time"), self._peer_ip())
+                RemoteProtocolError(OSSHReason.HANDSHAKE_TIMEOUT, "no complete preamble in time"), self._peer_ip())
         self.failed = True
         if transport.can_write_eof():
             transport.write_eof()  # FIN; we keep draining so close never resets
@@ -112,7 +112,7 @@ class ProbeSilentConnection(ObfuscatedWire):
         if self.failed or not self.established:
             if not self.failed and self.bytes_received:
                 self._listener.report_irregular(
-                    RemoteProtocolError("incomplete_preamble", "closed before a complete preamble"),
+                    RemoteProtocolError(OSSHReason.INCOMPLETE_PREAMBLE, "closed before a complete preamble"),
                     self._peer_ip())
             self.failed = True
             return None  # the peer gave up: close quietly

@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..core.ossh import DataReceived, EOFReceived, PreambleReceived
 from ..core.ossh.stream import ObfuscatedStream
+from ..core.sansio import drain
 from ..errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class ObfuscatedWire(asyncio.Protocol):
 
     def _drain_events(self) -> None:
         try:
-            while (event := self._obfuscator.next_event()) is not None:
+            for event in drain(self._obfuscator):
                 self._dispatch(event)
         except ProtocolError as exc:
             self.failed = True

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..core import canonicaljson
 from ..core.authpackage import public_key_digest
-from ..errors import LocalProtocolError
+from ..errors import LocalProtocolError, PackageReason, UsageReason
 from .keys import KeyPair
 
 
@@ -27,9 +27,9 @@ class PackageSigner:
         try:
             key = serialization.load_pem_private_key(pair.private_key.encode("ascii"), password=None)
         except (ValueError, TypeError) as exc:
-            raise LocalProtocolError("invalid_key", f"cannot load RSA private key: {exc}") from None
+            raise LocalProtocolError(UsageReason.INVALID_KEY, f"cannot load RSA private key: {exc}") from None
         if not isinstance(key, rsa.RSAPrivateKey):
-            raise LocalProtocolError("invalid_key", "signing key is not RSA")
+            raise LocalProtocolError(UsageReason.INVALID_KEY, "signing key is not RSA")
         self._key = key
         self._digest = public_key_digest(pair.public_key)
 
@@ -37,6 +37,7 @@ class PackageSigner:
         signature = self._key.sign(data.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         data_json = canonicaljson.encode_string(data)
         if "\\" in data_json.replace("\\n", ""):
-            raise LocalProtocolError("unstreamable_data", "data needs JSON escapes Psiphon's streaming reader rejects")
+            raise LocalProtocolError(PackageReason.UNSTREAMABLE_DATA,
+                                     "data needs JSON escapes Psiphon's streaming reader rejects")
         return ('{"data":' + data_json + ',"signingPublicKeyDigest":"' + self._digest
                 + '","signature":"' + base64.b64encode(signature).decode("ascii") + '"}').encode("utf-8")

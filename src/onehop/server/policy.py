@@ -11,18 +11,20 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ..errors import ForwardReason
+
 
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str
+    reason: ForwardReason
 
     @classmethod
     def allow(cls) -> "Decision":
-        return cls(True, "allowed")
+        return cls(True, ForwardReason.ALLOWED)
 
     @classmethod
-    def deny(cls, reason: str) -> "Decision":
+    def deny(cls, reason: ForwardReason) -> "Decision":
         return cls(False, reason)
 
 
@@ -83,11 +85,11 @@ class ForwardPolicy:
 
     def check_port(self, port: int) -> Decision:
         if not 1 <= port <= 65535:
-            return Decision.deny("invalid port")
+            return Decision.deny(ForwardReason.INVALID_PORT)
         if port in self.disallow_ports:
-            return Decision.deny("port disallowed")
+            return Decision.deny(ForwardReason.PORT_DISALLOWED)
         if self.allow_ports and port not in self.allow_ports:
-            return Decision.deny("port not allowed")
+            return Decision.deny(ForwardReason.PORT_NOT_ALLOWED)
         return Decision.allow()
 
     def reaches_own_listener(self, ip: IPAddress, port: int) -> bool:
@@ -112,13 +114,13 @@ class ForwardPolicy:
     def check_address(self, ip_text: str, port: int) -> Decision:
         """The address rules alone (UDP uses these; its ports are the traffic rules' job)."""
         if not 0 <= port <= 65535:
-            return Decision.deny("invalid port")
+            return Decision.deny(ForwardReason.INVALID_PORT)
         try:
             ip = canonical_ip(ipaddress.ip_address(ip_text.split("%", 1)[0]))
         except ValueError:
-            return Decision.deny("not an IP address")
+            return Decision.deny(ForwardReason.NOT_AN_IP_ADDRESS)
         if self.reaches_own_listener(ip, port):
-            return Decision.deny("the server's own port")
+            return Decision.deny(ForwardReason.OWN_PORT)
         if not self.allow_bogons and is_bogon(ip):
-            return Decision.deny("non-public destination")
+            return Decision.deny(ForwardReason.NON_PUBLIC_DESTINATION)
         return Decision.allow()

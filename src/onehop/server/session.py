@@ -24,7 +24,7 @@ import asyncssh
 
 from ..core.api import parse_ssh_password
 from ..core.trafficrules import ClientFacts, EffectiveRules
-from ..errors import RemoteProtocolError
+from ..errors import ForwardReason, RemoteProtocolError, SSHReason
 from ..tunnel.relay import ByteCounter
 from .forwarding import prohibited
 from .geoip import GeoIPData
@@ -44,10 +44,10 @@ T = TypeVar("T")
 
 MAX_RANDOM_STREAMS_BEFORE_HANDSHAKE = 1
 #: asyncssh disconnect codes that mean the peer spoke broken SSH (a probe, not a client).
-_IRREGULAR_CODES = {asyncssh.DISC_PROTOCOL_ERROR: "ssh_protocol_error",
-                    asyncssh.DISC_KEY_EXCHANGE_FAILED: "ssh_key_exchange_failed",
-                    asyncssh.DISC_MAC_ERROR: "ssh_mac_error",
-                    asyncssh.DISC_PROTOCOL_VERSION_NOT_SUPPORTED: "ssh_version_not_supported"}
+_IRREGULAR_CODES = {asyncssh.DISC_PROTOCOL_ERROR: SSHReason.PROTOCOL_ERROR,
+                    asyncssh.DISC_KEY_EXCHANGE_FAILED: SSHReason.KEY_EXCHANGE_FAILED,
+                    asyncssh.DISC_MAC_ERROR: SSHReason.MAC_ERROR,
+                    asyncssh.DISC_PROTOCOL_VERSION_NOT_SUPPORTED: SSHReason.VERSION_NOT_SUPPORTED}
 
 
 class ClientSession:
@@ -187,7 +187,7 @@ class ClientSession:
         try:
             address = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
-            return Decision.deny("not an IP address")
+            return Decision.deny(ForwardReason.NOT_AN_IP_ADDRESS)
         rules = self._rules
         asn = self._host.geoip.lookup(ip).asn if rules.allow_asns or rules.disallow_asns else "None"
         allowed, reason = rules.permits(kind, address, port, asn)

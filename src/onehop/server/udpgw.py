@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from ..core.sansio import drain
 from ..core.udpgw import MAX_PAYLOAD, PacketReceived, UdpgwParser, encode_packet
 from ..errors import RemoteProtocolError
 from .idle import IdleTimer
@@ -140,7 +141,7 @@ class UdpgwChannel(asyncssh.SSHTCPSession):
     def data_received(self, data: bytes, datatype) -> None:
         self.parser.receive_data(data)
         try:
-            while (event := self.parser.next_event()) is not None:
+            for event in drain(self.parser):
                 if isinstance(event, PacketReceived):
                     self._packet(event)
         except RemoteProtocolError as exc:

@@ -48,7 +48,7 @@ import bsdiff4
 
 from ...core.api import PLATFORM_OTHER
 from ...core.authpackage import compress_gzip, make_package, read_package
-from ...errors import LocalProtocolError, RemoteProtocolError
+from ...errors import LocalProtocolError, PackageReason, RemoteProtocolError, UsageReason
 from .errors import DeltaError, UpgradeError
 
 UPGRADE_SUFFIX = ".upgrade"
@@ -69,7 +69,7 @@ def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise RemoteProtocolError("invalid_package", f"{what} is not standard base64") from None
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, f"{what} is not standard base64") from None
 
 
 # ----------------------------------------------------------------------- full
@@ -98,7 +98,7 @@ def read_upgrade_package(blob: bytes, public_key_b64: str, max_size: int = MAX_P
     head, sep, body = data.partition("\n\n")
     fields = _header_fields(head, FULL_MAGIC, "upgrade") if sep else None
     if fields is None or not {"version", "platform"} <= fields.keys():
-        raise RemoteProtocolError("invalid_package", "upgrade package names no signed version and platform")
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, "upgrade package names no signed version and platform")
     return SignedBuild(fields["version"], fields["platform"], _b64decode(body, "upgrade package data"))
 
 
@@ -123,7 +123,7 @@ def is_newer(offered: str, current: str) -> bool:
 def _header_fields(text: str, magic: str, what: str) -> dict[str, str]:
     lines = text.split("\n")
     if lines[0] != magic:
-        raise RemoteProtocolError("invalid_package", f"not an onehop {what} package ({magic})")
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, f"not an onehop {what} package ({magic})")
     return dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
 
 
@@ -142,13 +142,13 @@ def delta_name(build_name: str, from_version: str, to_version: str) -> str:
 def _check_version(version: object) -> str:
     text = str(version)
     if not _VERSION.fullmatch(text):
-        raise LocalProtocolError("bad_argument", f"unusable version {text!r}")
+        raise LocalProtocolError(UsageReason.BAD_ARGUMENT, f"unusable version {text!r}")
     return text
 
 
 def _check_platform(platform: str) -> str:
     if not _PLATFORM.fullmatch(platform):
-        raise LocalProtocolError("bad_argument", f"unusable platform {platform!r}")
+        raise LocalProtocolError(UsageReason.BAD_ARGUMENT, f"unusable platform {platform!r}")
     return platform
 
 
@@ -195,9 +195,9 @@ def _parse_header(text: str) -> DeltaHeader:
                              fields["to-sha256"], int(fields["to-size"]), int(fields.get("full-package-size", "0")),
                              fields["platform"])
     except (KeyError, ValueError):
-        raise RemoteProtocolError("invalid_package", "delta header is incomplete") from None
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, "delta header is incomplete") from None
     if not (_HEX64.fullmatch(header.from_sha256) and _HEX64.fullmatch(header.to_sha256)):
-        raise RemoteProtocolError("invalid_package", "delta header digests are not SHA-256 hex")
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, "delta header digests are not SHA-256 hex")
     return header
 
 
@@ -206,7 +206,7 @@ def read_delta_package(blob: bytes, public_key_b64: str, max_size: int = MAX_PAC
     data = read_package(blob, public_key_b64, compression="gzip", max_size=max_size)
     head, sep, body = data.partition("\n\n")
     if not sep:
-        raise RemoteProtocolError("invalid_package", "delta package has no patch")
+        raise RemoteProtocolError(PackageReason.INVALID_PACKAGE, "delta package has no patch")
     return Delta(_parse_header(head), _b64decode(body, "delta patch"))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from onehop.core.canonicaljson import encode_string as go_json_str
 from onehop.core.canonicaljson import format_go_float
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import APIReason, LocalProtocolError, RemoteProtocolError
 
 _GO_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                                   "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -29,7 +29,7 @@ _JSON_WS = re.compile(r"[ \t\n\r]*")
 def go_float(x: float) -> str:
     """Go's float64 JSON form: shortest digits, exponent only outside [1e-6, 1e21)."""
     if math.isnan(x) or math.isinf(x):
-        raise LocalProtocolError("json_unsupported_value", repr(x))
+        raise LocalProtocolError(APIReason.JSON_UNSUPPORTED_VALUE, repr(x))
     return format_go_float(x)
 
 
@@ -57,7 +57,7 @@ def go_json(value: Any) -> str:
         return "[" + ",".join(go_json(item) for item in value) + "]"
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
         return go_json_object(sorted(value.items()))
-    raise LocalProtocolError("json_unsupported_value", type(value).__name__)
+    raise LocalProtocolError(APIReason.JSON_UNSUPPORTED_VALUE, type(value).__name__)
 
 
 def go_json_object(pairs: list[tuple[str, Any]]) -> str:
@@ -82,19 +82,25 @@ def _parse_float(text: str) -> float:
 _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
 
 
+def _invalid(what: str) -> APIReason:
+    """The reason for an unreadable ``what`` ("handshake_response" -> ``INVALID_HANDSHAKE_RESPONSE``);
+    a ``what`` without its member in ``APIReason`` is our bug and fails here (ValueError)."""
+    return APIReason(f"invalid_{what}")
+
+
 def parse_json_text(payload: bytes | str, what: str, error: type = RemoteProtocolError) -> tuple[Any, str]:
     """Strictly parse UTF-8 JSON (no NaN/Infinity); returns (value, text)."""
     try:
         text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
         return _JSON_DECODER.decode(text), text
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise error(f"invalid_{what}", str(exc)[:200]) from None
+        raise error(_invalid(what), str(exc)[:200]) from None
 
 
 def parse_json_object(payload: bytes | str, what: str) -> dict:
     value = parse_json_text(payload, what)[0]
     if not isinstance(value, dict):
-        raise RemoteProtocolError(f"invalid_{what}", "not a JSON object")
+        raise RemoteProtocolError(_invalid(what), "not a JSON object")
     return value
 
 
@@ -104,7 +110,7 @@ def json_members(payload: bytes, what: str) -> dict[str, tuple[Any, str]]:
     members: dict[str, tuple[Any, str]] = {}
     pos = _JSON_WS.match(text, 0).end()
     if text[pos:pos + 1] != "{":
-        raise RemoteProtocolError(f"invalid_{what}", "not a JSON object")
+        raise RemoteProtocolError(_invalid(what), "not a JSON object")
     pos = _JSON_WS.match(text, pos + 1).end()
     while text[pos:pos + 1] != "}":
         name, pos = _JSON_DECODER.raw_decode(text, pos)  # text is known-valid JSON
@@ -125,5 +131,5 @@ def member(obj: dict, name: str, check: Callable[[Any], bool], what: str) -> Any
     """A JSON member that must pass ``check``; missing and null read as ``None``."""
     value = obj.get(name)
     if value is not None and not check(value):
-        raise RemoteProtocolError(f"invalid_{what}", f"{name}: unexpected {type(value).__name__}")
+        raise RemoteProtocolError(_invalid(what), f"{name}: unexpected {type(value).__name__}")
     return value

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from onehop.core.cbor import dumps as cbor_dumps
 from onehop.core.cbor import loads as cbor_loads
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import APIReason, LocalProtocolError, RemoteProtocolError
 
 from .gojson import go_json, parse_json_text
 from .names import DECIMAL
@@ -240,11 +240,11 @@ def pack_value(name: str, value: Any) -> tuple[int, Any]:
     """(key, CBOR-ready value) of one parameter; ``LocalProtocolError`` if it does not fit."""
     spec = PACKED_BY_NAME.get(name)
     if spec is None:
-        raise LocalProtocolError("unknown_api_parameter", f"{name!r} has no packed key")
+        raise LocalProtocolError(APIReason.UNKNOWN_API_PARAMETER, f"{name!r} has no packed key")
     try:
         return spec.key, _CONVERTERS[spec.converter][0](value)
     except _BadValue as exc:
-        raise LocalProtocolError("bad_api_parameter", f"{name}: {exc}") from None
+        raise LocalProtocolError(APIReason.BAD_API_PARAMETER, f"{name}: {exc}") from None
 
 
 def unpack_value(key: int, value: Any) -> tuple[str, Any] | None:
@@ -255,4 +255,4 @@ def unpack_value(key: int, value: Any) -> tuple[str, Any] | None:
     try:
         return spec.name, _CONVERTERS[spec.converter][1](value)
     except _BadValue as exc:
-        raise RemoteProtocolError("bad_packed_value", f"{spec.name}: {exc}") from None
+        raise RemoteProtocolError(APIReason.BAD_PACKED_VALUE, f"{spec.name}: {exc}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onehop.errors import LocalProtocolError, RemoteProtocolError
+from onehop.errors import APIReason, LocalProtocolError, RemoteProtocolError
 
 from .gojson import go_json_object, is_string_list, member, parse_json_object
 from .names import HEX
@@ -40,7 +40,7 @@ def encode_ssh_password(payload: SSHPasswordPayload) -> str:
     """The JSON password: SessionId, SshPassword, ClientCapabilities[, SponsorId]."""
     problem = _password_problem(payload.session_id, payload.sponsor_id)
     if problem:
-        raise LocalProtocolError("bad_ssh_password_payload", problem)
+        raise LocalProtocolError(APIReason.BAD_SSH_PASSWORD_PAYLOAD, problem)
     pairs = [("SessionId", payload.session_id), ("SshPassword", payload.ssh_password),
              ("ClientCapabilities", list(payload.client_capabilities))]
     if payload.sponsor_id:
@@ -54,16 +54,16 @@ def parse_ssh_password(text: str | bytes) -> SSHPasswordPayload:
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
-            raise RemoteProtocolError("invalid_ssh_password_payload", "not UTF-8") from None
+            raise RemoteProtocolError(APIReason.INVALID_SSH_PASSWORD_PAYLOAD, "not UTF-8") from None
     if text.lstrip(" \t\r\n").startswith("{"):
         payload = _parse_password_json(text)
     elif len(text) == SESSION_ID_LENGTH + _LEGACY_PASSWORD_LENGTH:
         payload = SSHPasswordPayload(text[:SESSION_ID_LENGTH], text[SESSION_ID_LENGTH:])
     else:
-        raise RemoteProtocolError("invalid_ssh_password_payload", "neither JSON nor the legacy form")
+        raise RemoteProtocolError(APIReason.INVALID_SSH_PASSWORD_PAYLOAD, "neither JSON nor the legacy form")
     problem = _password_problem(payload.session_id, payload.sponsor_id)
     if problem:
-        raise RemoteProtocolError("invalid_ssh_password_payload", problem)
+        raise RemoteProtocolError(APIReason.INVALID_SSH_PASSWORD_PAYLOAD, problem)
     return payload
 
 

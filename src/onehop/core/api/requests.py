@@ -11,7 +11,7 @@ from typing import Any, Collection, Mapping
 
 from onehop.core.cbor import dumps as cbor_dumps
 from onehop.core.cbor import loads as cbor_loads
-from onehop.errors import RemoteProtocolError
+from onehop.errors import APIReason, RemoteProtocolError
 
 from .gojson import go_json, is_string_list, parse_json_object
 from .names import (
@@ -41,10 +41,10 @@ def decode_request_params(payload: bytes) -> dict[str, Any]:
     if not payload.startswith(b"\x00"):
         return _without_nulls(parse_json_object(payload, "request_params"))
     if not payload.startswith(PACKED_PAYLOAD_PREFIX):
-        raise RemoteProtocolError("unsupported_packed_version", payload[1:2].hex() or "missing version")
+        raise RemoteProtocolError(APIReason.UNSUPPORTED_PACKED_VERSION, payload[1:2].hex() or "missing version")
     packed = cbor_loads(payload[len(PACKED_PAYLOAD_PREFIX):])
     if not isinstance(packed, dict):
-        raise RemoteProtocolError("invalid_request_params", "packed payload is not a map")
+        raise RemoteProtocolError(APIReason.INVALID_REQUEST_PARAMS, "packed payload is not a map")
     params = {}
     for key, value in packed.items():
         entry = unpack_value(key, value)
@@ -121,4 +121,4 @@ def validate_handshake_params(params: Mapping[str, Any],
     """Raise ``RemoteProtocolError('invalid_handshake_params')`` listing every problem."""
     problems = handshake_param_problems(params, relay_protocols)
     if problems:
-        raise RemoteProtocolError("invalid_handshake_params", "; ".join(problems))
+        raise RemoteProtocolError(APIReason.INVALID_HANDSHAKE_PARAMS, "; ".join(problems))

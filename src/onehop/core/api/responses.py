@@ -11,7 +11,7 @@ from typing import Any
 
 from onehop.core.cbor import dumps as cbor_dumps
 from onehop.core.cbor import loads as cbor_loads
-from onehop.errors import RemoteProtocolError
+from onehop.errors import APIReason, RemoteProtocolError
 
 from .gojson import go_json_object, is_string_list, json_members, member, parse_json_object
 
@@ -95,7 +95,7 @@ def _response_value(name: str, kind: str, value: Any) -> Any:
         "int64": lambda: type(value) is int and _INT64[0] <= value <= _INT64[1],
     }[kind]()
     if not ok:
-        raise RemoteProtocolError("invalid_handshake_response", f"{name}: unexpected {type(value).__name__}")
+        raise RemoteProtocolError(APIReason.INVALID_HANDSHAKE_RESPONSE, f"{name}: unexpected {type(value).__name__}")
     return tuple(value) if isinstance(value, list) else value
 
 

@@ -10,9 +10,10 @@ Layers, downstream (the censor-facing wire) to upstream (the SSH library):
   each direction, re-framing the peer's deliberately mis-aligned KEX packets so that a
   stock SSH library accepts them, then passes bytes through untouched.
 
-Vocabulary: ``receive_data``/``receive_eof`` feed wire bytes, ``next_event`` returns
-``PreambleReceived``/``DataReceived``/``EOFReceived``; ``send`` takes SSH bytes and
-``data_to_send``/``writes_to_send`` give the wire bytes.
+Vocabulary (``core.sansio``'s dialect): ``receive_data``/``receive_eof`` feed wire bytes,
+``next_event`` returns ``PreambleReceived``/``KeysNeeded``/``DataReceived``/``EOFReceived``
+or ``NEED_DATA``; ``send`` takes SSH bytes and ``data_to_send``/``writes_to_send`` give
+the wire bytes.
 """
 
 from .client import ClientObfuscator

@@ -6,6 +6,7 @@ import struct
 
 from ..prng import SEED_LENGTH as PRNG_SEED_LENGTH
 from ..prng import SeededPRNG
+from ..sansio import NEED_DATA
 from .cipher import derive_streams
 from .constants import (CLIENT_TO_SERVER_LABEL, MAGIC_VALUE, MAX_PADDING, MIN_CLIENT_PADDING,
                         PADDING_PRNG_SALT, SEED_LENGTH, SERVER_TO_CLIENT_LABEL)
@@ -65,7 +66,7 @@ class ClientObfuscator(ObfuscatedStream):
         # Only reached with a prefix: skip the server's plaintext prefix and terminator.
         rest = self._scanner.feed(bytes(self._inbox))
         self._inbox.clear()
-        if rest is None:
+        if rest is NEED_DATA:
             return False
         self._inbox += rest
         self._read_state = ReadState.IDENTIFICATION_LINES

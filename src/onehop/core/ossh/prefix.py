@@ -13,8 +13,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ...errors import RemoteProtocolError
+from ...errors import OSSHReason, RemoteProtocolError
 from ..prng import SeededPRNG
+from ..sansio import NEED_DATA, Pending
 from . import regen
 from .cipher import make_terminator
 from .constants import (PREAMBLE_HEADER_LENGTH, PREFIX_HEADER_VERSION,
@@ -104,16 +105,16 @@ def parse_prefix_header_fixed(fixed: bytes) -> int:
     """Validate the 4 decrypted fixed bytes of a prefix header; return the name length."""
     version, length = cast("tuple[int, int]", struct.unpack(">HH", fixed))
     if version != PREFIX_HEADER_VERSION:
-        raise RemoteProtocolError("bad-prefix-header", f"version {version}")
+        raise RemoteProtocolError(OSSHReason.BAD_PREFIX_HEADER, f"version {version}")
     if length > PREFIX_MAX_HEADER_LENGTH:
-        raise RemoteProtocolError("bad-prefix-header", f"name length {length}")
+        raise RemoteProtocolError(OSSHReason.BAD_PREFIX_HEADER, f"name length {length}")
     return length
 
 
 class TerminatorScanner:
     """Skips a plaintext prefix: finds the terminator derived from its first 24 bytes.
 
-    ``feed`` returns the bytes that follow the terminator once it is found, ``None``
+    ``feed`` returns the bytes that follow the terminator once it is found, ``NEED_DATA``
     while more input is needed, and raises RemoteProtocolError past the search limit.
     """
 
@@ -124,11 +125,11 @@ class TerminatorScanner:
         self._terminator: bytes | None = None
         self._searched_from = PREAMBLE_HEADER_LENGTH
 
-    def feed(self, data: bytes) -> bytes | None:
+    def feed(self, data: bytes) -> bytes | Pending:
         self._buffer += data
         if self._terminator is None:
             if len(self._buffer) < PREAMBLE_HEADER_LENGTH:
-                return None
+                return NEED_DATA
             self._terminator = make_terminator(self._keyword, bytes(self._buffer), self._label)
         index = self._buffer.find(self._terminator, self._searched_from)
         if index >= 0:
@@ -137,7 +138,7 @@ class TerminatorScanner:
             return rest
         limit = PREAMBLE_HEADER_LENGTH + PREFIX_MAX_LENGTH
         if len(self._buffer) >= limit:
-            raise RemoteProtocolError("no-prefix-terminator", f"none within {limit} bytes")
+            raise RemoteProtocolError(OSSHReason.NO_PREFIX_TERMINATOR, f"none within {limit} bytes")
         # A terminator may straddle the next chunk: re-search its possible start.
         self._searched_from = max(PREAMBLE_HEADER_LENGTH, len(self._buffer) - PREFIX_TERMINATOR_LENGTH + 1)
-        return None
+        return NEED_DATA

@@ -11,8 +11,9 @@ from __future__ import annotations
 import struct
 from typing import Callable, Mapping
 
-from ...errors import LocalProtocolError, RemoteProtocolError
+from ...errors import LocalProtocolError, OSSHReason, RemoteProtocolError
 from ..prng import SeededPRNG
+from ..sansio import NEED_DATA
 from .cipher import RC4Stream, derive_key
 from .constants import (CLIENT_TO_SERVER_LABEL, MAGIC_VALUE, MAX_PADDING, MIN_CLIENT_PADDING,
                         PADDING_PRNG_SALT, PREAMBLE_HEADER_LENGTH, SEED_LENGTH,
@@ -75,7 +76,7 @@ class ServerObfuscator(ObfuscatedStream):
 
     def send(self, data: bytes) -> None:
         if self._read_state is ReadState.PREAMBLE or self._read_state is ReadState.ERROR:
-            raise LocalProtocolError("send-before-preamble", "no valid client preamble yet")
+            raise LocalProtocolError(OSSHReason.SEND_BEFORE_PREAMBLE, "no valid client preamble yet")
         super().send(data)
 
     # -- preamble parsing ---------------------------------------------------------------
@@ -111,14 +112,14 @@ class ServerObfuscator(ObfuscatedStream):
         magic, padding_length = struct.unpack(">Ii", c2s.apply(header[SEED_LENGTH:]))
         if magic != MAGIC_VALUE:
             if self._prefix_removed:
-                raise RemoteProtocolError("bad-magic", "invalid magic value after prefix")
+                raise RemoteProtocolError(OSSHReason.BAD_MAGIC, "invalid magic value after prefix")
             self._scanner = TerminatorScanner(self._keyword, CLIENT_TO_SERVER_LABEL)
             self._stage = _SEARCH
             return True
         if not self._replay_check(seed):
-            raise RemoteProtocolError("duplicate-seed", "replayed obfuscation seed")
+            raise RemoteProtocolError(OSSHReason.DUPLICATE_SEED, "replayed obfuscation seed")
         if not 0 <= padding_length <= MAX_PADDING:
-            raise RemoteProtocolError("bad-padding-length", str(padding_length))
+            raise RemoteProtocolError(OSSHReason.BAD_PADDING_LENGTH, str(padding_length))
         del self._inbox[:PREAMBLE_HEADER_LENGTH]
         self._seed, self._c2s = seed, c2s
         self._client_padding_length = padding_length
@@ -129,7 +130,7 @@ class ServerObfuscator(ObfuscatedStream):
         assert self._scanner is not None
         rest = self._scanner.feed(bytes(self._inbox))
         self._inbox.clear()
-        if rest is None:
+        if rest is NEED_DATA:
             return False
         self._inbox += rest
         self._prefix_removed = True

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from ...errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ...errors import LocalProtocolError, OSSHReason, ProtocolError, RemoteProtocolError, UsageReason
 from ..prng import SeededPRNG
+from ..sansio import NEED_DATA, Pending
 from .cipher import RC4Stream
 from .constants import SSH_MAX_LINE_LENGTH, SSH_PACKET_PREFIX_LENGTH
 from .events import DataReceived, EOFReceived, Event
@@ -71,15 +72,15 @@ class ObfuscatedStream:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes received from the wire (downstream)."""
         if self._eof_received:
-            raise LocalProtocolError("data-after-eof", "receive_data after receive_eof")
+            raise LocalProtocolError(UsageReason.DATA_AFTER_EOF, "receive_data after receive_eof")
         if data:
             self._inbox += data
 
     def receive_eof(self) -> None:
         self._eof_received = True
 
-    def next_event(self) -> Event | None:
-        """The next event, or None when more input is needed. Raises RemoteProtocolError."""
+    def next_event(self) -> Event | Pending:
+        """The next event, or ``NEED_DATA`` when more input is needed. Raises RemoteProtocolError."""
         if self._events:
             return self._events.popleft()
         if self._error is not None:
@@ -95,7 +96,7 @@ class ObfuscatedStream:
         if self._eof_received and not self._eof_reported:
             self._eof_reported = True
             return EOFReceived()
-        return None
+        return NEED_DATA
 
     def send(self, data: bytes) -> None:
         """Take SSH bytes (upstream) to be obfuscated and written to the wire."""
@@ -172,7 +173,7 @@ class ObfuscatedStream:
         end = self._plain.find(b"\r\n", 0, SSH_MAX_LINE_LENGTH)
         if end < 0:
             if len(self._plain) >= SSH_MAX_LINE_LENGTH:
-                raise RemoteProtocolError("bad-identification-line", "no CRLF within 1024 bytes")
+                raise RemoteProtocolError(OSSHReason.BAD_IDENTIFICATION_LINE, "no CRLF within 1024 bytes")
             return False
         line = self._consume(end + 2)
         if line.startswith(b"SSH-"):
@@ -186,7 +187,7 @@ class ObfuscatedStream:
             return False
         header = parse_packet_header(self._plain)
         if header is None:
-            raise RemoteProtocolError("bad-kex-packet", "invalid packet or padding length")
+            raise RemoteProtocolError(OSSHReason.BAD_KEX_PACKET, "invalid packet or padding length")
         if len(self._plain) < header.total_length:
             return False
         packet = self._consume(header.total_length)
@@ -213,7 +214,7 @@ class ObfuscatedStream:
         while self._write_state is WriteState.KEX_PACKETS and len(buf) >= SSH_PACKET_PREFIX_LENGTH:
             header = parse_packet_header(buf)
             if header is None:
-                raise LocalProtocolError("bad-kex-packet", "the SSH layer wrote an invalid packet")
+                raise LocalProtocolError(OSSHReason.BAD_KEX_PACKET, "the SSH layer wrote an invalid packet")
             if len(buf) < header.total_length:
                 break
             packet = bytes(buf[:header.total_length])
