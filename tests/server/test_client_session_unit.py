@@ -9,6 +9,7 @@ import asyncssh
 import pytest
 from asyncssh.misc import ChannelOpenError
 
+from onehop.errors import ForwardReason
 from onehop.core.api import SSHPasswordPayload, encode_ssh_password
 from onehop.core.trafficrules import ClientFacts, EffectiveRules
 from onehop.server.forwarding import OPEN_ADMINISTRATIVELY_PROHIBITED
@@ -67,8 +68,8 @@ def test_the_server_policy_decides_first_then_the_clients_rules():
     host = FakeHost(forward_policy=ForwardPolicy(own_endpoints=frozenset({("93.184.216.34", 443)})),
                     rules_for=lambda facts: EffectiveRules(disallow_tcp_ports=((25, 25),)))
     session, _, _ = new_session(host)
-    assert session.forward_decision("tcp", "93.184.216.34", 443).reason == "the server's own port"
-    assert session.forward_decision("tcp", "10.0.0.1", 80).reason == "non-public destination"
+    assert session.forward_decision("tcp", "93.184.216.34", 443).reason == ForwardReason.OWN_PORT
+    assert session.forward_decision("tcp", "10.0.0.1", 80).reason == ForwardReason.NON_PUBLIC_DESTINATION
     assert not session.forward_decision("tcp", "93.184.216.34", 25).allowed  # the client's rules
     assert session.forward_decision("tcp", "93.184.216.34", 80).allowed
     # the server's own resolver skips the server policy (a private address), not the rules

@@ -104,7 +104,7 @@ def test_own_endpoint_cannot_be_reached_through_its_ipv4_mapped_form():
 def test_a_listener_on_every_address_is_denied_by_any_loopback_address():
     policy = ForwardPolicy(allow_bogons=True, own_endpoints=frozenset({("0.0.0.0", 443), (PUBLIC_V4, 443)}))
     for ip in ("127.0.0.1", "127.0.0.5", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::", PUBLIC_V4):
-        assert policy.check(ip, 443).reason == "the server's own port", ip
+        assert policy.check(ip, 443).reason == ForwardReason.OWN_PORT, ip
     assert policy.check("127.0.0.1", 444).allowed
     assert policy.check("10.0.0.1", 443).allowed  # a private address is not ours (bogons allowed here)
 
