@@ -116,10 +116,11 @@ class Processes:
 
 
 class OnehopServer:
-    """``onehop server generate`` + ``onehop server run`` on 127.0.0.1."""
+    """``onehop server generate`` + ``onehop server run`` on 127.0.0.1; its own log goes to
+    ``server.log``, at ``log_level`` if given (at DEBUG it says which API requests it accepted)."""
 
     def __init__(self, procs: Processes, directory: Path, protocols: tuple[str, ...] = ("OSSH", "SSH"),
-                 config_overrides: dict | None = None) -> None:
+                 config_overrides: dict | None = None, log_level: str | None = None) -> None:
         self.directory = directory
         self.ports = {name: free_port() for name in protocols}
         args = ["server", "generate", "--ip", "127.0.0.1", "--allow-bogons", "--out", str(directory)]
@@ -136,8 +137,9 @@ class OnehopServer:
         self.config = config
         self.events_path = Path(config["LogFilename"])
         self.entry = (directory / "server-entry.dat").read_text().strip()
-        self.process = procs.start([*ONEHOP, "server", "run", "--config", self.config_path],
-                                   directory / "server.log")
+        self.log = directory / "server.log"
+        level = ["--log-level", log_level] if log_level else []
+        self.process = procs.start([*ONEHOP, *level, "server", "run", "--config", self.config_path], self.log)
         for port in self.ports.values():
             wait_for_port(port)
 
@@ -147,21 +149,32 @@ class OnehopServer:
         lines = [json.loads(line) for line in self.events_path.read_text().splitlines() if line.strip()]
         return [e for e in lines if name is None or e.get("event_name") == name]
 
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
 
 class Psiphond:
-    """Psiphon's own server: ``psiphond generate`` then ``psiphond run`` in ``directory``."""
+    """Psiphon's own server: ``psiphond generate`` then ``psiphond run`` in ``directory``, on
+    loopback address ``ip``; ``tactics_parameters`` become the default tactics of
+    ``psiphond-tactics.config`` before it runs."""
 
     def __init__(self, procs: Processes, directory: Path, protocols: tuple[str, ...] = ("OSSH", "SSH"),
-                 config_overrides: dict | None = None) -> None:
+                 config_overrides: dict | None = None, ip: str = "127.0.0.1",
+                 tactics_parameters: dict | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.ports = {name: free_port() for name in protocols}
-        args = [PSIPHOND, "-ipaddress", "127.0.0.1"]
+        self.ports = {name: free_port(ip) for name in protocols}
+        args = [PSIPHOND, "-ipaddress", ip]
         for name, port in self.ports.items():
             args += ["-protocol", f"{name}:{port}"]
         done = subprocess.run([str(a) for a in [*args, "generate"]], cwd=directory,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+        if tactics_parameters:
+            tactics_path = directory / "psiphond-tactics.config"
+            tactics = json.loads(tactics_path.read_text())
+            tactics["DefaultTactics"] = {"TTL": "1m", "Probability": 1.0, "Parameters": tactics_parameters}
+            tactics_path.write_text(json.dumps(tactics, indent=2))
         self.config_path = directory / "psiphond.config"
         config = json.loads(self.config_path.read_text())
         config["AllowBogons"] = True
@@ -173,7 +186,7 @@ class Psiphond:
         self.process = procs.start([PSIPHOND, "-config", self.config_path, "run"],
                                    directory / "stderr.log", cwd=directory)
         for port in self.ports.values():
-            wait_for_port(port)
+            wait_for_port(port, host=ip)
 
     def log_lines(self) -> list[dict]:
         path = Path(self.config["LogFilename"])
@@ -186,6 +199,13 @@ class Psiphond:
             except ValueError:
                 pass
         return out
+
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.log_lines() if line.get("event_name") == name]
+
+    def problems(self) -> list[dict]:
+        """Warnings and errors: a failed API request is logged as the warning "request failed"."""
+        return [line for line in self.log_lines() if line.get("level") in ("warning", "error", "fatal")]
 
 
 # ------------------------------------------------------------------------------ clients
