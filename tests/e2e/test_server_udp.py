@@ -14,7 +14,7 @@ import pytest
 from onehop.client.dns_forwarder import start_dns_forwarder
 from onehop.client.udpgw import UdpgwClient
 from onehop.errors import TunnelError
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from onehop.client.notices import Notices
 from onehop.core.authpackage import public_key_digest
 from onehop.core.feedbackcrypto import decrypt
 from onehop.core.upstreamproxy import ProxySpec
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.feedback.noticelog import attach_notice_log, read_notice_log
 from onehop.feedback.queue import FeedbackQueue, pending_dir
 from onehop.feedback.send import (

@@ -16,11 +16,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
+
+from tests.helpers.net import free_port
+from tests.helpers.waiting import poll_until
 
 PSIPHON_DIR = Path(os.environ.get("ONEHOP_PSIPHON_DIR",
                                   Path(__file__).resolve().parents[2].parent / "shared" / "psiphon"))
@@ -41,24 +43,6 @@ def require_psiphon() -> None:
         pytest.skip(reason)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
     def accepts() -> bool:
         try:
@@ -66,7 +50,7 @@ def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> 
         except OSError:
             return False
         return True
-    wait_for(accepts, timeout, f"{host}:{port} to accept connections")
+    poll_until(accepts, timeout, f"{host}:{port} to accept connections")
 
 
 class Process:
@@ -255,7 +239,7 @@ class PsiphonClient:
                 raise AssertionError(f"Psiphon's client exited before {notice_type}: {self.last_errors()}")
             return None
         try:
-            return wait_for(found, timeout, f"notice {notice_type}")
+            return poll_until(found, timeout, f"notice {notice_type}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last notices: {self.last_errors()}") from None
 
@@ -305,7 +289,7 @@ class OnehopClient:
             if not self.process.alive():
                 raise AssertionError(f"onehop client exited before {notice_type}: {self.process.output()[-1500:]}")
             return None
-        return wait_for(found, timeout, f"onehop notice {notice_type}")
+        return poll_until(found, timeout, f"onehop notice {notice_type}")
 
     def wait_tunnel(self, timeout: float = 60.0) -> None:
         self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)

@@ -23,8 +23,9 @@ import pytest
 
 from onehop.core.authpackage import compress_zlib, generate_rsa_keypair, make_package
 
-from .harness import (OnehopClient, Processes, Psiphond, WebServer, socks5_get,
-                      wait_for)
+from tests.helpers.waiting import poll_until
+
+from .harness import OnehopClient, Processes, Psiphond, WebServer, socks5_get
 
 SPONSOR = "0123456789ABCDEF"
 CHANNEL = "FEDCBA9876543210"
@@ -117,7 +118,7 @@ def stored_entries(data_dir: Path) -> dict[str, tuple[str, str]]:
 
 
 def wait_events(server: Psiphond, name: str, count: int, timeout: float = 15.0) -> list[dict]:
-    return wait_for(lambda: len(server.events(name)) >= count and server.events(name), timeout,
+    return poll_until(lambda: len(server.events(name)) >= count and server.events(name), timeout,
                     f"{count} psiphond {name} events (have {len(server.events(name))})")
 
 

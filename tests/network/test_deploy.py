@@ -20,15 +20,16 @@ from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port, serve_page
+from onehop.demo import serve_page
+from tests.helpers.net import free_port
 from onehop.network.deploy import run as deploy_run
 from onehop.network.deploy.check import CheckResult
 from onehop.network.deploy.layout import UNIT_PATH, Layout
 from onehop.network.deploy.wheel import Wheel, build_wheel, source_tree
 from onehop.network.remote import RemoteError, RunResult, SshTarget
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks
-from tests.network.sshd import private_sshd
+from tests.helpers.sshd import private_sshd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from onehop.client.config import ClientConfig
 from onehop.client.dialer import dial
 from onehop.client.transfer_urls import encode_transfer_url
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.net.dial import socket_opener
 from onehop.server.config import load_server_config
 from onehop.server.service import TunnelServer

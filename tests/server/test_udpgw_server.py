@@ -15,7 +15,7 @@ from onehop.server.policy import Decision
 from onehop.server.portforwards import ForwardCounts
 from onehop.server.udpgw import UdpgwChannel
 from onehop.tunnel.relay import ByteCounter
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 
 
 class FakeChannel:

@@ -13,7 +13,8 @@ from onehop.upgrade.artifacts import upgrade_artifacts
 from onehop.upgrade.client import check_and_download_upgrade
 from onehop.upgrade.fetch import FetchPolicy
 from onehop.upgrade.install import Installation
-from tests.e2e.conftest import make_client, network, notice_log, wait_until  # noqa: F401  (fixtures)
+from tests.e2e.conftest import make_client, network, notice_log  # noqa: F401  (fixtures)
+from tests.helpers.waiting import wait_until
 from tests.e2e.fakes import FileServer
 from tests.upgrade.conftest import installed_client
 

@@ -1,0 +1,41 @@
+"""Loopback ports and byte-copying servers: ``free_port``, ``copy_stream``, ``echo`` and
+``start_echo_server``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from onehop.demo import free_port as _free_port
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free on ``host`` a moment ago (the kernel may hand it out again)."""
+    return _free_port(host)
+
+
+async def copy_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                chunk: Callable[[bytes], bytes | None] = lambda data: data) -> None:
+    """Copy ``reader`` to ``writer`` until EOF or a reset, then close ``writer``.
+    ``chunk(data)`` says what to write for each piece read (``None``: nothing)."""
+    try:
+        while data := await reader.read(65536):
+            out = chunk(data)
+            if out is not None:
+                writer.write(out)
+                await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A TCP echo connection handler for ``asyncio.start_server``."""
+    await copy_stream(reader, writer)
+
+
+async def start_echo_server(host: str = "127.0.0.1") -> tuple[asyncio.AbstractServer, int]:
+    """A TCP echo server on ``host``: (server, port)."""
+    server = await asyncio.start_server(echo, host, 0)
+    return server, server.sockets[0].getsockname()[1]
