@@ -151,9 +151,8 @@ async def test_the_sender_address_is_never_logged_or_left_on_disk(export, sink, 
 
 async def test_a_dead_render_worker_is_replaced_and_loses_nothing(export, sink, start_responder):
     responder = await start_responder(export, sink.port, render_processes=1)
-    (worker,) = responder.renderer._executor._processes.values()
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.join(5)
+    (pid,) = responder.renderer.worker_pids
+    os.kill(pid, signal.SIGKILL)
     assert (await send(responder.port, request())).data == 250
     await wait_until(lambda: len(sink.messages) == 2, timeout=20, what="replies through a new worker")
     assert set(message_ids(sink).values()) == {1}

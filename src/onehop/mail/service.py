@@ -78,7 +78,7 @@ class Responder:
             await self._start_parts(pending)
         except BaseException:
             if hasattr(self, "renderer"):
-                await asyncio.to_thread(self.renderer.close)
+                await self.renderer.close()
             await self.store.close()
             raise
 
@@ -150,7 +150,7 @@ class Responder:
             except StoreError as exc:
                 log.error("final housekeeping failed: %s", exc)
         if hasattr(self, "renderer"):
-            await asyncio.to_thread(self.renderer.close)
+            await self.renderer.close()
         await self.store.close()
 
     async def _end_tasks(self, grace: float) -> None:
