@@ -195,8 +195,63 @@ class Psiphond:
 # ------------------------------------------------------------------------------ clients
 
 
-class PsiphonClient:
+class NoticeClient:
+    """A client process writing notices, one JSON object a line, to ``notices_path``."""
+
+    name = "client"
+    notices_path: Path
+    process: Process
+
+    def notices(self, notice_type: str | None = None) -> list[dict]:
+        if not self.notices_path.exists():
+            return []
+        out = []
+        for line in self.notices_path.read_text(errors="replace").splitlines():
+            try:
+                notice = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(notice, dict) and (notice_type is None or notice.get("noticeType") == notice_type):
+                out.append(notice)
+        return out
+
+    def last_errors(self, n: int = 4) -> str:
+        bad = [n_ for n_ in self.notices() if n_.get("noticeType") in ("Alert", "Error", "Warning")]
+        return json.dumps(bad[-n:])[:1500]
+
+    def exit_detail(self) -> str:
+        return self.last_errors()
+
+    def wait_notice(self, notice_type: str, predicate: Callable[[dict], bool] = lambda d: True,
+                    timeout: float = 30.0) -> dict:
+        def found():
+            for notice in self.notices(notice_type):
+                if predicate(notice.get("data", {})):
+                    return notice
+            if not self.process.alive() and notice_type != "Exiting":
+                raise AssertionError(f"{self.name} exited before {notice_type}: {self.exit_detail()}")
+            return None
+        try:
+            return poll_until(found, timeout, f"{self.name} notice {notice_type}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last notices: {self.last_errors()}") from None
+
+    def wait_tunnel(self, timeout: float = 60.0) -> None:
+        self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
+
+    @property
+    def socks_port(self) -> int:
+        return self.wait_notice("ListeningSocksProxyPort")["data"]["port"]
+
+    @property
+    def http_port(self) -> int:
+        return self.wait_notice("ListeningHttpProxyPort")["data"]["port"]
+
+
+class PsiphonClient(NoticeClient):
     """Psiphon's console client with a JSON config; notices go to ``notices.log``."""
+
+    name = "Psiphon's client"
 
     def __init__(self, procs: Processes, directory: Path, config: dict, args: tuple[str, ...] = ()) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -216,51 +271,11 @@ class PsiphonClient:
                                     "-notices", self.notices_path, *args],
                                    directory / "stderr.log", cwd=directory)
 
-    def notices(self, notice_type: str | None = None) -> list[dict]:
-        if not self.notices_path.exists():
-            return []
-        out = []
-        for line in self.notices_path.read_text(errors="replace").splitlines():
-            try:
-                notice = json.loads(line)
-            except ValueError:
-                continue
-            if notice_type is None or notice.get("noticeType") == notice_type:
-                out.append(notice)
-        return out
 
-    def wait_notice(self, notice_type: str, predicate: Callable[[dict], bool] = lambda d: True,
-                    timeout: float = 30.0) -> dict:
-        def found():
-            for notice in self.notices(notice_type):
-                if predicate(notice.get("data", {})):
-                    return notice
-            if not self.process.alive() and notice_type != "Exiting":
-                raise AssertionError(f"Psiphon's client exited before {notice_type}: {self.last_errors()}")
-            return None
-        try:
-            return poll_until(found, timeout, f"notice {notice_type}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last notices: {self.last_errors()}") from None
-
-    def last_errors(self, n: int = 4) -> str:
-        bad = [n_ for n_ in self.notices() if n_.get("noticeType") in ("Alert", "Error", "Warning")]
-        return json.dumps(bad[-n:])[:1500]
-
-    def wait_tunnel(self, timeout: float = 60.0) -> None:
-        self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
-
-    @property
-    def socks_port(self) -> int:
-        return self.wait_notice("ListeningSocksProxyPort")["data"]["port"]
-
-    @property
-    def http_port(self) -> int:
-        return self.wait_notice("ListeningHttpProxyPort")["data"]["port"]
-
-
-class OnehopClient:
+class OnehopClient(NoticeClient):
     """``onehop client`` as a process, printing notices (one JSON object a line) to a file."""
+
+    name = "onehop client"
 
     def __init__(self, procs: Processes, directory: Path, args: list[str]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -269,34 +284,8 @@ class OnehopClient:
         self.process = procs.start([*ONEHOP, "client", "--notices", "--data-dir", directory / "data",
                                     "--socks-port", "0", "--http-port", "0", *args], self.notices_path)
 
-    def notices(self, notice_type: str | None = None) -> list[dict]:
-        out = []
-        for line in self.notices_path.read_text(errors="replace").splitlines():
-            try:
-                notice = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(notice, dict) and (notice_type is None or notice.get("noticeType") == notice_type):
-                out.append(notice)
-        return out
-
-    def wait_notice(self, notice_type: str, predicate: Callable[[dict], bool] = lambda d: True,
-                    timeout: float = 30.0) -> dict:
-        def found():
-            for notice in self.notices(notice_type):
-                if predicate(notice.get("data", {})):
-                    return notice
-            if not self.process.alive():
-                raise AssertionError(f"onehop client exited before {notice_type}: {self.process.output()[-1500:]}")
-            return None
-        return poll_until(found, timeout, f"onehop notice {notice_type}")
-
-    def wait_tunnel(self, timeout: float = 60.0) -> None:
-        self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
-
-    @property
-    def socks_port(self) -> int:
-        return self.wait_notice("ListeningSocksProxyPort")["data"]["port"]
+    def exit_detail(self) -> str:
+        return self.process.output()[-1500:]
 
 
 # --------------------------------------------------------------------------- web side
