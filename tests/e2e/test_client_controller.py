@@ -185,7 +185,8 @@ async def test_no_socket_or_task_outlives_an_establishment_round(network, runnin
     controller = await running.start(Controller(fast_config(tmp_path, connection_workers=8),
                                                 MemoryStore(bad + [good.entry]), notice_log.notices))
     await wait_until(lambda: controller.active is not None, 20)
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: not [t for t in asyncio.all_tasks() if "_attempt" in repr(t.get_coro())], 10,
+                     "the losing dials to end")
     # The tunnel (both ends live in this process), the two proxy listeners and the
     # datastore-free controller: every losing dial is closed on both sides.
     leaked = len(os.listdir("/proc/self/fd")) - before

@@ -205,7 +205,7 @@ async def test_forwarder_reopens_the_channel_after_it_closed(network, make_clien
         (session,) = running.server.clients
         session.udpgw.close()  # as when the tunnel is lost
         await wait_until(lambda: session.udpgw is None, 5)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: not forwarder._flows.client.is_open, 5, "the forwarder to see the channel closed")
         assert (await ask(forwarder.port, dns_query("b.example", 2)))[:2] == b"\x00\x02"
         assert session.udpgw_channels == 2
     finally:

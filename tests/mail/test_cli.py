@@ -92,8 +92,8 @@ def test_killed_with_replies_queued_then_restarted(tmp_path):
         proc.wait(10)
         proc = start_run(config, port, sink.port, state, log)
         sink.start()
-        poll_until(lambda: len(sink.messages) == 6)
-        time.sleep(0.5)
+        # six rows delivered (each marked sent before its log line) is an empty outbox: no more can come
+        poll_until(lambda: log.read_text().count("delivered the") == 6, what="six deliveries")
         ids = Counter(m.message["Message-ID"] for m in sink.messages)
         assert len(ids) == 6 and set(ids.values()) == {1}
         proc.send_signal(signal.SIGTERM)

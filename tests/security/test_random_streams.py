@@ -17,6 +17,7 @@ from onehop.client.config import ClientConfig
 from onehop.client.dialer import dial
 from onehop.net.dial import connect_socket
 from tests.helpers.channels import open_random_stream, random_stream_bytes
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 TEN_MIB = 10 * 1024 * 1024
@@ -44,7 +45,7 @@ async def test_random_streams_follow_the_window_and_are_capped(network, urandom_
     tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
     conn = tunnel.client.conn
     chans = [await open_random(conn, TEN_MIB) for _ in range(tunnel_server.MAX_OPEN_RANDOM_STREAMS)]
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # room to overrun, were the window not obeyed (no signal for "did not")
     # What a stream may make: the window we granted, asyncssh's high-water mark of unsent
     # bytes and one chunk, not 10 MiB.
     per_stream = 1024 + 64 * 1024 + tunnel_server.RANDOM_STREAM_CHUNK
@@ -52,8 +53,13 @@ async def test_random_streams_follow_the_window_and_are_capped(network, urandom_
     with pytest.raises(asyncssh.ChannelOpenError):
         await open_random(conn, TEN_MIB)
     chans[0].close()
-    await asyncio.sleep(0.2)
-    replacement = await open_random(conn, 1000, window=1 << 20)  # a slot is free again
+
+    async def reopened():
+        try:
+            return await open_random(conn, 1000, window=1 << 20)
+        except asyncssh.ChannelOpenError:
+            return None
+    replacement = await wait_until(reopened, 5, "a free random stream slot")  # once the server saw the close
     replacement.close()
     tunnel.client.close()
 
