@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 # The repository root, for tests.helpers: the pieces the tests and the benchmarks share.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.net import free_port  # noqa: E402
+from tests.helpers.net import free_port, port_accepts  # noqa: E402
 from tests.helpers.sshd import INSTALL as OPENSSH_INSTALL  # noqa: E402, F401  (for the scripts)
 from tests.helpers.sshd import SSHD, SshdUnavailable, prepare_sshd  # noqa: E402, F401  (SSHD: for the scripts)
 from tests.helpers.waiting import poll_until  # noqa: E402
@@ -54,14 +54,6 @@ IO_TIMEOUT = 120.0  # seconds without progress before a stream counts as stalled
 
 
 # -- ports and processes ---------------------------------------------------------------
-
-def port_accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
 
 def _die_with_parent() -> None:
     """preexec_fn: SIGTERM the child if the benchmark process dies (Linux prctl)."""

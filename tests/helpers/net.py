@@ -1,9 +1,10 @@
-"""Loopback ports and byte-copying servers: ``free_port``, ``copy_stream``, ``echo`` and
-``start_echo_server``."""
+"""Loopback ports and byte-copying servers: ``free_port``, ``port_accepts``, ``copy_stream``,
+``echo`` and ``start_echo_server``."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Callable
 
 from onehop.demo import free_port as _free_port
@@ -12,6 +13,15 @@ from onehop.demo import free_port as _free_port
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free on ``host`` a moment ago (the kernel may hand it out again)."""
     return _free_port(host)
+
+
+def port_accepts(host: str, port: int) -> bool:
+    """Whether a TCP connection to ``host``:``port`` is accepted now."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 async def copy_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .net import free_port
+from .net import free_port, port_accepts
 
 SSHD = "/usr/sbin/sshd"
 INSTALL = "apt-get update && apt-get install -y openssh-server openssh-client"
@@ -95,14 +94,6 @@ def prepare_sshd(directory: Path, addresses: Sequence[str] = ("127.0.0.1",),
     return Sshd(port, host_key, str(directory / "client_ed25519"), other, (SSHD, "-D", "-e", "-f", str(config)))
 
 
-def accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def private_sshd(directory: Path, addresses: tuple[str, ...] = ("127.0.0.1",)):
     """For tests: a running private sshd that root may log in to with ``client_key``; the
@@ -118,7 +109,7 @@ def private_sshd(directory: Path, addresses: tuple[str, ...] = ("127.0.0.1",)):
         process = subprocess.Popen(sshd.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 15
-            while not accepts(addresses[0], sshd.port):
+            while not port_accepts(addresses[0], sshd.port):
                 assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "sshd did not start listening"
                 time.sleep(0.05)

@@ -14,6 +14,7 @@ import pytest
 
 from onehop.net.keypool import KeyDeriver, derive_inline
 from onehop.procpool import ProcessPool, WorkerDied
+from tests.helpers.procs import pid_alive
 from tests.helpers.waiting import poll_until, wait_until
 
 _state: list[str] = []
@@ -29,14 +30,6 @@ def _initialized() -> list[str]:
 
 def _fail() -> None:
     raise ValueError("from the worker")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def test_calls_run_in_initialized_workers_and_raise_their_exceptions():
@@ -100,4 +93,4 @@ def test_workers_die_with_a_killed_parent():
     finally:
         parent.kill()
         parent.wait()
-    poll_until(lambda: all(_gone(p) for p in pids), 10, "the workers to exit")
+    poll_until(lambda: not any(pid_alive(p) for p in pids), 10, "the workers to exit")
