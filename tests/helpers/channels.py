@@ -1,6 +1,7 @@
-"""SSH channels a Psiphon client opens that asyncssh has no public call for: the
-``random@psiphon.ca`` liveness stream (the client sends ``u`` random bytes, the server
-answers ``d`` random bytes and closes)."""
+"""SSH channels: ``record_channel_opens`` (which destinations a controller's tunnel was
+asked for), and the ``random@psiphon.ca`` liveness stream that asyncssh has no public
+call for (the client sends ``u`` random bytes, the server answers ``d`` random bytes and
+closes)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ import json
 import os
 
 import asyncssh
+
+
+def record_channel_opens(controller) -> list[tuple[str, int]]:
+    """The (host, port) of every channel ``controller.open_channel`` opens from now on."""
+    opened: list[tuple[str, int]] = []
+    original = controller.open_channel
+
+    async def recording(factory, host, port):
+        opened.append((host, port))
+        return await original(factory, host, port)
+
+    controller.open_channel = recording
+    return opened
 
 
 async def open_random_stream(conn: asyncssh.SSHClientConnection, upstream: int, downstream: int,

@@ -18,7 +18,6 @@ from onehop.upgrade.artifacts import upgrade_artifacts
 from onehop.upgrade.client import check_and_download_upgrade
 from onehop.upgrade.fetch import FetchPolicy
 from onehop.upgrade.install import Installation, load_state
-from tests.e2e.fakes import FileServer
 from tests.upgrade.conftest import FakeController, installed_client, make_build, upgrade_config
 
 FAST = FetchPolicy(max_attempts=2, retry_delay=0.0, timeout=10.0, delta_attempts=1)
@@ -33,14 +32,6 @@ def upgrade_keys() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def old_builds() -> dict[str, bytes]:
     return {v: make_build(v, size=200_000) for v in ("40", "41", "42")}
-
-
-@pytest.fixture
-async def mirror():
-    server = FileServer()
-    await server.start()
-    yield server
-    await server.close()
 
 
 def full_package(build: bytes, version: str, keys, **kw) -> bytes:

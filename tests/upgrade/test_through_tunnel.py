@@ -14,6 +14,7 @@ from onehop.upgrade.client import check_and_download_upgrade
 from onehop.upgrade.fetch import FetchPolicy
 from onehop.upgrade.install import Installation
 from tests.e2e.conftest import make_client, network, notice_log  # noqa: F401  (fixtures)
+from tests.helpers.channels import record_channel_opens
 from tests.helpers.waiting import wait_until
 from tests.e2e.fakes import FileServer
 from tests.upgrade.conftest import installed_client
@@ -33,14 +34,7 @@ async def test_upgrade_through_the_tunnel_on_the_notice(tmp_path, network, make_
     controller = await make_client(
         [server.entry], client_version="41", upgrade_signature_public_key=public,
         upgrade_download_urls=(encode_transfer_url(files.url("/site/onehop-client.pyz.upgrade")),))
-    opened = []
-    original = controller.open_channel
-
-    async def spy(factory, host, port):
-        opened.append((host, port))
-        return await original(factory, host, port)
-
-    controller.open_channel = spy
+    opened = record_channel_opens(controller)
     runs = []
 
     async def runner(ctl, version):
