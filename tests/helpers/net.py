@@ -7,12 +7,14 @@ import asyncio
 import socket
 from typing import Callable
 
-from onehop.demo import free_port as _free_port
-
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free on ``host`` a moment ago (the kernel may hand it out again)."""
-    return _free_port(host)
+    """A port that was free on ``host`` a moment ago (the kernel may hand it out again).
+    Self-contained, not ``onehop.demo``'s: the benchmarks' sink imports this module, and
+    importing onehop.demo loads the whole client and server."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def port_accepts(host: str, port: int) -> bool:
