@@ -29,7 +29,6 @@ import ctypes
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
 import struct
@@ -38,7 +37,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
+
+# The repository root, for tests.helpers: the pieces the tests and the benchmarks share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.net import free_port, port_accepts  # noqa: E402
+from tests.helpers.sshd import INSTALL as OPENSSH_INSTALL  # noqa: E402, F401  (for the scripts)
+from tests.helpers.sshd import SSHD, SshdUnavailable, prepare_sshd  # noqa: E402, F401  (SSHD: for the scripts)
+from tests.helpers.waiting import poll_until  # noqa: E402
 
 CHUNK = 1 << 20
 HEADER = struct.Struct("!cQ")
@@ -46,20 +54,6 @@ IO_TIMEOUT = 120.0  # seconds without progress before a stream counts as stalled
 
 
 # -- ports and processes ---------------------------------------------------------------
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
 
 def _die_with_parent() -> None:
     """preexec_fn: SIGTERM the child if the benchmark process dies (Linux prctl)."""
@@ -130,13 +124,10 @@ class BenchError(Exception):
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
                alive: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if alive is not None:
-            alive()
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
+    try:
+        poll_until(predicate, timeout, what, alive=alive)
+    except AssertionError as exc:
+        raise BenchError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -187,27 +178,8 @@ def tree_cpu_seconds(pid: int, include_reaped: bool = False) -> float:
 
 # -- the servers under test --------------------------------------------------------------
 
-SSHD = "/usr/sbin/sshd"
-OPENSSH_INSTALL = "apt-get update && apt-get install -y openssh-server openssh-client"
-
-SSHD_CONFIG = """\
-ListenAddress 127.0.0.1
-Port {port}
-HostKey {host_key}
-PidFile {pid_file}
-AuthorizedKeysFile {authorized}
-UsePAM no
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-AllowTcpForwarding yes
-Ciphers aes128-gcm@openssh.com
-{extra}Compression no
-UseDNS no
-LogLevel ERROR
-"""
+# Benchmark the tunnel's data path with one cipher on both sides.
+SSHD_BENCH_CONFIG = "Ciphers aes128-gcm@openssh.com\n"
 
 
 def onehop_cli(*args: str) -> list[str]:
@@ -250,30 +222,17 @@ class PrivateSshd:
 
 def start_private_sshd(procs: "Processes", root: str, host_key_args: Sequence[str],
                        extra_config: str = "") -> PrivateSshd:
-    """Debian's sshd with its own config, host key (``ssh-keygen`` ``host_key_args``) and a
-    client key for the current user, on a free port of 127.0.0.1."""
-    d = os.path.join(root, "openssh")
-    os.makedirs(d)
-    host_key, client_key = os.path.join(d, "host_key"), os.path.join(d, "client_ed25519")
-    for key, key_args in ((host_key, host_key_args), (client_key, ("-t", "ed25519"))):
-        subprocess.run(["ssh-keygen", "-q", *key_args, "-N", "", "-C", "onehop-bench", "-f", key],
-                       check=True, stdin=subprocess.DEVNULL)
-    authorized = os.path.join(d, "authorized_keys")
-    shutil.copyfile(client_key + ".pub", authorized)
-    port = free_port("127.0.0.1")
-    config = os.path.join(d, "sshd_config")
-    with open(config, "w") as f:
-        f.write(SSHD_CONFIG.format(port=port, host_key=host_key, pid_file=os.path.join(d, "sshd.pid"),
-                                   authorized=authorized, extra=extra_config))
-    with contextlib.suppress(PermissionError):
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True)
-    if check.returncode != 0:
-        raise BenchError(f"sshd rejected its config {config}: {check.stderr.strip()}")
-    sshd = procs.start("sshd", [SSHD, "-D", "-e", "-f", config])
-    wait_until(lambda: port_accepts("127.0.0.1", port), 15, "sshd to listen",
-               lambda: procs.check_alive("sshd", sshd))
-    return PrivateSshd(sshd, port, pwd.getpwuid(os.getuid()).pw_name, client_key)
+    """Debian's sshd (tests/helpers/sshd.py) with its own config, host key (``ssh-keygen``
+    ``host_key_args``) and a client key for the current user, on a free port of 127.0.0.1."""
+    try:
+        sshd = prepare_sshd(Path(root) / "openssh", host_key_args=host_key_args,
+                            extra_config=SSHD_BENCH_CONFIG + extra_config)
+    except SshdUnavailable as exc:
+        raise BenchError(str(exc)) from None
+    proc = procs.start("sshd", sshd.argv)
+    wait_until(lambda: port_accepts("127.0.0.1", sshd.port), 15, "sshd to listen",
+               lambda: procs.check_alive("sshd", proc))
+    return PrivateSshd(proc, sshd.port, pwd.getpwuid(os.getuid()).pw_name, sshd.client_key)
 
 
 # -- the sink --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE.parent))  # tests.helpers
 
 import asyncssh  # noqa: E402
 
@@ -50,14 +51,9 @@ from onehop.client.dialer import dial  # noqa: E402
 from onehop.core import api  # noqa: E402
 from onehop.core.serverentry import decode_server_entry  # noqa: E402
 from onehop.net.dial import connect_socket  # noqa: E402
+from tests.helpers.net import free_port, start_echo_server  # noqa: E402
 
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int) -> int:
@@ -147,22 +143,8 @@ def crafted_status(hostile: bool = True) -> bytes:
     return api.encode_request_params(params, packed=False)
 
 
-async def echo_server() -> tuple[asyncio.AbstractServer, int]:
-    async def echo(reader, writer):
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-    srv = await asyncio.start_server(echo, "127.0.0.1", 0)
-    return srv, srv.sockets[0].getsockname()[1]
-
-
 async def attack_status(server: Server) -> dict:
-    srv, port = await echo_server()
+    srv, port = await start_echo_server()
     good, bad = await tunnel_to(server), await tunnel_to(server)
     reader, writer = await good.client.conn.open_connection("127.0.0.1", port)
     payload = crafted_status()

@@ -33,7 +33,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: one table.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("=onehop", "onehop.errors", "onehop.cliargs"),        # import nothing of onehop's
-    ("onehop.atomicfile", "onehop.configtools", "onehop.extras"),
+    ("onehop.atomicfile", "onehop.configtools", "onehop.extras", "onehop.procworker"),
+    ("onehop.procpool", "onehop.stopsignals"),              # processes and signals, for every service
     ("onehop.core",),                                       # pure, sans-IO
     ("onehop.net",),
     ("onehop.tunnel",),

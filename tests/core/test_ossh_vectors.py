@@ -139,13 +139,18 @@ def test_server_accepts_prefixed_client(case):
         assert b"".join(writes).hex() == case["server_bytes"]
 
 
+def prefixed_client(case) -> ClientObfuscator:
+    """The client obfuscator of a full-prefix vector: keyword, seeds, padding and prefix."""
+    return ClientObfuscator(case["keyword"], seed=h(case["seed"]),
+                            padding_prng_seed=h(case["padding_prng_seed"]),
+                            min_padding=case["min_padding"], max_padding=case["max_padding"],
+                            prefix=PrefixSpec(case["spec_name"], case["client_prefix_generator"]),
+                            prefix_seed=h(case["prefix_generator_seed"]))
+
+
 @pytest.mark.parametrize("case", FULL_PREFIX_CASES, ids=lambda c: c["name"])
 def test_prefixed_client_bytes(case):
-    spec = PrefixSpec(case["spec_name"], case["client_prefix_generator"])
-    client = ClientObfuscator(case["keyword"], seed=h(case["seed"]),
-                              padding_prng_seed=h(case["padding_prng_seed"]),
-                              min_padding=case["min_padding"], max_padding=case["max_padding"],
-                              prefix=spec, prefix_seed=h(case["prefix_generator_seed"]))
+    client = prefixed_client(case)
     client.send(b"SSH-2.0-Test\r\n")
     writes = client.writes_to_send()
     assert len(writes) == 3
@@ -165,11 +170,7 @@ def test_prefixed_client_bytes(case):
 
 @pytest.mark.parametrize("case", FULL_PREFIX_CASES, ids=lambda c: c["name"])
 def test_prefixed_client_reads_server_reply(case):
-    spec = PrefixSpec(case["spec_name"], case["client_prefix_generator"])
-    client = ClientObfuscator(case["keyword"], seed=h(case["seed"]),
-                              padding_prng_seed=h(case["padding_prng_seed"]),
-                              min_padding=case["min_padding"], max_padding=case["max_padding"],
-                              prefix=spec, prefix_seed=h(case["prefix_generator_seed"]))
+    client = prefixed_client(case)
     client.send(b"SSH-2.0-Test\r\n")
     client.receive_data(h(case["server_bytes"]))
     assert upstream_bytes(drain(client)) == case["server_ident_line_text"].encode()

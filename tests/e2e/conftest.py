@@ -13,10 +13,12 @@ from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from onehop.core.serverentry import ServerEntry, decode_server_entry
-from onehop.demo import free_port, serve_page
+from onehop.demo import serve_page
 from onehop.server.config import parse_server_config
 from onehop.server.generate import generate_server
 from onehop.server.service import TunnelServer
+from tests.helpers.net import free_port, start_echo_server
+from tests.helpers.waiting import wait_until
 
 
 @dataclass
@@ -103,15 +105,6 @@ async def make_client(tmp_path, notice_log):
         await controller.close()
 
 
-async def wait_until(predicate, timeout: float, interval: float = 0.02) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
-
-
 @pytest.fixture
 async def page():
     body = os.urandom(300 * 1024)
@@ -122,15 +115,6 @@ async def page():
 
 @pytest.fixture
 async def echo_server():
-    async def echo(reader, writer):
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
+    server, port = await start_echo_server()
+    yield port
     server.close()

@@ -9,6 +9,8 @@ import struct
 
 from aiohttp import web
 
+from tests.helpers.net import copy_stream
+
 
 class Blackhole:
     """Accepts connections, reads everything, never answers (a censor's black hole)."""
@@ -87,15 +89,11 @@ class CountingProxy:
             writer.close()
 
     async def _pipe(self, reader, writer):
-        try:
-            while data := await reader.read(65536):
-                self.bytes_relayed += len(data)
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        await copy_stream(reader, writer, self._count)
+
+    def _count(self, data: bytes) -> bytes:
+        self.bytes_relayed += len(data)
+        return data
 
     async def _http(self, reader, writer):
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from tests.conftest import vector_cases
 from tests.e2e.proxyclient import http_get_via_socks
 

@@ -17,7 +17,8 @@ from onehop.client.transfer_urls import encode_transfer_url, parse_transfer_urls
 from onehop.core.authpackage import compress_zlib, generate_rsa_keypair, make_package
 from onehop.core.serverentry import encode_server_entry_fields
 from onehop.core.upstreamproxy import ProxySpec
-from tests.e2e.conftest import wait_until
+from tests.helpers.net import copy_stream
+from tests.helpers.waiting import wait_until
 from tests.e2e.fakes import Blackhole, CountingProxy, FileServer, Resetter
 from tests.e2e.proxyclient import http_get_via_socks, socks5_connect
 
@@ -114,7 +115,7 @@ async def test_remote_server_list_saves_the_day(network, running, notice_log, tm
 
 async def test_a_tampered_remote_list_never_removes_stored_entries(tmp_path, notice_log):
     private_pem, public_b64 = generate_rsa_keypair(2048)
-    from tests.unit.helpers import make_entry
+    from tests.helpers.builders import make_entry
     stored = make_entry("192.0.2.50")
     package = make_package(encode_server_entry_fields(make_entry("192.0.2.51")) + "\n", private_pem, public_b64)
     tampered = compress_zlib(package.replace(b"192.0.2.51".hex().encode(), b"192.0.2.52".hex().encode()))
@@ -184,7 +185,8 @@ async def test_no_socket_or_task_outlives_an_establishment_round(network, runnin
     controller = await running.start(Controller(fast_config(tmp_path, connection_workers=8),
                                                 MemoryStore(bad + [good.entry]), notice_log.notices))
     await wait_until(lambda: controller.active is not None, 20)
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: not [t for t in asyncio.all_tasks() if "_attempt" in repr(t.get_coro())], 10,
+                     "the losing dials to end")
     # The tunnel (both ends live in this process), the two proxy listeners and the
     # datastore-free controller: every losing dial is closed on both sides.
     leaked = len(os.listdir("/proc/self/fd")) - before
@@ -239,16 +241,8 @@ class SilenceableRelay:
         self.server = None
 
     async def start(self, host: str) -> int:
-        async def pipe(reader, writer):
-            try:
-                while data := await reader.read(65536):
-                    if not self.silent:
-                        writer.write(data)
-                        await writer.drain()
-            except ConnectionError:
-                pass
-            finally:
-                writer.close()
+        def pipe(reader, writer):
+            return copy_stream(reader, writer, lambda data: None if self.silent else data)
 
         async def handle(reader, writer):
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -283,7 +277,7 @@ async def test_status_request_prunes_what_the_server_reports_invalid(network, tm
     from datetime import datetime, timedelta, timezone
     from onehop.client.api_calls import base_params
     from onehop.client.status import send_status
-    from tests.unit.helpers import make_entry
+    from tests.helpers.builders import make_entry
     gone, kept = make_entry("192.0.2.60"), make_entry("192.0.2.61")
     store = Datastore(str(tmp_path / "store"))
     store.import_entries([gone, kept], "EMBEDDED", datetime.now(timezone.utc) - timedelta(days=10))

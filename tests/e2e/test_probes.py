@@ -12,17 +12,12 @@ import time
 import pytest
 
 from onehop.core.ossh import ClientObfuscator
+from onehop.lab.prober import TLS_CLIENT_HELLO
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT_MS = 1000
 
-TLS_CLIENT_HELLO = bytes.fromhex(
-    "16030100f8010000f40303" + "00" * 32 + "20" + "11" * 32 +
-    "0008130213031301c02f0100009f0000000e000c0000096578616d706c652e636f6d"
-    "000b000403000102000a000c000a001d0017001e00190018002300000016000000170000"
-    "000d0030002e040305030603080708080809080a080b080408050806040105010601"
-    "002b0003020304002d00020101003300260024001d0020" + "22" * 32)
 HTTP_GET = b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\n"
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.server.service import listen_problem
 
 pytestmark = pytest.mark.e2e

@@ -21,9 +21,9 @@ from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.server.generate import generate_server, write_server_dir
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks, socks5_connect
 from tests.server.mmdb import city_record, write_mmdb
 

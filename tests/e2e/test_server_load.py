@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.server.generate import generate_server, write_server_dir
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -18,7 +18,7 @@ from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from onehop.core import api
 from onehop.errors import OSSHReason, SSHReason
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks
 from tests.server.mmdb import city_record, isp_record, write_mmdb
 

@@ -16,7 +16,7 @@ import pytest
 from onehop.demo import serve_page
 from onehop.errors import ConfigError
 from onehop.server import service
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks, socks5_connect
 from tests.server.mmdb import city_record, write_mmdb
 

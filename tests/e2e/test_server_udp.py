@@ -14,7 +14,7 @@ import pytest
 from onehop.client.dns_forwarder import start_dns_forwarder
 from onehop.client.udpgw import UdpgwClient
 from onehop.errors import TunnelError
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -205,7 +205,7 @@ async def test_forwarder_reopens_the_channel_after_it_closed(network, make_clien
         (session,) = running.server.clients
         session.udpgw.close()  # as when the tunnel is lost
         await wait_until(lambda: session.udpgw is None, 5)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: not forwarder._flows.client.is_open, 5, "the forwarder to see the channel closed")
         assert (await ask(forwarder.port, dns_query("b.example", 2)))[:2] == b"\x00\x02"
         assert session.counters.udpgw_channels == 2
     finally:

@@ -14,7 +14,8 @@ from onehop.client.dialer import dial
 from onehop.net.dial import connect_socket
 from onehop.client.config import ClientConfig
 from tests.conftest import vector_cases
-from tests.e2e.conftest import wait_until
+from tests.helpers.channels import random_stream_bytes
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import (connect_via_http_proxy, http_get_via_http_proxy,
                                    http_get_via_socks, socks5_connect)
 
@@ -272,7 +273,6 @@ async def test_handshake_brings_homepages_upgrade_and_one_discovered_server(
 async def test_psiphon_channel_types_no_split_tunnel_and_random(network, echo_server):
     """Psiphon clients open direct-tcpip-no-split-tunnel@psiphon.ca forwards and
     random@psiphon.ca liveness streams; both work on our server."""
-    import json
     from onehop.client.dialer import dial
     running = await network.add()
     tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
@@ -293,25 +293,7 @@ async def test_psiphon_channel_types_no_split_tunnel_and_random(network, echo_se
     assert bytes(received) == b"hello"
     chan.close()
 
-    random_chan = conn.create_tcp_channel()
-    got = bytearray()
-    closed = asyncio.get_running_loop().create_future()
-
-    class Count(asyncssh.SSHTCPSession):
-        def data_received(self, data, datatype):
-            got.extend(data)
-
-        def connection_lost(self, exc):
-            if not closed.done():
-                closed.set_result(None)
-
-    await random_chan._open(b"random@psiphon.ca", json.dumps({"u": 1000, "d": 70000}).encode())
-    random_chan._session = Count()
-    random_chan._session.connection_made(random_chan)
-    random_chan.resume_reading()
-    random_chan.write(os.urandom(1000))
-    await asyncio.wait_for(closed, 5)
-    assert len(got) == 70000
+    assert await random_stream_bytes(conn, 1000, 70000, 5) == 70000
     tunnel.client.close()
 
 

@@ -31,7 +31,7 @@ async def test_send_collect_list(tmp_path, feedback_keys, upload_server, capsys)
     key_file.write_text(private)
     config = write_config(tmp_path, public, upload_server.url("/fb"))
     from onehop.client.datastore import Datastore
-    from tests.unit.helpers import make_entry
+    from tests.helpers.builders import make_entry
     store = Datastore(str(tmp_path / "data"))          # the client knows this server
     store.import_entries([make_entry("192.0.2.50")], "EMBEDDED")
     store.close()
@@ -54,7 +54,7 @@ async def test_send_collect_list(tmp_path, feedback_keys, upload_server, capsys)
 
 
 async def test_send_while_offline_exits_75_and_flush_uploads_later(tmp_path, feedback_keys):
-    from onehop.demo import free_port
+    from tests.helpers.net import free_port
     from tests.feedback.conftest import UploadServer
     _, public = feedback_keys
     port = free_port("127.0.0.1")

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.feedback.receive import store_upload
 from tests.feedback.conftest import sqlite_db
 from tests.feedback.test_cli import run, write_config

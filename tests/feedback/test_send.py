@@ -24,7 +24,7 @@ from onehop.client.notices import Notices
 from onehop.core.authpackage import public_key_digest
 from onehop.core.feedbackcrypto import decrypt
 from onehop.core.upstreamproxy import ProxySpec
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from tests.e2e.fakes import CountingProxy
 from tests.feedback.conftest import UploadServer, client_config
 

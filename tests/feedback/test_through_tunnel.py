@@ -11,6 +11,7 @@ from onehop.client.feedback.upload import UploadPolicy
 from onehop.client.transfer_urls import encode_transfer_url
 from onehop.core.feedbackcrypto import decrypt
 from tests.e2e.conftest import make_client, network, notice_log  # noqa: F401  (fixtures)
+from tests.helpers.channels import record_channel_opens
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +21,7 @@ async def test_feedback_goes_through_the_tunnel(network, make_client, feedback_k
     server = await network.add()
     controller = await make_client([server.entry], feedback_upload_urls=(encode_transfer_url(upload_server.url("/fb")),),
                                    feedback_encryption_public_key=public)
-    opened = []
-    original = controller.open_channel
-
-    async def spy(factory, host, port):
-        opened.append((host, port))
-        return await original(factory, host, port)
-
-    controller.open_channel = spy
+    opened = record_channel_opens(controller)
     result = await send_feedback_from(controller, f"slow on {server.entry.ip_address}",
                                       policy=UploadPolicy(2, (0, 0), 10.0))
     assert result.uploaded

@@ -16,11 +16,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
+
+from tests.helpers.net import free_port
+from tests.helpers.waiting import poll_until
 
 PSIPHON_DIR = Path(os.environ.get("ONEHOP_PSIPHON_DIR",
                                   Path(__file__).resolve().parents[2].parent / "shared" / "psiphon"))
@@ -41,24 +43,6 @@ def require_psiphon() -> None:
         pytest.skip(reason)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
     def accepts() -> bool:
         try:
@@ -66,7 +50,7 @@ def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> 
         except OSError:
             return False
         return True
-    wait_for(accepts, timeout, f"{host}:{port} to accept connections")
+    poll_until(accepts, timeout, f"{host}:{port} to accept connections")
 
 
 class Process:
@@ -116,10 +100,11 @@ class Processes:
 
 
 class OnehopServer:
-    """``onehop server generate`` + ``onehop server run`` on 127.0.0.1."""
+    """``onehop server generate`` + ``onehop server run`` on 127.0.0.1; its own log goes to
+    ``server.log``, at ``log_level`` if given (at DEBUG it says which API requests it accepted)."""
 
     def __init__(self, procs: Processes, directory: Path, protocols: tuple[str, ...] = ("OSSH", "SSH"),
-                 config_overrides: dict | None = None) -> None:
+                 config_overrides: dict | None = None, log_level: str | None = None) -> None:
         self.directory = directory
         self.ports = {name: free_port() for name in protocols}
         args = ["server", "generate", "--ip", "127.0.0.1", "--allow-bogons", "--out", str(directory)]
@@ -136,8 +121,9 @@ class OnehopServer:
         self.config = config
         self.events_path = Path(config["LogFilename"])
         self.entry = (directory / "server-entry.dat").read_text().strip()
-        self.process = procs.start([*ONEHOP, "server", "run", "--config", self.config_path],
-                                   directory / "server.log")
+        self.log = directory / "server.log"
+        level = ["--log-level", log_level] if log_level else []
+        self.process = procs.start([*ONEHOP, *level, "server", "run", "--config", self.config_path], self.log)
         for port in self.ports.values():
             wait_for_port(port)
 
@@ -147,21 +133,32 @@ class OnehopServer:
         lines = [json.loads(line) for line in self.events_path.read_text().splitlines() if line.strip()]
         return [e for e in lines if name is None or e.get("event_name") == name]
 
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
 
 class Psiphond:
-    """Psiphon's own server: ``psiphond generate`` then ``psiphond run`` in ``directory``."""
+    """Psiphon's own server: ``psiphond generate`` then ``psiphond run`` in ``directory``, on
+    loopback address ``ip``; ``tactics_parameters`` become the default tactics of
+    ``psiphond-tactics.config`` before it runs."""
 
     def __init__(self, procs: Processes, directory: Path, protocols: tuple[str, ...] = ("OSSH", "SSH"),
-                 config_overrides: dict | None = None) -> None:
+                 config_overrides: dict | None = None, ip: str = "127.0.0.1",
+                 tactics_parameters: dict | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.ports = {name: free_port() for name in protocols}
-        args = [PSIPHOND, "-ipaddress", "127.0.0.1"]
+        self.ports = {name: free_port(ip) for name in protocols}
+        args = [PSIPHOND, "-ipaddress", ip]
         for name, port in self.ports.items():
             args += ["-protocol", f"{name}:{port}"]
         done = subprocess.run([str(a) for a in [*args, "generate"]], cwd=directory,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+        if tactics_parameters:
+            tactics_path = directory / "psiphond-tactics.config"
+            tactics = json.loads(tactics_path.read_text())
+            tactics["DefaultTactics"] = {"TTL": "1m", "Probability": 1.0, "Parameters": tactics_parameters}
+            tactics_path.write_text(json.dumps(tactics, indent=2))
         self.config_path = directory / "psiphond.config"
         config = json.loads(self.config_path.read_text())
         config["AllowBogons"] = True
@@ -173,7 +170,7 @@ class Psiphond:
         self.process = procs.start([PSIPHOND, "-config", self.config_path, "run"],
                                    directory / "stderr.log", cwd=directory)
         for port in self.ports.values():
-            wait_for_port(port)
+            wait_for_port(port, host=ip)
 
     def log_lines(self) -> list[dict]:
         path = Path(self.config["LogFilename"])
@@ -187,12 +184,74 @@ class Psiphond:
                 pass
         return out
 
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.log_lines() if line.get("event_name") == name]
+
+    def problems(self) -> list[dict]:
+        """Warnings and errors: a failed API request is logged as the warning "request failed"."""
+        return [line for line in self.log_lines() if line.get("level") in ("warning", "error", "fatal")]
+
 
 # ------------------------------------------------------------------------------ clients
 
 
-class PsiphonClient:
+class NoticeClient:
+    """A client process writing notices, one JSON object a line, to ``notices_path``."""
+
+    name = "client"
+    notices_path: Path
+    process: Process
+
+    def notices(self, notice_type: str | None = None) -> list[dict]:
+        if not self.notices_path.exists():
+            return []
+        out = []
+        for line in self.notices_path.read_text(errors="replace").splitlines():
+            try:
+                notice = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(notice, dict) and (notice_type is None or notice.get("noticeType") == notice_type):
+                out.append(notice)
+        return out
+
+    def last_errors(self, n: int = 4) -> str:
+        bad = [n_ for n_ in self.notices() if n_.get("noticeType") in ("Alert", "Error", "Warning")]
+        return json.dumps(bad[-n:])[:1500]
+
+    def exit_detail(self) -> str:
+        return self.last_errors()
+
+    def wait_notice(self, notice_type: str, predicate: Callable[[dict], bool] = lambda d: True,
+                    timeout: float = 30.0) -> dict:
+        def found():
+            for notice in self.notices(notice_type):
+                if predicate(notice.get("data", {})):
+                    return notice
+            if not self.process.alive() and notice_type != "Exiting":
+                raise AssertionError(f"{self.name} exited before {notice_type}: {self.exit_detail()}")
+            return None
+        try:
+            return poll_until(found, timeout, f"{self.name} notice {notice_type}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last notices: {self.last_errors()}") from None
+
+    def wait_tunnel(self, timeout: float = 60.0) -> None:
+        self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
+
+    @property
+    def socks_port(self) -> int:
+        return self.wait_notice("ListeningSocksProxyPort")["data"]["port"]
+
+    @property
+    def http_port(self) -> int:
+        return self.wait_notice("ListeningHttpProxyPort")["data"]["port"]
+
+
+class PsiphonClient(NoticeClient):
     """Psiphon's console client with a JSON config; notices go to ``notices.log``."""
+
+    name = "Psiphon's client"
 
     def __init__(self, procs: Processes, directory: Path, config: dict, args: tuple[str, ...] = ()) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -212,51 +271,11 @@ class PsiphonClient:
                                     "-notices", self.notices_path, *args],
                                    directory / "stderr.log", cwd=directory)
 
-    def notices(self, notice_type: str | None = None) -> list[dict]:
-        if not self.notices_path.exists():
-            return []
-        out = []
-        for line in self.notices_path.read_text(errors="replace").splitlines():
-            try:
-                notice = json.loads(line)
-            except ValueError:
-                continue
-            if notice_type is None or notice.get("noticeType") == notice_type:
-                out.append(notice)
-        return out
 
-    def wait_notice(self, notice_type: str, predicate: Callable[[dict], bool] = lambda d: True,
-                    timeout: float = 30.0) -> dict:
-        def found():
-            for notice in self.notices(notice_type):
-                if predicate(notice.get("data", {})):
-                    return notice
-            if not self.process.alive() and notice_type != "Exiting":
-                raise AssertionError(f"Psiphon's client exited before {notice_type}: {self.last_errors()}")
-            return None
-        try:
-            return wait_for(found, timeout, f"notice {notice_type}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last notices: {self.last_errors()}") from None
-
-    def last_errors(self, n: int = 4) -> str:
-        bad = [n_ for n_ in self.notices() if n_.get("noticeType") in ("Alert", "Error", "Warning")]
-        return json.dumps(bad[-n:])[:1500]
-
-    def wait_tunnel(self, timeout: float = 60.0) -> None:
-        self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
-
-    @property
-    def socks_port(self) -> int:
-        return self.wait_notice("ListeningSocksProxyPort")["data"]["port"]
-
-    @property
-    def http_port(self) -> int:
-        return self.wait_notice("ListeningHttpProxyPort")["data"]["port"]
-
-
-class OnehopClient:
+class OnehopClient(NoticeClient):
     """``onehop client`` as a process, printing notices (one JSON object a line) to a file."""
+
+    name = "onehop client"
 
     def __init__(self, procs: Processes, directory: Path, args: list[str]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -265,34 +284,8 @@ class OnehopClient:
         self.process = procs.start([*ONEHOP, "client", "--notices", "--data-dir", directory / "data",
                                     "--socks-port", "0", "--http-port", "0", *args], self.notices_path)
 
-    def notices(self, notice_type: str | None = None) -> list[dict]:
-        out = []
-        for line in self.notices_path.read_text(errors="replace").splitlines():
-            try:
-                notice = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(notice, dict) and (notice_type is None or notice.get("noticeType") == notice_type):
-                out.append(notice)
-        return out
-
-    def wait_notice(self, notice_type: str, predicate: Callable[[dict], bool] = lambda d: True,
-                    timeout: float = 30.0) -> dict:
-        def found():
-            for notice in self.notices(notice_type):
-                if predicate(notice.get("data", {})):
-                    return notice
-            if not self.process.alive():
-                raise AssertionError(f"onehop client exited before {notice_type}: {self.process.output()[-1500:]}")
-            return None
-        return wait_for(found, timeout, f"onehop notice {notice_type}")
-
-    def wait_tunnel(self, timeout: float = 60.0) -> None:
-        self.wait_notice("Tunnels", lambda d: d.get("count", 0) >= 1, timeout)
-
-    @property
-    def socks_port(self) -> int:
-        return self.wait_notice("ListeningSocksProxyPort")["data"]["port"]
+    def exit_detail(self) -> str:
+        return self.process.output()[-1500:]
 
 
 # --------------------------------------------------------------------------- web side

@@ -14,7 +14,6 @@ import base64
 import json
 import socket
 import sqlite3
-import subprocess
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -24,55 +23,14 @@ import pytest
 
 from onehop.core.authpackage import compress_zlib, generate_rsa_keypair, make_package
 
-from .harness import (PSIPHOND, OnehopClient, Processes, Psiphond, WebServer, free_port, socks5_get,
-                      wait_for, wait_for_port)
+from tests.helpers.waiting import poll_until
+
+from .harness import OnehopClient, Processes, Psiphond, WebServer, socks5_get
 
 SPONSOR = "0123456789ABCDEF"
 CHANNEL = "FEDCBA9876543210"
 CONNECTIONS = 5  # per protocol: seeds, paddings, prefixes and split delays differ per connection
 SERVER_PREFIX = "HTTP/1\\.1 200 OK\\r\\nServer: nginx\\r\\nContent-Type: text/html\\r\\n\\r\\n"
-
-
-class PsiphondOn(Psiphond):
-    """Like the harness's Psiphond, but on any loopback address and with server-side tactics
-    parameters (``psiphond-tactics.config``'s default tactics) written before it runs."""
-
-    def __init__(self, procs: Processes, directory: Path, protocols: tuple[str, ...] = ("OSSH", "SSH"),
-                 config_overrides: dict | None = None, ip: str = "127.0.0.1",
-                 tactics_parameters: dict | None = None) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.ports = {name: free_port(ip) for name in protocols}
-        args = [PSIPHOND, "-ipaddress", ip]
-        for name, port in self.ports.items():
-            args += ["-protocol", f"{name}:{port}"]
-        done = subprocess.run([str(a) for a in [*args, "generate"]], cwd=directory,
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        if tactics_parameters:
-            tactics_path = directory / "psiphond-tactics.config"
-            tactics = json.loads(tactics_path.read_text())
-            tactics["DefaultTactics"] = {"TTL": "1m", "Probability": 1.0, "Parameters": tactics_parameters}
-            tactics_path.write_text(json.dumps(tactics, indent=2))
-        self.config_path = directory / "psiphond.config"
-        config = json.loads(self.config_path.read_text())
-        config["AllowBogons"] = True
-        config["LogFilename"] = str(directory / "psiphond.log")
-        config.update(config_overrides or {})
-        self.config_path.write_text(json.dumps(config, indent=2))
-        self.config = config
-        self.entry = (directory / "server-entry.dat").read_text().strip()
-        self.process = procs.start([PSIPHOND, "-config", self.config_path, "run"],
-                                   directory / "stderr.log", cwd=directory)
-        for port in self.ports.values():
-            wait_for_port(port, host=ip)
-
-    def events(self, name: str) -> list[dict]:
-        return [line for line in self.log_lines() if line.get("event_name") == name]
-
-    def problems(self) -> list[dict]:
-        """Warnings and errors: a failed API request is logged as the warning "request failed"."""
-        return [line for line in self.log_lines() if line.get("level") in ("warning", "error", "fatal")]
 
 
 def entry_tag(encoded: str) -> str:
@@ -159,8 +117,8 @@ def stored_entries(data_dir: Path) -> dict[str, tuple[str, str]]:
                 db.execute("SELECT ip_address, source, tag FROM server_entries")}
 
 
-def wait_events(server: PsiphondOn, name: str, count: int, timeout: float = 15.0) -> list[dict]:
-    return wait_for(lambda: len(server.events(name)) >= count and server.events(name), timeout,
+def wait_events(server: Psiphond, name: str, count: int, timeout: float = 15.0) -> list[dict]:
+    return poll_until(lambda: len(server.events(name)) >= count and server.events(name), timeout,
                     f"{count} psiphond {name} events (have {len(server.events(name))})")
 
 
@@ -169,7 +127,7 @@ def wait_events(server: PsiphondOn, name: str, count: int, timeout: float = 15.0
 
 @pytest.mark.parametrize("encoding", ["cbor", "json"])
 def test_every_protocol_many_times(tmp_path, procs, page, encoding):
-    server = PsiphondOn(procs, tmp_path / "psiphond", tactics_parameters={
+    server = Psiphond(procs, tmp_path / "psiphond", tactics_parameters={
         "ServerOSSHPrefixSpecs": {"http-get": [["", SERVER_PREFIX]]},
         "OSSHPrefixSplitMinDelay": "10ms", "OSSHPrefixSplitMaxDelay": "30ms"})
     # OSSH-PREFIX goes through a tap that sees psiphond's answer: its configured prefix.
@@ -223,10 +181,10 @@ def psinet_database(path: Path, discovered_entry: str, home_pages: list[str]) ->
 def test_home_pages_and_a_discovered_server_that_works(tmp_path, procs, page):
     # The server to be discovered listens on another loopback address: the client's
     # datastore keys entries by IP address, as Psiphon's does.
-    hidden = PsiphondOn(procs, tmp_path / "hidden", protocols=("OSSH",), ip="127.0.0.2")
+    hidden = Psiphond(procs, tmp_path / "hidden", protocols=("OSSH",), ip="127.0.0.2")
     home_pages = ["https://home.example.org/?client_region=XX", "https://second.example.net/welcome"]
     psinet_database(tmp_path / "psinet.json", hidden.entry, home_pages)
-    known = PsiphondOn(procs, tmp_path / "known", protocols=("OSSH",),
+    known = Psiphond(procs, tmp_path / "known", protocols=("OSSH",),
                        config_overrides={"PsinetDatabaseFilename": str(tmp_path / "psinet.json")})
     server_list = tmp_path / "server-list.dat"
     server_list.write_text(known.entry + "\n")
@@ -267,7 +225,7 @@ def signed_server_list(entries: list[str]) -> tuple[bytes, str]:
 
 @pytest.mark.parametrize("encoding", ["cbor", "json"])
 def test_psiphond_logs_our_connected_and_status_requests(tmp_path, procs, page, encoding):
-    server = PsiphondOn(procs, tmp_path / "psiphond", protocols=("OSSH",))
+    server = Psiphond(procs, tmp_path / "psiphond", protocols=("OSSH",))
     package, public_key = signed_server_list([server.entry])
     lists = WebServer({"/list": package})
     try:

@@ -30,8 +30,10 @@ import pytest
 
 from onehop.core.authpackage import compress_zlib, generate_rsa_keypair, make_package
 
-from .harness import ONEHOP, Process, Processes, PsiphonClient, WebServer, free_port, socks5_get, \
-    wait_for, wait_for_port
+from tests.helpers.net import free_port
+from tests.helpers.waiting import poll_until
+
+from .harness import ONEHOP, Process, Processes, PsiphonClient, WebServer, socks5_get, wait_for_port
 
 HOME_PAGE = "https://acme.example/welcome"
 TUNNEL_TIMEOUT = 60.0
@@ -166,7 +168,7 @@ def server_tunnel_event(client: PsiphonClient, net: Network, server_id: str) -> 
     """Stop the client; the server's ``server_tunnel`` event of its session (logged at close)."""
     session_id = client.wait_notice("SessionId")["data"]["sessionId"]
     client.process.stop()
-    return wait_for(lambda: next((e for e in net.events(server_id) if e.get("event_name") == "server_tunnel"
+    return poll_until(lambda: next((e for e in net.events(server_id) if e.get("event_name") == "server_tunnel"
                                   and e.get("session_id") == session_id), None),
                     20, f"{server_id}'s server_tunnel event")
 
@@ -198,7 +200,7 @@ def test_remote_server_list_alone_bootstraps_a_tunnel(net, procs, tmp_path, page
     assert event["server_entry_source"] == "REMOTE" and event["handshake_completed"] is True
     # the client reports its download in a status request (at the latest when it stops); the
     # server logs it, without the URL's address
-    stat = wait_for(lambda: next((e for e in net.events(server_id) if e.get("event_name") == "remote_server_list"
+    stat = poll_until(lambda: next((e for e in net.events(server_id) if e.get("event_name") == "remote_server_list"
                                   and e.get("session_id") == event["session_id"]), None),
                     20, "the remote_server_list event")
     assert stat["authenticated"] is True and stat["tunneled"] is False
@@ -241,7 +243,7 @@ def test_embedded_list_under_a_wrong_entry_signing_key_is_discarded(net, procs, 
     wrong_key = base64.b64encode(os.urandom(32)).decode()
     client = PsiphonClient(procs, tmp_path / "cli", {**net.client_config(), "ServerEntrySignaturePublicKey": wrong_key},
                            args=("-serverList", str(list_file)))
-    wait_for(lambda: len([n for n in client.notices("Warning")
+    poll_until(lambda: len([n for n in client.notices("Warning")
                           if "verify signature failed" in n["data"].get("message", "")]) >= len(net.embedded_ids()),
              TUNNEL_TIMEOUT, "a failed verification for every embedded entry")
     assert not client.notices("ConnectingServer")
@@ -310,7 +312,7 @@ def test_a_new_export_reaches_the_running_servers_without_a_restart(net, procs, 
         pids = {s: p.proc.pid for s, p in net.running.items()}
         client = PsiphonClient(procs, tmp_path / "cli", remote_list_config(net, net.remote_list_url))
         client.wait_tunnel(TUNNEL_TIMEOUT)
-        wait_for(lambda: len(client.notices("Homepage")) >= 2, 10, "two Homepage notices")
+        poll_until(lambda: len(client.notices("Homepage")) >= 2, 10, "two Homepage notices")
         assert {n["data"]["url"] for n in client.notices("Homepage")} == {HOME_PAGE, added}
         assert {s: p.proc.pid for s, p in net.running.items()} == pids
         assert all(p.alive() for p in net.running.values())

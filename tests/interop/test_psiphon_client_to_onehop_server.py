@@ -35,7 +35,7 @@ from onehop.core.ossh import DataReceived, ServerObfuscator
 from onehop.core.sansio import drain
 from onehop.tunnel.algorithms import SERVER_ENCRYPTION_ALGS, SERVER_KEX_ALGS, SERVER_MAC_ALGS
 
-from .harness import ONEHOP, PsiphonClient, Processes, WebServer, socks5_get, wait_for, wait_for_port
+from .harness import OnehopServer, PsiphonClient, Processes, WebServer, socks5_get
 
 #: Connections per protocol (each a fresh Psiphon client); ONEHOP_INTEROP_ROUNDS overrides.
 ROUNDS = int(os.environ.get("ONEHOP_INTEROP_ROUNDS", "20"))
@@ -178,42 +178,6 @@ def deobfuscated_client_bytes(wire: bytes, keyword: str) -> bytes:
 # ------------------------------------------------------------------------------- rig
 
 
-class OnehopServerWithLog:
-    """``onehop server generate`` + ``onehop --log-level DEBUG server run`` on 127.0.0.1.
-
-    Like harness.OnehopServer, but with the server's own log at DEBUG, where it says
-    which API requests it accepted (and at INFO which it rejected)."""
-
-    def __init__(self, procs: Processes, directory: Path) -> None:
-        import subprocess
-        from .harness import free_port
-        self.ports = {"OSSH": free_port(), "SSH": free_port()}
-        done = subprocess.run([*ONEHOP, "server", "generate", "--ip", "127.0.0.1", "--allow-bogons",
-                               "--ossh-port", str(self.ports["OSSH"]), "--ssh-port", str(self.ports["SSH"]),
-                               "--out", str(directory)], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        config_path = directory / "server.json"
-        self.config = json.loads(config_path.read_text())
-        self.config["LogFilename"] = str(directory / "events.log")
-        config_path.write_text(json.dumps(self.config, indent=2))
-        self.events_path = Path(self.config["LogFilename"])
-        self.entry = (directory / "server-entry.dat").read_text().strip()
-        self.log = directory / "server.log"
-        self.process = procs.start([*ONEHOP, "--log-level", "DEBUG", "server", "run", "--config", config_path],
-                                   self.log)
-        for port in self.ports.values():
-            wait_for_port(port)
-
-    def events(self, name: str | None = None) -> list[dict]:
-        if not self.events_path.exists():
-            return []
-        lines = [json.loads(line) for line in self.events_path.read_text().splitlines() if line.strip()]
-        return [e for e in lines if name is None or e.get("event_name") == name]
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 def entry_via(entry_hex: str, ports: dict[str, int]) -> str:
     """The server entry with its ports replaced (clients dial the relays)."""
     head, _, body = bytes.fromhex(entry_hex).decode("utf-8").partition("0 0 0 0 ")
@@ -229,7 +193,7 @@ class Rig:
         self.procs = Processes()
         self.body = os.urandom(20000).hex().encode()
         self.web = WebServer({"/page.txt": self.body})
-        self.server = OnehopServerWithLog(self.procs, root / "srv")
+        self.server = OnehopServer(self.procs, root / "srv", log_level="DEBUG")
         self.relays = {name: Relay(port) for name, port in self.server.ports.items()}
         self.entry = entry_via(self.server.entry, {n: r.port for n, r in self.relays.items()})
         self.rounds: list[dict] = []

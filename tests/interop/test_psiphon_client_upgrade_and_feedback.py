@@ -26,8 +26,9 @@ import pytest
 from onehop.network.publish import VERSION_METADATA
 from onehop.client.upgrade.package import read_upgrade_package
 
-from .harness import (ONEHOP, PSIPHON_CLIENT, PsiphonClient, WebServer, _Handler, free_port,
-                      wait_for_port)
+from tests.helpers.net import free_port
+
+from .harness import ONEHOP, PSIPHON_CLIENT, PsiphonClient, WebServer, _Handler, wait_for_port
 
 UPGRADE_VERSION = 7
 # The header S3 sends for the object metadata ``network publish`` sets on the full package

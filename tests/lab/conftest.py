@@ -40,17 +40,6 @@ async def serve(sock_factory, ip: str, handler) -> tuple[asyncio.AbstractServer,
     return server, sock.getsockname()[1]
 
 
-async def echo(reader, writer) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
 def banner(text: bytes):
     async def handler(reader, writer) -> None:
         writer.write(text)

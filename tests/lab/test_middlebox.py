@@ -18,7 +18,9 @@ from onehop.lab.prober import ActiveProber
 from onehop.lab.probing import ProberDriver, send_probe
 from onehop.lab.session import make_topology
 
-from .conftest import banner, echo, require_netns, serve, silent
+from tests.helpers.net import echo
+
+from .conftest import banner, require_netns, serve, silent
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
-import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -18,18 +17,13 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from onehop.mail.options import RunOptions
+from tests.helpers.net import free_port
 
 ADDRESS = "get@example.org"
 FA_ADDRESS = "farsi@example.org"
 LINKS = ["https://dl.example.net/a/onehop.zip", "https://mirror.example.com/b/onehop.zip?x=1&y=2"]
 BUILD = b"PK\x03\x04" + bytes(range(256)) * 64 + b"\xff\xfe onehop build"
 BUILD_NAME = "onehop-alpha.zip"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def campaign_entry(campaign_id: str = "c1", *, language=None, links=LINKS, attachment: bool = True) -> dict:
@@ -72,9 +66,11 @@ class SinkHandler:
         self.messages: list[Captured] = []
         self.lock = threading.Lock()
         self.refuse: int | None = None  # answer DATA with this code instead of 250
+        self.refusals = 0
 
     async def handle_DATA(self, server, session, envelope):
         if self.refuse:
+            self.refusals += 1
             return f"{self.refuse} refused by the test"
         with self.lock:
             self.messages.append(Captured(envelope.mail_from, list(envelope.rcpt_tos),
@@ -166,9 +162,10 @@ async def send(port: int, data: bytes, *, mail_from: str = "person@users.test",
     return await asyncio.to_thread(smtp_dialogue, port, mail_from, rcpts or [ADDRESS], data, size=size)
 
 
-async def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+async def pending(responder) -> int:
+    """Replies in the responder's outbox: none left means it will send nothing more."""
+    return await responder.store.run(responder.store.store.pending)
+
+
+async def drained(responder) -> bool:
+    return await pending(responder) == 0

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.net import free_port
+from tests.helpers.waiting import poll_until
+
 from .helpers import (
     ADDRESS,
     Sink,
     campaign_entry,
-    free_port,
     request,
     smtp_dialogue,
     write_export,
@@ -50,13 +52,6 @@ def start_run(config: Path, port: int, relay_port: int, state: Path, log: Path) 
             time.sleep(0.1)
     proc.kill()
     raise AssertionError("mail run did not start listening")
-
-
-def wait_until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_option_problems_are_all_listed(tmp_path):
@@ -97,8 +92,8 @@ def test_killed_with_replies_queued_then_restarted(tmp_path):
         proc.wait(10)
         proc = start_run(config, port, sink.port, state, log)
         sink.start()
-        wait_until(lambda: len(sink.messages) == 6)
-        time.sleep(0.5)
+        # six rows delivered (each marked sent before its log line) is an empty outbox: no more can come
+        poll_until(lambda: log.read_text().count("delivered the") == 6, what="six deliveries")
         ids = Counter(m.message["Message-ID"] for m in sink.messages)
         assert len(ids) == 6 and set(ids.values()) == {1}
         proc.send_signal(signal.SIGTERM)
@@ -139,7 +134,7 @@ def test_sighup_reloads_at_once(tmp_path):
         doc["addresses"]["new@example.org"] = doc["addresses"][ADDRESS]
         config.write_text(json.dumps(doc))
         os.kill(proc.pid, signal.SIGHUP)
-        wait_until(lambda: "reloaded" in log.read_text())
+        poll_until(lambda: "reloaded" in log.read_text())
         assert smtp_dialogue(port, "p@users.test", ["new@example.org"], request()).rcpts == [250]
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -194,7 +189,7 @@ def test_run_prints_a_start_line_and_events_but_no_requester(tmp_path):
         assert f"replies through the relay 127.0.0.1:{sink.port} (0 replies queued)" in start
         assert "SIGTERM stops it" in start
         assert smtp_dialogue(port, "asker@users.test", [ADDRESS], request(sender="asker@users.test")).data == 250
-        wait_until(lambda: len(sink.messages) == 2)
+        poll_until(lambda: len(sink.messages) == 2)
         time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -211,9 +206,9 @@ def test_run_quiet_prints_nothing(tmp_path):
     sink.start()
     proc = _run_plain(config, port, sink.port, tmp_path / "state", "--quiet")
     try:
-        wait_until(lambda: _listening(port))
+        poll_until(lambda: _listening(port))
         assert smtp_dialogue(port, "asker@users.test", [ADDRESS], request(sender="asker@users.test")).data == 250
-        wait_until(lambda: len(sink.messages) == 2)
+        poll_until(lambda: len(sink.messages) == 2)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)

@@ -20,15 +20,17 @@ from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port, serve_page
+from onehop.demo import serve_page
+from tests.helpers.net import free_port
 from onehop.network.deploy import run as deploy_run
 from onehop.network.deploy.check import CheckResult
 from onehop.network.deploy.layout import UNIT_PATH, Layout
 from onehop.network.deploy.wheel import Wheel, build_wheel, source_tree
 from onehop.network.remote import RemoteError, RunResult, SshTarget
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks
-from tests.network.sshd import private_sshd
+from tests.helpers.procs import pid_alive
+from tests.helpers.sshd import private_sshd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -36,14 +38,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def server_pids(root: Path) -> dict[str, int]:
     run = root / "run"
     return {p.stem: int(p.read_text()) for p in run.glob("*.pid")} if run.is_dir() else {}
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @contextlib.contextmanager
@@ -108,7 +102,7 @@ async def test_deploy_to_a_host_without_systemd(sqlite_cli, tmp_path):
         config = root / "servers" / first["id"] / "server.json"
         assert oct(config.stat().st_mode & 0o777) == "0o600"
         pid = server_pids(root)[first["id"]]
-        assert alive(pid)
+        assert pid_alive(pid)
 
         cli.ok("export", "--out", tmp_path / "export")
         entry = (tmp_path / "export" / first["id"] / "server-entry.dat").read_text().strip()
@@ -132,7 +126,7 @@ async def test_deploy_to_a_host_without_systemd(sqlite_cli, tmp_path):
         cli.ok("server", "retire", "--server", first["id"])
         moved = (await run(*deploy)).json()
         assert moved["stopped"] == [first["id"]] and [s["server"] for s in moved["servers"]] == [second["id"]]
-        assert moved["ok"] and not alive(pid) and not (root / "servers" / first["id"]).exists()
+        assert moved["ok"] and not pid_alive(pid) and not (root / "servers" / first["id"]).exists()
         assert (root / "logs" / first["id"] / "events.jsonl").is_file()  # kept for stats
 
         ingest = await asyncio.to_thread(cli.ok, "stats", "ingest", "--from", f"ssh://lo{root}/logs",
@@ -145,7 +139,7 @@ async def test_deploy_to_a_host_without_systemd(sqlite_cli, tmp_path):
         stopped = await run("deploy", "--host", "lo", "--root", root, "--ssh-key", sshd.client_key, "--stop",
                             "--json")
         assert stopped.json()["stopped"] == [second["id"]]
-        assert not any(alive(p) for p in server_pids(root).values())
+        assert not any(pid_alive(p) for p in server_pids(root).values())
     page.close()
     actions = [a["action"] for a in cli.ok("audit")]
     assert actions.count("host.deploy") == 5 and "host.stop" in actions and "host.set-key" in actions

@@ -19,7 +19,8 @@ from aiohttp import web
 from onehop.client.config import parse_client_config
 from onehop.core.authpackage import read_package
 from onehop.core.serverentry import decode_server_list
-from onehop.demo import free_port, serve_page
+from onehop.demo import serve_page
+from tests.helpers.net import free_port
 from onehop.server.config import load_server_config
 from onehop.server.service import TunnelServer
 from tests.e2e.proxyclient import http_get_via_socks

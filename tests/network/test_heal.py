@@ -27,14 +27,15 @@ from onehop.client.controller import Controller
 from onehop.client.datastore import Datastore
 from onehop.client.notices import Notices
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port, serve_page
+from onehop.demo import serve_page
+from tests.helpers.net import free_port
 from onehop.network import audit, launch
 from onehop.network.deploy.wheel import build_wheel, source_tree
 from onehop.network.providers import Answer, ProviderError
 from onehop.network.providers.aws import AwsProvider
-from tests.e2e.conftest import wait_until
+from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks
-from tests.network.sshd import private_sshd
+from tests.helpers.sshd import private_sshd
 from tests.network.test_deploy import cleanup_servers
 from tests.network.test_lists_publish import moto_endpoint  # noqa: F401  (fixture)
 from tests.network.test_providers import REGION, add_aws, aws, live_instances  # noqa: F401  (fixture)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 import zlib
 
@@ -19,6 +18,7 @@ from onehop.network.keys import KeyPair
 from onehop.network.lists import remote_list_package
 from onehop.network.signing import PackageSigner
 from tests.conftest import vector_cases
+from tests.helpers.net import free_port
 from tests.network.conftest import small_network
 
 
@@ -88,12 +88,6 @@ def test_embedded_lists_sample_permanent_servers_of_other_channels(cli, tmp_path
 
 
 # -- S3 -----------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def moto_endpoint():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 
 import sqlalchemy as sa
@@ -13,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from onehop.network import migrate
 from onehop.network.db import Database
 from onehop.network.models import schema_metadata
+from tests.helpers.net import free_port
 from tests.network.conftest import TEST_RSA_BITS, NetworkCLI
 
 HEAD = "0005_providers"
@@ -95,9 +95,7 @@ def test_corrupt_database_is_a_clear_error(tmp_path):
 
 
 def test_unreachable_postgresql_is_a_clear_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
+    port = free_port()  # nothing listens there
     err = NetworkCLI(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db").fails("sponsor", "list")
     assert "127.0.0.1" in err and "secret" not in err and "Traceback" not in err
 

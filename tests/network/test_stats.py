@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from onehop.core.serverentry import decode_server_entry
 from tests.e2e.conftest import page  # noqa: F401  (fixture)
-from tests.network.sshd import private_sshd
+from tests.helpers.sshd import private_sshd
 
 UNTIL = date(2025, 3, 14)
 
@@ -230,10 +230,10 @@ async def test_a_real_servers_events_never_put_a_client_address_in_the_database(
     from onehop.client.config import ClientConfig
     from onehop.client.controller import Controller
     from onehop.client.notices import Notices
-    from onehop.demo import free_port
+    from tests.helpers.net import free_port
     from onehop.server.config import parse_server_config
     from onehop.server.service import TunnelServer
-    from tests.e2e.conftest import wait_until
+    from tests.helpers.waiting import wait_until
     from tests.e2e.proxyclient import http_get_via_socks
     from tests.e2e.test_server_stats import CLIENT_IP, STATUS_DATA, geoip_files, named, send_status, source_bound_opener
 

@@ -18,7 +18,7 @@ from onehop.client.upgrade.fetch import FetchPolicy
 from onehop.client.upgrade.install import Installation
 from onehop.client.upgrade.package import read_upgrade_package
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.net.dial import socket_opener
 from onehop.server.config import load_server_config
 from onehop.server.service import TunnelServer

@@ -16,7 +16,7 @@ from onehop.client.app import open_store
 from onehop.client.config import ClientConfig
 from onehop.client.notices import Notices
 from onehop.net.resumable import _PartSink
-from tests.unit.helpers import make_entry
+from tests.helpers.builders import make_entry
 
 
 @pytest.fixture(autouse=True)

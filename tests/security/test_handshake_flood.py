@@ -25,7 +25,7 @@ import pytest
 from onehop.client.config import ClientConfig
 from onehop.client.dialer import dial
 from onehop.core.serverentry import decode_server_entry
-from onehop.demo import free_port
+from tests.helpers.net import free_port
 from onehop.net.dial import connect_socket
 
 pytestmark = pytest.mark.e2e

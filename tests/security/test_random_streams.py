@@ -7,7 +7,6 @@ once, whatever the channel window, with no cap on streams and no traffic-rule ch
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 import asyncssh
@@ -17,21 +16,16 @@ import onehop.tunnel.server as tunnel_server
 from onehop.client.config import ClientConfig
 from onehop.client.dialer import dial
 from onehop.net.dial import connect_socket
+from tests.helpers.channels import open_random_stream, random_stream_bytes
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 TEN_MIB = 10 * 1024 * 1024
 
 
-class Idle(asyncssh.SSHTCPSession):
-    """A session that never reads: the server's window stays at what we granted."""
-
-
 async def open_random(conn, downstream: int, window: int = 1024):
-    chan = conn.create_tcp_channel(window=window)
-    await chan._open(b"random@psiphon.ca", json.dumps({"u": 0, "d": downstream}).encode())
-    chan._session = Idle()
-    chan._session.connection_made(chan)
-    return chan
+    """A stream we never read: the server's window stays at what we granted."""
+    return await open_random_stream(conn, 0, downstream, window=window)
 
 
 @pytest.fixture
@@ -51,7 +45,7 @@ async def test_random_streams_follow_the_window_and_are_capped(network, urandom_
     tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
     conn = tunnel.client.conn
     chans = [await open_random(conn, TEN_MIB) for _ in range(tunnel_server.MAX_OPEN_RANDOM_STREAMS)]
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # room to overrun, were the window not obeyed (no signal for "did not")
     # What a stream may make: the window we granted, asyncssh's high-water mark of unsent
     # bytes and one chunk, not 10 MiB.
     per_stream = 1024 + 64 * 1024 + tunnel_server.RANDOM_STREAM_CHUNK
@@ -59,8 +53,13 @@ async def test_random_streams_follow_the_window_and_are_capped(network, urandom_
     with pytest.raises(asyncssh.ChannelOpenError):
         await open_random(conn, TEN_MIB)
     chans[0].close()
-    await asyncio.sleep(0.2)
-    replacement = await open_random(conn, 1000, window=1 << 20)  # a slot is free again
+
+    async def reopened():
+        try:
+            return await open_random(conn, 1000, window=1 << 20)
+        except asyncssh.ChannelOpenError:
+            return None
+    replacement = await wait_until(reopened, 5, "a free random stream slot")  # once the server saw the close
     replacement.close()
     tunnel.client.close()
 
@@ -68,26 +67,7 @@ async def test_random_streams_follow_the_window_and_are_capped(network, urandom_
 async def test_random_stream_bytes_are_charged_to_traffic_rules(network):
     running = await network.add()
     tunnel = await dial(running.entry, "OSSH", ClientConfig(), os.urandom(16).hex(), connect_socket)
-    conn = tunnel.client.conn
-    chan = conn.create_tcp_channel()
-    got = bytearray()
-    closed = asyncio.get_running_loop().create_future()
-
-    class Count(asyncssh.SSHTCPSession):
-        def data_received(self, data, datatype):
-            got.extend(data)
-
-        def connection_lost(self, exc):
-            if not closed.done():
-                closed.set_result(None)
-
-    await chan._open(b"random@psiphon.ca", json.dumps({"u": 5000, "d": 300000}).encode())
-    chan._session = Count()
-    chan._session.connection_made(chan)
-    chan.resume_reading()
-    chan.write(os.urandom(5000))
-    await asyncio.wait_for(closed, 10)
-    assert len(got) == 300000
+    assert await random_stream_bytes(tunnel.client.conn, 5000, 300000, 10) == 300000
     (session,) = running.server.clients
     assert session.write_bucket.total >= 300000
     assert session.read_bucket.total >= 5000

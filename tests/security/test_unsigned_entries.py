@@ -17,7 +17,7 @@ from onehop.client.notices import Notices
 from onehop.core.serverentry import (ed25519_keypair_from_seed, encode_server_entry, encode_server_list,
                                      sign_server_entry)
 from onehop.errors import ConfigError
-from tests.unit.helpers import make_entry
+from tests.helpers.builders import make_entry
 
 PRIVATE, PUBLIC = ed25519_keypair_from_seed(bytes(range(32)))
 

@@ -18,7 +18,6 @@ from onehop.client.upgrade.fetch import FetchPolicy
 from onehop.client.upgrade.install import Installation, load_state
 from onehop.core.authpackage import generate_rsa_keypair
 from onehop.upgrade.artifacts import upgrade_artifacts
-from tests.e2e.fakes import FileServer
 from tests.upgrade.conftest import (
     FakeController,
     installed_client,
@@ -38,14 +37,6 @@ def upgrade_keys() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def old_builds() -> dict[str, bytes]:
     return {v: make_build(v, size=200_000) for v in ("40", "41", "42")}
-
-
-@pytest.fixture
-async def mirror():
-    server = FileServer()
-    await server.start()
-    yield server
-    await server.close()
 
 
 def full_package(build: bytes, version: str, keys, **kw) -> bytes:

@@ -7,7 +7,7 @@ import pytest
 from onehop.errors import ConfigError
 from onehop.server.config import parse_host_port, parse_server_config
 from onehop.server.udpgw import first_nameserver
-from tests.unit.helpers import problem_keys, valid_server_config
+from tests.helpers.builders import problem_keys, valid_server_config
 
 
 def test_defaults():

@@ -11,6 +11,7 @@ from asyncssh.misc import ChannelOpenError
 from onehop.server.idle import IdleTimer
 from onehop.server.portforwards import DialGate
 from onehop.server.throttle import BURST_SECONDS, PausableReader, TokenBucket
+from tests.helpers.waiting import wait_until
 
 
 class Clock:
@@ -127,7 +128,7 @@ async def test_idle_timer_fires_after_the_last_touch():
         await asyncio.sleep(0.02)
         timer.touch()
     assert not fired
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: fired, 2, "the idle timer to fire")
     assert fired == [1]
     timeout[0] = 0
     other = IdleTimer(lambda: timeout[0], lambda: fired.append(2))

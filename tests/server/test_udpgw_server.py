@@ -14,7 +14,8 @@ from onehop.core.udpgw import FLAG_DNS, FLAG_REBIND, PacketReceived, UdpgwParser
 from onehop.server.policy import Decision
 from onehop.server.tunnelstate import TunnelCounters
 from onehop.server.udpgw import UdpgwChannel
-from tests.e2e.conftest import wait_until
+from onehop.tunnel.relay import ByteCounter
+from tests.helpers.waiting import wait_until
 
 
 class FakeChannel:
@@ -104,9 +105,8 @@ async def test_refused_and_resolverless_packets_are_dropped(echo):
     session, _ = fake_session(resolver=None, refuse=(echo,))
     channel, chan = opened(session)
     channel.data_received(encode_packet(1, LOOPBACK, echo, b"x") + encode_packet(2, LOOPBACK, 53, b"q", FLAG_DNS), None)
-    await asyncio.sleep(0.1)
-    assert not chan.parser.buffered and not channel.flows and session.counters.udp_forwards.rejected == 2
-    assert not chan.closed
+    await wait_until(lambda: session.counters.udp_forwards.rejected == 2, 5, "both packets refused")
+    assert not chan.parser.buffered and not channel.flows and not chan.closed
 
 
 async def test_backed_up_channel_drops_replies(echo):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from onehop.client.candidates import MemoryStore, available_regions, order_candidates, usable
 from onehop.core.serverentry import decode_server_entry
 from onehop.server.generate import generate_server
-from tests.unit.helpers import make_entry
+from tests.helpers.builders import make_entry
 
 ALL = ("OSSH", "OSSH-PREFIX", "SSH")
 

@@ -16,7 +16,7 @@ from onehop.core import api
 from onehop.core.api import HandshakeResponse
 from onehop.errors import ConfigError
 
-from .helpers import make_entry
+from tests.helpers.builders import make_entry
 
 
 class RecordingClient:

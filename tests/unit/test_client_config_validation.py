@@ -16,7 +16,7 @@ from onehop.client.config import (
 )
 from onehop.core.upstreamproxy import ProxySpec
 from onehop.errors import ConfigError
-from tests.unit.helpers import problem_keys
+from tests.helpers.builders import problem_keys
 
 FULL = {
     "PropagationChannelId": "FFFFFFFFFFFFFFFF",

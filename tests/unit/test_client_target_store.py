@@ -14,7 +14,7 @@ from onehop.core import api
 from onehop.core.api import HandshakeResponse
 from onehop.core.serverentry import encode_server_entry_fields
 
-from .helpers import make_entry
+from tests.helpers.builders import make_entry
 
 
 class ConnectedServer:

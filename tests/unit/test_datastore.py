@@ -9,7 +9,7 @@ import pytest
 
 from onehop.client.datastore import Datastore
 from onehop.core.serverentry import ed25519_keypair_from_seed, sign_server_entry
-from tests.unit.helpers import make_entry
+from tests.helpers.builders import make_entry
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

@@ -12,7 +12,7 @@ from onehop.client.establish import EstablishmentRound
 from onehop.client.notices import Notices
 from onehop.errors import TunnelError
 
-from .helpers import make_entry
+from tests.helpers.builders import make_entry
 
 A, B, C, D = (make_entry(f"192.0.2.{n}") for n in range(1, 5))
 SSH_ONLY = make_entry("192.0.2.9", capabilities=("SSH",), ossh_port=None)

@@ -16,7 +16,7 @@ from onehop.client.splice import OpenFailure, classify
 from onehop.core.socks5 import ReplyCode
 from onehop.errors import TunnelError
 from onehop.server import forwarding
-from tests.unit.helpers import make_entry
+from tests.helpers.builders import make_entry
 
 ALL = ("OSSH", "OSSH-PREFIX", "SSH")
 

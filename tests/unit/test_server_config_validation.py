@@ -11,7 +11,7 @@ import pytest
 from onehop.configtools import read_json_file
 from onehop.errors import ConfigError, ConfigProblem
 from onehop.server.config import ServerConfig, load_server_config, parse_server_config
-from tests.unit.helpers import ed25519_private_pem, problem_keys, valid_server_config
+from tests.helpers.builders import ed25519_private_pem, problem_keys, valid_server_config
 
 
 def parse_problems(raw: dict) -> ConfigError:

@@ -15,6 +15,7 @@ from onehop.client.notices import Notices
 from onehop.client.transfer_urls import encode_transfer_url
 from onehop.core.authpackage import generate_rsa_keypair
 from onehop.net.dial import socket_opener
+from tests.e2e.fakes import FileServer
 
 
 def make_build(version: str, size: int = 1_500_000, seed: int = 0) -> bytes:
@@ -38,6 +39,15 @@ def upgrade_keys() -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def builds() -> dict[str, bytes]:
     return {"41": make_build("41"), "42": make_build("42")}
+
+
+@pytest.fixture
+async def mirror():
+    """A file server for upgrade packages (``mirror.files[path] = bytes``)."""
+    server = FileServer()
+    await server.start()
+    yield server
+    await server.close()
 
 
 def installed_client(tmp_path, build: bytes) -> str:

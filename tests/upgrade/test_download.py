@@ -33,14 +33,6 @@ DELTA = "/site/onehop-client.pyz.41-42.delta.upgrade"
 
 
 @pytest.fixture
-async def mirror():
-    server = FileServer()
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 def published(upgrade_keys, builds):
     private, public = upgrade_keys
     artifacts = upgrade_artifacts("onehop-client.pyz", builds["42"], "42", private, public,

@@ -13,7 +13,9 @@ from onehop.client.upgrade.fetch import FetchPolicy
 from onehop.client.upgrade.install import Installation
 from onehop.client.upgrade_hook import UpgradeHook
 from onehop.upgrade.artifacts import upgrade_artifacts
-from tests.e2e.conftest import make_client, network, notice_log, wait_until  # noqa: F401  (fixtures)
+from tests.e2e.conftest import make_client, network, notice_log  # noqa: F401  (fixtures)
+from tests.helpers.channels import record_channel_opens
+from tests.helpers.waiting import wait_until
 from tests.e2e.fakes import FileServer
 from tests.upgrade.conftest import installed_client
 
@@ -32,14 +34,7 @@ async def test_upgrade_through_the_tunnel_on_the_notice(tmp_path, network, make_
     controller = await make_client(
         [server.entry], client_version="41", upgrade_signature_public_key=public,
         upgrade_download_urls=(encode_transfer_url(files.url("/site/onehop-client.pyz.upgrade")),))
-    opened = []
-    original = controller.open_channel
-
-    async def spy(factory, host, port):
-        opened.append((host, port))
-        return await original(factory, host, port)
-
-    controller.open_channel = spy
+    opened = record_channel_opens(controller)
     runs = []
 
     async def runner(ctl, version):

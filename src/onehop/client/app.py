@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import replace
-import signal
 import threading
 import sys
 from datetime import datetime, timezone
@@ -14,6 +13,7 @@ from ..configtools import parse_json_text
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
                                 verify_server_entry_signature)
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
+from ..stopsignals import on_stop_signals
 from .candidates import TargetStore
 from .config import (ClientConfig, apply_flags, default_data_dir, embedded_resource, load_client_config,
                      parse_client_config)
@@ -173,8 +173,7 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
         await controller.whole_device.start()
     main = loop.create_task(controller.run())
     drawing = loop.create_task(view.run()) if view is not None else None
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _stop, main)
+    on_stop_signals(_stop, main)
     try:
         await main
     except asyncio.CancelledError:

@@ -76,7 +76,7 @@ def _dial_target(entry: ServerEntry, protocol: str, password: str, config: Clien
                                         config.ossh_prefix_split_delay)
     assert port, "protocol chosen without a port"
     return DialTarget(entry.ip_address, port, entry.ssh_username, password, host_key,
-                      openssh_version(_rng.randint), obfuscation)
+                      openssh_version(), obfuscation)
 
 
 def handshake_params(config: ClientConfig, entry: ServerEntry, protocol: str, target: DialTarget,

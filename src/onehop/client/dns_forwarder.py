@@ -11,17 +11,12 @@ as it would on any lossy network. Flows idle for ``FLOW_IDLE`` seconds are forgo
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections import OrderedDict
-
-import asyncssh
 
 from ..core.udpgw import MAX_PAYLOAD
 from ..errors import TunnelError
-from .udpgw import ChannelOpener, UdpgwClient, UdpgwFlow
-
-log = logging.getLogger(__name__)
+from .udpgw import ChannelOpener
+from .udpgw_flows import UdpgwFlows
 
 #: The destination written in DNS-flagged packets; the server replaces it by its resolver.
 NOMINAL_RESOLVER = ("8.8.8.8", 53)
@@ -32,13 +27,9 @@ MAX_QUEUED = 64
 
 class DnsForwarder(asyncio.DatagramProtocol):
     def __init__(self, opener: ChannelOpener, *, clock=time.monotonic) -> None:
-        self._opener = opener
-        self._clock = clock
         self._transport: asyncio.DatagramTransport | None = None
-        self._client: UdpgwClient | None = None
-        self._connecting: asyncio.Task | None = None
-        self._queue: list[tuple[bytes, tuple]] = []
-        self._flows: OrderedDict[tuple, tuple[UdpgwFlow, float]] = OrderedDict()
+        self._flows = UdpgwFlows(opener, name="DNS forwarder", flow_idle=FLOW_IDLE, max_flows=MAX_FLOWS,
+                                 max_queued=MAX_QUEUED, dropped=self._count_dropped, clock=clock)
         self.queries = 0
         self.answers = 0
         self.dropped = 0
@@ -56,55 +47,11 @@ class DnsForwarder(asyncio.DatagramProtocol):
             self.dropped += 1
             return
         self.queries += 1
-        client = self._client
-        if client is not None and client.is_open:
-            self._send(client, data, addr)
-        elif len(self._queue) < MAX_QUEUED:
-            self._queue.append((data, addr))
-            self._connect()
-        else:
-            self.dropped += 1
+        self._flows.send(addr, data, lambda client: client.open_flow(
+            *NOMINAL_RESOLVER, lambda reply: self._answer(reply, addr), dns=True))
 
-    def _connect(self) -> None:
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.get_running_loop().create_task(self._open_channel())
-
-    async def _open_channel(self) -> None:
-        self._flows.clear()
-        try:
-            client = await UdpgwClient.open(self._opener)
-        except (TunnelError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
-            log.info("DNS forwarder: no udpgw channel (%s); %d queries dropped", exc, len(self._queue))
-            self.dropped += len(self._queue)
-            self._queue.clear()
-            return
-        if self._transport is None:  # closed while the channel opened
-            client.close()
-            return
-        self._client = client
-        queued, self._queue = self._queue, []
-        for data, addr in queued:
-            self._send(client, data, addr)
-
-    def _send(self, client: UdpgwClient, data: bytes, addr) -> None:
-        now = self._clock()
-        entry = self._flows.pop(addr, None)
-        flow = entry[0] if entry and not entry[0].closed else None
-        if flow is None:
-            self._expire(now)
-            flow = client.open_flow(*NOMINAL_RESOLVER, lambda reply, a=addr: self._answer(reply, a), dns=True)
-        self._flows[addr] = (flow, now)
-        if not flow.send(data):
-            self.dropped += 1
-
-    def _expire(self, now: float) -> None:
-        """Forget idle flows, and the oldest ones beyond MAX_FLOWS - 1."""
-        while self._flows:
-            addr, (flow, used) = next(iter(self._flows.items()))
-            if now - used < FLOW_IDLE and len(self._flows) < MAX_FLOWS and not flow.closed:
-                break
-            del self._flows[addr]
-            flow.close()
+    def _count_dropped(self, count: int) -> None:
+        self.dropped += count
 
     def _answer(self, reply: bytes, addr) -> None:
         if self._transport is not None:
@@ -115,17 +62,14 @@ class DnsForwarder(asyncio.DatagramProtocol):
         pass  # an application went away before its answer came
 
     def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if self._client is not None:
-            self._client.close()
+        self._flows.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
 
     async def wait_closed(self) -> None:
-        if self._client is not None:
-            await self._client.closed.wait()
+        if self._flows.client is not None:
+            await self._flows.client.closed.wait()
 
 
 async def start_dns_forwarder(opener: ChannelOpener, host: str, port: int) -> DnsForwarder:

@@ -18,7 +18,6 @@ import errno
 import logging
 import os
 import re
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from aiohttp import web
 from ..core.redact import redact_addresses
 from ..errors import ConfigError, ConfigProblem
 from ..net.acceptgate import AcceptGate, GatedServer, ReleasingProtocol
+from ..stopsignals import stop_event
 
 DEFAULT_MAX_SIZE = 8 * 1024 * 1024  # what `collect` accepts by default
 #: A connection must have sent on average this many bytes a second once GRACE_SECONDS have
@@ -213,10 +213,7 @@ async def serve_until_signalled(options: ReceiveOptions, on_started: Callable[[i
     runner, port = await start(options)
     if on_started is not None:
         on_started(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
         await stop.wait()
     finally:

@@ -18,38 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..net.redirect import abort_with_reset
+from ..net.redirect import original_destination as redirected_to
 from .flows import Action, Direction, Endpoint, Flow, FlowTracker, Verdict
 
 log = logging.getLogger(__name__)
 
 SocketFactory = Callable[[], socket.socket]
 OriginalDestination = Callable[[socket.socket], Endpoint | None]
-SO_ORIGINAL_DST = 80
 SHAPER_TICK = 0.02  # seconds between the slices of a throttled flow
 
 
 def original_destination(sock: socket.socket) -> Endpoint:
-    """Where the client meant to go before iptables REDIRECT (IPv4)."""
-    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
-    port, address = struct.unpack_from("!2xH4s", raw)
-    return Endpoint(socket.inet_ntoa(address), port)
-
-
-def abort_with_reset(transport: asyncio.BaseTransport | None) -> None:
-    if transport is None or transport.is_closing():
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-    transport.abort()  # type: ignore[attr-defined]
+    """Where the client meant to go before iptables REDIRECT."""
+    return Endpoint(*redirected_to(sock))
 
 
 @dataclass(frozen=True)

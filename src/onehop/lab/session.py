@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Iterable
+from typing import AsyncIterator, Iterable
 
 from ..errors import ConfigError, ConfigProblem
 from .capture import ClassifiedFlow
@@ -55,22 +56,29 @@ def scenario_names(name: str) -> list[str]:
     return [name]
 
 
-async def run_scenario(name: str, mode: str, settings: LabSettings | None = None) -> list[Observation]:
-    """Run one scenario in a fresh topology of ``mode`` (``netns`` or ``relay``)."""
-    scenario = SCENARIOS[name]
-    settings = settings or LabSettings()
+@contextlib.asynccontextmanager
+async def running_lab(mode: str, settings: LabSettings | None = None) -> AsyncIterator[Lab]:
+    """A started Lab in a fresh topology of ``mode`` (``netns`` or ``relay``) and work
+    directory; all three are gone afterwards."""
     workdir = make_workdir()
     try:
         async with make_topology(mode) as topology:
-            lab = Lab(topology, settings, workdir)
+            lab = Lab(topology, settings or LabSettings(), workdir)
             try:
                 await lab.start()
-                rows = await scenario.build(lab)
-                return await run_rows(lab, name, rows)
+                yield lab
             finally:
                 await lab.close()
     finally:
         remove_workdir(workdir)
+
+
+async def run_scenario(name: str, mode: str, settings: LabSettings | None = None) -> list[Observation]:
+    """Run one scenario in a fresh topology of ``mode`` (``netns`` or ``relay``)."""
+    scenario = SCENARIOS[name]
+    async with running_lab(mode, settings) as lab:
+        rows = await scenario.build(lab)
+        return await run_rows(lab, name, rows)
 
 
 async def run_scenarios(names: Iterable[str], mode: str,
@@ -96,24 +104,14 @@ async def classify_traffic(mode: str, pcap: str, settings: LabSettings | None = 
     """Run SSH, OSSH and OSSH with the HTTP prefix (unsplit and split) through an open
     network while tcpdump captures, then classify every flow with nDPI."""
     from .capture import Capture, classify
-    settings = settings or LabSettings()
-    workdir = make_workdir()
-    try:
-        async with make_topology(mode) as topology:
-            lab = Lab(topology, settings, workdir)
-            try:
-                await lab.start()
-                server = await lab.add_server()
-                entries = (server.entry,)
-                rows = [Row("none", p, "pass", NoCensor, entries) for p in ("SSH", "OSSH", "OSSH-PREFIX")]
-                rows.append(Row("none", "OSSH-PREFIX", "pass", NoCensor, entries, split_delay=SPLIT_DELAY))
-                ports = [p for p in (server.entry.ssh_port, server.entry.ssh_obfuscated_port) if p]
-                async with Capture(topology.capture_spec(ports), pcap):
-                    results = await run_rows_detailed(lab, "ndpi", rows)
-            finally:
-                await lab.close()
-    finally:
-        remove_workdir(workdir)
+    async with running_lab(mode, settings) as lab:
+        server = await lab.add_server()
+        entries = (server.entry,)
+        rows = [Row("none", p, "pass", NoCensor, entries) for p in ("SSH", "OSSH", "OSSH-PREFIX")]
+        rows.append(Row("none", "OSSH-PREFIX", "pass", NoCensor, entries, split_delay=SPLIT_DELAY))
+        ports = [p for p in (server.entry.ssh_port, server.entry.ssh_obfuscated_port) if p]
+        async with Capture(lab.topology.capture_spec(ports), pcap):
+            results = await run_rows_detailed(lab, "ndpi", rows)
     flows = await asyncio.to_thread(classify, pcap)
     classified = []
     for observation, run in results:

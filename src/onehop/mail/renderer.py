@@ -3,9 +3,10 @@
 Both are CPU-bound Python that holds the GIL in long stretches (dkimpy canonicalizes the
 body with regular expressions and signs with pure-Python RSA: tens of milliseconds for a
 reply carrying a build). In a thread they would stall the event loop that answers the
-SMTP dialogue, so by default they run in worker processes (``render_processes``,
-started with ``spawn``: the responder has threads, and forking those is unsafe); 0 keeps
-them in one thread of the responder (tests, tiny deployments).
+SMTP dialogue, so by default they run in worker processes (``render_processes``, the
+project's one process pool, ``onehop.procpool``: fresh interpreters, never forks of the
+responder, which has threads); 0 keeps them in one thread of the responder (tests, tiny
+deployments).
 
 A worker reads the attachment from the state directory's blobs (by sha256) and keeps the
 base64 of the last builds it used, so a build is encoded once per worker, not per reply.
@@ -15,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import multiprocessing
-import signal
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import OnehopError
+from ..procpool import ProcessPool, WorkerDied
 from . import dkimtools
 from .blobs import Blobs
 from .dkimkey import DkimKey
@@ -33,7 +32,7 @@ _CACHED_BUILDS = 2
 
 
 class RendererCrashed(OnehopError):
-    """A render worker process died; the pool is restarted and the reply stays queued."""
+    """A render worker process died; the pool starts another and the reply stays queued."""
 
 
 class _Worker:
@@ -72,7 +71,6 @@ _process_worker: _Worker | None = None
 
 def _init_process(templates_dir: Path | None, dkim: DkimKey | None, state_dir: Path) -> None:
     global _process_worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _process_worker = _Worker(load_templates(templates_dir), dkim, state_dir)
 
 
@@ -81,57 +79,53 @@ def _build_in_process(spec_json: str) -> tuple[ReplySpec, bytes]:
     return _process_worker.build(spec_json)
 
 
-def _ready() -> bool:
-    return _process_worker is not None
-
-
 class Renderer:
     """``await renderer.build(spec_json)`` -> (spec, message bytes, signed if configured)."""
 
     def __init__(self, options: RunOptions, templates: TemplateSet) -> None:
         self.options = options
         self.templates = templates
-        self._executor: Executor | None = None
+        self._pool: ProcessPool | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._worker: _Worker | None = None
 
-    def _start(self) -> Executor:
+    def _start(self) -> None:
         o = self.options
         if o.render_processes <= 0:
             self._worker = _Worker(self.templates, o.dkim, o.state_dir)
-            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-render")
-        return ProcessPoolExecutor(max_workers=o.render_processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_process, initargs=(o.templates_dir, o.dkim, o.state_dir))
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-render")
+        else:
+            self._pool = ProcessPool(o.render_processes, _init_process, (o.templates_dir, o.dkim, o.state_dir))
 
     async def start(self) -> None:
-        """Start the workers now rather than at the first reply (a spawn takes a moment)."""
-        self._executor = self._start()
-        if isinstance(self._executor, ProcessPoolExecutor):
-            await asyncio.wrap_future(self._executor.submit(_ready))
+        """Start the workers now rather than at the first reply (a new interpreter takes a moment)."""
+        self._start()
+        if self._pool is not None:
+            await self._pool.start()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return self._pool.pids if self._pool is not None else []
 
     def submit(self, spec_json: str) -> asyncio.Future:
-        try:
-            return self._submit(spec_json)
-        except BrokenProcessPool:  # a worker died since the last reply: start afresh
-            self.close()
-            return self._submit(spec_json)
-
-    def _submit(self, spec_json: str) -> asyncio.Future:
-        if self._executor is None:
-            self._executor = self._start()
-        if self._worker is not None:
-            future = self._executor.submit(self._worker.build, spec_json)
-        else:
-            future = self._executor.submit(_build_in_process, spec_json)
-        return asyncio.wrap_future(future)
+        if self._pool is None and self._thread is None:
+            self._start()
+        if self._thread is not None:
+            assert self._worker is not None
+            return asyncio.wrap_future(self._thread.submit(self._worker.build, spec_json))
+        assert self._pool is not None
+        return asyncio.ensure_future(self._pool.call(_build_in_process, spec_json))
 
     async def result(self, future: asyncio.Future) -> tuple[ReplySpec, bytes]:
         try:
             return await future
-        except BrokenProcessPool:
-            self.close()
+        except WorkerDied:  # the pool starts another worker at the next reply
             raise RendererCrashed("a render worker process died") from None
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    async def close(self) -> None:
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.shutdown, wait=True, cancel_futures=True)
+            self._thread = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -15,7 +15,6 @@ import asyncio
 import functools
 import logging
 import os
-import signal
 import time
 import traceback
 import weakref
@@ -25,6 +24,7 @@ from types import MappingProxyType
 
 from ..errors import ConfigError, ConfigProblem
 from ..net.acceptgate import AcceptGate, Admission, GatedServer
+from ..stopsignals import stop_event
 from . import dkimtools
 from .blobs import Blobs
 from .config import ActiveConfig, load_responder_config
@@ -78,7 +78,7 @@ class Responder:
             await self._start_parts(pending)
         except BaseException:
             if hasattr(self, "renderer"):
-                await asyncio.to_thread(self.renderer.close)
+                await self.renderer.close()
             await self.store.close()
             raise
 
@@ -150,7 +150,7 @@ class Responder:
             except StoreError as exc:
                 log.error("final housekeeping failed: %s", exc)
         if hasattr(self, "renderer"):
-            await asyncio.to_thread(self.renderer.close)
+            await self.renderer.close()
         await self.store.close()
 
     async def _end_tasks(self, grace: float) -> None:
@@ -166,11 +166,7 @@ class Responder:
         await self.start()
         if on_started is not None:
             on_started()
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_now.set)
+        stop = stop_event(on_reload=self._reload_now.set)
         waiter = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({waiter, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)

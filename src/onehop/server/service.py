@@ -17,16 +17,16 @@ import errno
 import hashlib
 import logging
 import os
-import signal
 from typing import TYPE_CHECKING, Callable, TextIO
 
 import asyncssh
 
 from ..core.ossh import SeedHistory
-from ..core.ossh.regen import generate
 from ..core.prng import SeededPRNG, salted_seed
 from ..errors import ConfigError, ConfigProblem, ProtocolError
-from ..tunnel.algorithms import COMPRESSION_ALGS, SERVER_ENCRYPTION_ALGS, SERVER_KEX_ALGS, SERVER_MAC_ALGS
+from ..stopsignals import stop_event
+from ..tunnel.algorithms import (COMPRESSION_ALGS, SERVER_ENCRYPTION_ALGS, SERVER_KEX_ALGS, SERVER_MAC_ALGS,
+                                 openssh_version)
 from ..tunnel.server import TunnelSSHServer
 from .api import APIHandler
 from .config import ServerConfig
@@ -60,7 +60,7 @@ RELOAD_INTERVAL = 5.0
 def server_version_for(keyword: str) -> str:
     """A stable OpenSSH-looking version derived from the obfuscation key (as Psiphon)."""
     seed = salted_seed(hashlib.sha256(keyword.encode()).digest(), "ssh-server-version")
-    return generate(r"OpenSSH_[7-8]\.[0-9]", SeededPRNG(seed)).decode("ascii")
+    return openssh_version(SeededPRNG(seed))
 
 
 def listen_problem(host: str, ports: dict[str, int], exc: OSError) -> str:
@@ -268,9 +268,5 @@ class TunnelServer:
         await self.start()
         if on_started is not None:
             on_started()
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_event().wait()
         await self.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import warnings
-from typing import Callable
+
+from ..core.ossh.regen import generate
+from ..core.prng import SeededPRNG
 
 # Psiphon's clients still negotiate classic diffie-hellman groups, so every such tunnel would
 # print cryptography's FFDH deprecation warning on the server operator's terminal.
@@ -37,6 +40,11 @@ SERVER_KEX_ALGS = (*KEX_ALGS[:-1], "mlkem768x25519-sha256", "diffie-hellman-grou
                    *KEX_ALGS[-1:])
 
 
-def openssh_version(randint: Callable[[int, int], int]) -> str:
-    """An identification software version like Psiphon's: ``OpenSSH_[7-8].[0-9]``."""
-    return f"OpenSSH_{randint(7, 8)}.{randint(0, 9)}"
+OPENSSH_VERSION_PATTERN = r"OpenSSH_[7-8]\.[0-9]"
+
+
+def openssh_version(prng: SeededPRNG | None = None) -> str:
+    """An identification software version like Psiphon's, ``OpenSSH_[7-8].[0-9]``: drawn
+    from ``prng`` (a server seeds it from its key, so its version is stable), or afresh."""
+    prng = prng if prng is not None else SeededPRNG(os.urandom(32))
+    return generate(OPENSSH_VERSION_PATTERN, prng).decode("ascii")

@@ -22,13 +22,10 @@ import logging
 import socket
 import struct
 import time
-from collections import OrderedDict
 
-import asyncssh
 
 from ...core.udpgw import MAX_PAYLOAD
-from ...errors import TunnelError
-from ..udpgw import UdpgwClient, UdpgwFlow
+from ..udpgw_flows import UdpgwFlows
 from .rules import OWN_MARK
 
 log = logging.getLogger(__name__)
@@ -88,12 +85,10 @@ def _original_destination(ancdata) -> tuple[str, int] | None:
 class UdpRelay:
     def __init__(self, service, *, clock=time.monotonic) -> None:
         self._service = service
-        self._clock = clock
         self._sockets: list[socket.socket] = []
-        self._client: UdpgwClient | None = None
-        self._connecting: asyncio.Task | None = None
-        self._queue: list[tuple[bytes, tuple, tuple, int]] = []
-        self._flows: OrderedDict[tuple, tuple[UdpgwFlow, float]] = OrderedDict()
+        self._flows = UdpgwFlows(service.controller, name="whole-device UDP", flow_idle=FLOW_IDLE,
+                                 max_flows=MAX_FLOWS, max_queued=MAX_QUEUED, dropped=self._count_dropped,
+                                 clock=clock)
         self.port = 0
 
     # -- listening ----------------------------------------------------------------------
@@ -137,59 +132,14 @@ class UdpRelay:
     # -- forwarding ---------------------------------------------------------------------
 
     def _datagram(self, data: bytes, source: tuple, destination: tuple, family: int) -> None:
-        state = self._service.state
-        state.udp_datagrams += 1
-        client = self._client
-        if client is not None and client.is_open:
-            self._send(client, data, source, destination, family)
-        elif len(self._queue) < MAX_QUEUED:
-            self._queue.append((data, source, destination, family))
-            self._connect()
-        else:
-            state.udp_dropped += 1
-
-    def _connect(self) -> None:
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.get_running_loop().create_task(self._open_channel())
-
-    async def _open_channel(self) -> None:
-        self._flows.clear()
-        try:
-            client = await UdpgwClient.open(self._service.controller)
-        except (TunnelError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
-            log.info("whole-device UDP: no udpgw channel (%s); %d datagrams dropped", exc, len(self._queue))
-            self._service.state.udp_dropped += len(self._queue)
-            self._queue.clear()
-            return
-        if not self._sockets:
-            client.close()
-            return
-        self._client = client
-        queued, self._queue = self._queue, []
-        for item in queued:
-            self._send(client, *item)
-
-    def _send(self, client: UdpgwClient, data: bytes, source: tuple, destination: tuple, family: int) -> None:
-        now = self._clock()
+        self._service.state.udp_datagrams += 1
         key = (source, destination)
-        entry = self._flows.pop(key, None)
-        flow = entry[0] if entry and not entry[0].closed else None
-        if flow is None:
-            self._expire(now)
-            flow = client.open_flow(destination[0], destination[1],
-                                    lambda reply, k=key, f=family: self._reply(reply, k, f),
-                                    dns=to_server_resolver(destination))
-        self._flows[key] = (flow, now)
-        if not flow.send(data):
-            self._service.state.udp_dropped += 1
+        self._flows.send(key, data, lambda client: client.open_flow(
+            destination[0], destination[1], lambda reply: self._reply(reply, key, family),
+            dns=to_server_resolver(destination)))
 
-    def _expire(self, now: float) -> None:
-        while self._flows:
-            key, (flow, used) = next(iter(self._flows.items()))
-            if now - used < FLOW_IDLE and len(self._flows) < MAX_FLOWS and not flow.closed:
-                break
-            del self._flows[key]
-            flow.close()
+    def _count_dropped(self, count: int) -> None:
+        self._service.state.udp_dropped += count
 
     def _reply(self, payload: bytes, key: tuple, family: int) -> None:
         """Send ``payload`` to the application from the address it wrote to."""
@@ -207,10 +157,7 @@ class UdpRelay:
         self._service.state.udp_replies += 1
 
     def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if self._client is not None:
-            self._client.close()
+        self._flows.close()
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
             loop.remove_reader(sock.fileno())

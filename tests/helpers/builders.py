@@ -1,4 +1,4 @@
-"""Builders shared by the unit tests: keys, a valid server.json mapping, server entries."""
+"""Builders shared by many tests: keys, a valid server.json mapping, server entries."""
 
 from __future__ import annotations
 
