@@ -17,7 +17,7 @@ import asyncssh
 import pytest
 from asyncssh.channel import SSHChannel
 from asyncssh.connection import SSHConnection, SSHServerConnection
-from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST, MSG_REQUEST_SUCCESS
+from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST, MSG_KEXINIT, MSG_REQUEST_SUCCESS
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
 from asyncssh.packet import SSHPacketLogger
@@ -273,3 +273,28 @@ async def test_host_key_choice_is_per_connection(loopback):
     assert server_conn.get_server_host_key() is not None
     assert asyncssh_compat.is_attached(server_conn)
     assert isinstance(asyncssh_compat.server_object(server_conn), TunnelSSHServer)
+
+
+@pytest.mark.parametrize("rekey_bytes", [1 << 30, 200_000])
+async def test_gcm_channel_data_skips_asyncssh_send_packet_and_still_rekeys(loopback, monkeypatch, rekey_bytes):
+    """Channel data goes through send_data_fast (asyncssh's own send_packet sees none of it
+    until a rekey is due), its bytes still count towards the rekey limit, and the peer
+    decrypts every packet."""
+    stock = {MSG_CHANNEL_DATA: 0, MSG_KEXINIT: 0}
+    send_packet = SSHConnection.send_packet
+
+    def counting(self, pkttype, *args, handler=None):
+        if pkttype in stock:
+            stock[pkttype] += 1
+        send_packet(self, pkttype, *args, handler=handler)
+
+    monkeypatch.setattr(SSHConnection, "send_packet", counting)
+    await loopback.start(rekey_bytes=rekey_bytes)
+    payload = os.urandom(1_500_000)
+    assert await loopback.echo(payload) == payload
+    if rekey_bytes > 2 * len(payload):
+        assert stock == {MSG_CHANNEL_DATA: 0, MSG_KEXINIT: 2}  # one each way, at the start
+    else:
+        # rekeys (a KEXINIT each way) at least every two limits' worth: without counting the
+        # fast path's bytes there would be none
+        assert stock[MSG_KEXINIT] >= 2 + 2 * (len(payload) // rekey_bytes // 2)
