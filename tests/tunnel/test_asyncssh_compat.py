@@ -80,6 +80,8 @@ class Policy:
     def __init__(self) -> None:
         self.api_requests: list[tuple[str, bytes]] = []
         self.channels: list = []
+        self.closed = asyncio.Event()
+        self.closed_with: Exception | None = None
 
     def authenticate(self, username: str, password: str) -> bool:
         return password == "secret"
@@ -101,7 +103,8 @@ class Policy:
         return 0.0
 
     def connection_closed(self, exc) -> None:
-        pass
+        self.closed_with = exc
+        self.closed.set()
 
 
 class Loopback:
@@ -298,3 +301,34 @@ async def test_gcm_channel_data_skips_asyncssh_send_packet_and_still_rekeys(loop
         # rekeys (a KEXINIT each way) at least every two limits' worth: without counting the
         # fast path's bytes there would be none
         assert stock[MSG_KEXINIT] >= 2 + 2 * (len(payload) // rekey_bytes // 2)
+
+
+async def test_gcm_packets_are_decrypted_where_they_lie_in_the_read(loopback, monkeypatch):
+    """Most packets arrive whole in one read and skip asyncssh's decrypt_packet (which joins
+    copies); those spread over reads fall back to it; all arrive intact."""
+    fallbacks = 0
+    stock = GCMEncryption.decrypt_packet
+
+    def counting(self, *args):
+        nonlocal fallbacks
+        fallbacks += 1
+        return stock(self, *args)
+
+    monkeypatch.setattr(GCMEncryption, "decrypt_packet", counting)
+    await loopback.start()
+    payload = os.urandom(4_000_000)
+    assert await loopback.echo(payload) == payload
+    packets_each_way = len(payload) // (64 * 1024)
+    assert fallbacks < packets_each_way  # of about twice as many packets received
+
+
+async def test_a_tampered_packet_fails_the_mac_check(loopback):
+    client = await loopback.start()
+    assert await loopback.echo(b"before") == b"before"
+    chan, _ = await client.open_channel(asyncssh.SSHTCPSession, "127.0.0.1", 9)
+    transport = client.conn._transport
+    write = transport.write
+    transport.write = lambda data: write(data[:-20] + bytes([data[-20] ^ 1]) + data[-19:])
+    chan.write(b"x" * 100_000)
+    await asyncio.wait_for(loopback.policy.closed.wait(), 10)
+    assert isinstance(loopback.policy.closed_with, asyncssh.MACError)

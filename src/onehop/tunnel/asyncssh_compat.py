@@ -27,6 +27,7 @@ from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
 from asyncssh.misc import map_handler_name
 from asyncssh.packet import SSHPacket, UInt32
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 # -- global requests -----------------------------------------------------------------------
@@ -220,15 +221,19 @@ class QuietPacketLog:
 
 def receive(conn: asyncssh.SSHConnection, data: bytes, data_received: Callable) -> None:
     """``conn.data_received(data)``; ``data_received`` is asyncssh's own (unbound)."""
-    if not isinstance(conn._recv_encryption, GCMEncryption):
+    enc = conn._recv_encryption
+    if not isinstance(enc, GCMEncryption):
         if type(conn._inpbuf) is memoryview:
             conn._inpbuf = conn._inpbuf.tobytes()
         data_received(conn, data)
         return
+    if "decrypt_packet" not in enc.__dict__:
+        _decrypt_in_place(conn, enc)
     if type(data) is not bytes:
         data = bytes(data)  # a view must not see its buffer change under it
     buf = conn._inpbuf
     conn._inpbuf = memoryview(b"".join((buf, data)) if buf else data)
+    conn._onehop_packet_view = None  # a packet begun in an earlier read is not in this one
     conn._recv_data()
     if not conn._inpbuf:
         conn._inpbuf = b""  # do not keep the last read alive through an empty view
@@ -236,12 +241,43 @@ def receive(conn: asyncssh.SSHConnection, data: bytes, data_received: Callable) 
 
 def recv_header_as_bytes(conn: asyncssh.SSHConnection, recv_pkthdr: Callable) -> bool:
     """asyncssh's ``_recv_pkthdr`` (unbound, given) for a buffer that may be a memoryview."""
-    if type(conn._inpbuf) is memoryview and not isinstance(conn._recv_encryption, GCMEncryption):
-        conn._inpbuf = conn._inpbuf.tobytes()  # keys changed to a cipher that wants bytes
+    whole = conn._inpbuf
+    if type(whole) is memoryview and not isinstance(conn._recv_encryption, GCMEncryption):
+        conn._inpbuf = whole = whole.tobytes()  # keys changed to a cipher that wants bytes
     parsed = recv_pkthdr(conn)
     if type(conn._packet) is memoryview:
         conn._packet = conn._packet.tobytes()
+        if parsed:
+            conn._onehop_packet_view = whole  # header, body and tag, contiguous from here
     return parsed
+
+
+def _decrypt_in_place(conn: asyncssh.SSHConnection, enc: GCMEncryption) -> None:
+    """Give ``enc`` a decrypt_packet that reads the packet where it lies in the read.
+
+    asyncssh's joins the header block, the body and the tag into new bytes (two copies)
+    and builds a new AESGCM object per packet. When the whole packet is in the current
+    read, its ciphertext and tag are one contiguous slice of it: decrypt that slice with
+    an AESGCM kept for this key. Otherwise (a packet spread over reads) asyncssh's own.
+    """
+    cipher = enc._cipher
+    aesgcm = AESGCM(cipher._key)
+    stock = enc.decrypt_packet
+
+    def decrypt_packet(seq, first, rest, header_len, mac):
+        whole = conn._onehop_packet_view
+        conn._onehop_packet_view = None
+        end = len(first) + len(rest) + len(mac)
+        if whole is None or len(whole) < end:
+            return stock(seq, first, rest, header_len, mac)
+        try:
+            plain = aesgcm.decrypt(cipher._iv, whole[header_len:end], first[:header_len])
+        except InvalidTag:
+            plain = None
+        cipher._update_iv()
+        return plain
+
+    enc.decrypt_packet = decrypt_packet
 
 
 class ZeroCopyReceive:
