@@ -3,14 +3,16 @@
 onehop needs a few things asyncssh has no public API for: raw-payload global requests
 and answers given later (Psiphon's API), handlers for Psiphon's own global requests and
 channel types, a host key chosen per connection, a channel window returned earlier than
-asyncssh returns it, and a cheaper receive path. Each is a named function or a small
-mixin here; no other onehop module reads or writes an attribute, or overrides a method,
-of an asyncssh object whose name starts with an underscore.
+asyncssh returns it, and cheaper receive and send paths for bulk data under AES-GCM (the
+cipher onehop's client and OpenSSH negotiate). Each is a named function or a small mixin
+here; no other onehop module reads or writes an attribute, or overrides a method, of an
+asyncssh object whose name starts with an underscore.
 
 What this module relies on is checked, on real loopback connections, by
 tests/tunnel/test_asyncssh_compat.py: run it after any asyncssh upgrade (written against
-asyncssh 2.24.1, the version pinned in network/constraints/client-build.txt). The hot
-path functions (``receive``, the window and logging hooks) run once per packet or read.
+asyncssh 2.24.1, the version pinned in network/constraints/client-build.txt). The data
+path functions (``receive``, ``send_data_fast``, the window and logging hooks) run once
+per packet or per read; bench/server_data_path.py measures them under load.
 """
 
 from __future__ import annotations
