@@ -17,6 +17,7 @@ import asyncssh
 import pytest
 from asyncssh.channel import SSHChannel
 from asyncssh.connection import SSHConnection, SSHServerConnection
+from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST, MSG_KEXINIT, MSG_REQUEST_SUCCESS
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
@@ -48,6 +49,8 @@ def _params(func) -> list[str]:
     (SSHPacketLogger, "log_received_packet", ["self", "pkttype", "pktid", "packet", "note"]),
     (SSHPacketLogger, "log_sent_packet", ["self", "pkttype", "pktid", "packet", "note"]),
     (GCMEncryption, "decrypt_packet", ["self", "seq", "first", "rest", "header_len", "mac"]),
+    (SSHConnection, "_send", ["self", "data"]),
+    (GCMCipher, "_update_iv", ["self"]),
 ])
 def test_private_methods_exist_with_the_expected_parameters(owner, name, params):
     assert _params(getattr(owner, name)) == params
@@ -168,6 +171,28 @@ async def loopback():
     lb = Loopback()
     yield lb
     await lb.close()
+
+
+async def test_live_connections_and_channels_have_the_attributes_relied_on(loopback):
+    await loopback.start()
+    assert await loopback.echo(b"z") == b"z"
+    (server_conn,) = loopback.server_conns
+    for conn in (server_conn, loopback.client.conn):
+        for name, kind in (("_recv_encryption", GCMEncryption), ("_send_encryption", GCMEncryption),
+                           ("_kex_complete", bool), ("_auth_complete", bool), ("_rekey_bytes_sent", int),
+                           ("_rekey_bytes", int), ("_rekey_seconds", (int, float)), ("_rekey_time", float),
+                           ("_send_blocksize", int), ("_send_enchdrlen", int), ("_send_seq", int),
+                           ("_global_request_queue", list), ("_inpbuf", (bytes, memoryview)),
+                           ("_packet", bytes)):
+            assert isinstance(getattr(conn, name), kind), name
+        assert conn._compressor is None and conn._transport is not None
+        cipher = conn._send_encryption._cipher
+        assert isinstance(cipher, GCMCipher) and len(cipher._key) == 16 and len(cipher._iv) == 12
+    assert isinstance(server_conn._owner, TunnelSSHServer) and server_conn._server_host_keys
+    (chan,) = loopback.policy.channels
+    assert chan._encoding is None and chan._session is not None and chan._conn is server_conn
+    assert isinstance(chan._init_recv_window, int) and isinstance(chan._recv_window, int)
+    assert isinstance(chan._recv_buf, list) and chan._send_state in ("open", "close_pending", "closed")
 
 
 async def test_api_requests_travel_as_raw_payloads_and_are_answered_later(loopback):
