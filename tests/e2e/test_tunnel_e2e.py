@@ -59,9 +59,22 @@ async def test_connect_through_http_proxy_and_socks_domain(network, make_client,
 
 
 @pytest.mark.parametrize("protocol", ["OSSH", "SSH"])
-async def test_keyed_connections_receive_into_growable_buffers(network, make_client, echo_server, protocol):
-    """tunnel/tuning.py swaps asyncssh's receive buffer for a bytearray after NEWKEYS; an
-    asyncssh release that renames its internals must fail here, not silently slow down."""
+async def test_keyed_connections_receive_without_copying_their_reads(network, make_client, echo_server,
+                                                                      protocol, monkeypatch):
+    """tunnel/asyncssh_compat.py keeps asyncssh's receive buffer as a view of the last read
+    once GCM keys are in use; both ends must take that path (a packet left incomplete at the
+    end of a read stays a view), and the bytes must come through intact."""
+    from onehop.tunnel import asyncssh_compat
+
+    left_as_view: set[int] = set()
+    receive = asyncssh_compat.receive
+
+    def spy(conn, data, data_received):
+        receive(conn, data, data_received)
+        if type(conn._inpbuf) is memoryview:
+            left_as_view.add(id(conn))
+
+    monkeypatch.setattr(asyncssh_compat, "receive", spy)
     running = await network.add()
     client = await make_client([running.entry], protocols=(protocol,))
     reader, writer, code = await socks5_connect(client.socks_port, "127.0.0.1", echo_server)
@@ -71,8 +84,7 @@ async def test_keyed_connections_receive_into_growable_buffers(network, make_cli
     assert await reader.readexactly(len(payload)) == payload
     writer.close()
     (session,) = sessions(running)
-    for conn in (client.active.client.conn, session.conn):
-        assert type(conn._inpbuf) is bytearray
+    assert left_as_view == {id(client.active.client.conn), id(session.conn)}
 
 
 async def test_socks_reply_codes_for_refused_and_forbidden(network, make_client):

@@ -3,7 +3,9 @@
 The SSH library (asyncssh) sees an ordinary transport/protocol pair. Below it, the
 ``_Wire`` protocol feeds received bytes to the obfuscator and writes what it produces.
 Once both directions have passed the first NEWKEYS the obfuscator is the identity and
-bytes flow straight through, so bulk data pays only for SSH's own cipher.
+bytes flow straight through, so bulk data pays only for SSH's own cipher. From then on
+the SSH packets written in one event-loop turn go to the socket in one write (a 256 KiB
+read from a destination becomes four to eight SSH packets: one send() instead of each).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class ObfuscatedTransport(asyncio.Transport):
         self._protocol: asyncio.Protocol | None = None
         self._split_delay = split_delay
         self._held: list[bytes] | None = None  # writes queued behind a prefix split delay
+        self._pending: list[bytes] | None = None  # passthrough writes of this loop turn
         self._closing = False
 
     # -- asyncio.BaseTransport ------------------------------------------------------
@@ -49,12 +52,14 @@ class ObfuscatedTransport(asyncio.Transport):
 
     def close(self) -> None:
         self._closing = True
+        self._flush()
         if self._held is not None:
             return  # close after the held writes go out (see _release_held)
         self._wire.close()
 
     def abort(self) -> None:
         self._closing = True
+        self._pending = None
         self._wire.abort()
 
     # -- asyncio.ReadTransport ------------------------------------------------------
@@ -73,7 +78,13 @@ class ObfuscatedTransport(asyncio.Transport):
     def write(self, data) -> None:
         obfuscator = self._obfuscator
         if obfuscator.write_passthrough and self._held is None:
-            self._wire.write(data)
+            if type(data) is not bytes:  # only immutable bytes may wait for the flush
+                data = bytes(data)
+            if self._pending is None:
+                self._pending = [data]
+                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                self._pending.append(data)
             return
         obfuscator.send(bytes(data))
         writes = obfuscator.writes_to_send()
@@ -90,6 +101,11 @@ class ObfuscatedTransport(asyncio.Transport):
             for chunk in writes:
                 self._wire.write(chunk)
 
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._wire.is_closing():
+            self._wire.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
     def _release_held(self) -> None:
         held, self._held = self._held or [], None
         if self._wire.is_closing():
@@ -104,13 +120,15 @@ class ObfuscatedTransport(asyncio.Transport):
             self.write(data)
 
     def write_eof(self) -> None:
+        self._flush()
         self._wire.write_eof()
 
     def can_write_eof(self) -> bool:
         return self._wire.can_write_eof()
 
     def get_write_buffer_size(self) -> int:
-        return self._wire.get_write_buffer_size()
+        pending = sum(map(len, self._pending)) if self._pending else 0
+        return self._wire.get_write_buffer_size() + pending
 
     def get_write_buffer_limits(self):
         return self._wire.get_write_buffer_limits()

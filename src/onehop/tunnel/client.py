@@ -19,6 +19,7 @@ from asyncssh.constants import MSG_REQUEST_SUCCESS
 from ..core.ossh import ClientObfuscator, PrefixSpec
 from ..errors import TunnelError
 from ..net.ossh import ObfuscatedWire
+from . import asyncssh_compat
 from .algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
 from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, return_window_early, tune_client_connection
 
@@ -91,7 +92,7 @@ class TunnelClient:
         """Send a Psiphon API request; return the raw response bytes."""
         try:
             pkttype, packet = await asyncio.wait_for(
-                self.conn._make_global_request(name.encode("ascii"), payload), timeout)
+                asyncssh_compat.send_global_request(self.conn, name.encode("ascii"), payload), timeout)
         except asyncio.TimeoutError:
             raise TunnelError("api", f"{name}: no reply within {timeout:g}s") from None
         if pkttype != MSG_REQUEST_SUCCESS:

@@ -11,7 +11,6 @@ moves bytes between asyncssh and that policy.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import os
@@ -24,8 +23,8 @@ from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
 from ..core.api.keepalive import MAX_KEEPALIVE_PADDING, encode_keepalive_response
-from .tuning import (CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early,
-                     use_growable_receive_buffer)
+from . import asyncssh_compat as compat
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early
 
 log = logging.getLogger(__name__)
 
@@ -108,54 +107,34 @@ class TunnelSSHServer(asyncssh.SSHServer):
         return False  # no shells or commands: this is a proxy, not a login
 
 
-class PsiphonServerConnection(asyncssh.SSHServerConnection):
-    """An asyncssh server connection with Psiphon's API requests and random channel."""
+class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriting, compat.ZeroCopyReceive,
+                              compat.QuietPacketLog, asyncssh.SSHServerConnection):
+    """An asyncssh server connection with Psiphon's API requests and random channel.
+
+    Global requests already read wait while the client leaves our answers unread
+    (``GlobalRequestsWaitForWriting``): each answer may be far larger than its request.
+    The receive buffer and packet logging are tuned as tuning.py describes.
+    """
+
+    GLOBAL_REQUESTS = {
+        "psiphon-handshake": "_answer_handshake",
+        "psiphon-connected": "_answer_connected",
+        "psiphon-status": "_answer_status",
+        "psiphon-client-verification": "_answer_client_verification",
+        "keepalive@openssh.com": "_answer_keepalive",
+    }
+    CHANNEL_OPENS = {
+        "direct-tcpip-no-split-tunnel@psiphon.ca": "_open_no_split_forward",
+        "random@psiphon.ca": "_open_random_stream",
+    }
 
     def send_packet(self, pkttype: int, *args: bytes, handler=None) -> None:
-        if not is_filler_ignore(pkttype, args):  # see tuning.py
+        # see tuning.py: no filler IGNOREs, channel data through the cheaper GCM path
+        if not is_filler_ignore(pkttype, args) and not compat.send_data_fast(self, pkttype, args, handler):
             super().send_packet(pkttype, *args, handler=handler)
 
-    def data_received(self, data: bytes, datatype=None) -> None:
-        use_growable_receive_buffer(self)  # see tuning.py
-        super().data_received(data, datatype)
-
-    # Global requests already read wait while the client leaves our answers unread
-    # (asyncssh ignores pause_writing): each answer may be far larger than its request.
-    _writing_paused = False
-    _global_request_deferred = False
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        if self._global_request_deferred:
-            self._global_request_deferred = False
-            if self._global_request_queue and self._transport is not None:
-                super()._service_next_global_request()
-
-    def _service_next_global_request(self) -> None:
-        if self._writing_paused:
-            self._global_request_deferred = True
-            return
-        super()._service_next_global_request()
-
     def choose_server_host_key(self, peer_host_key_algs) -> bool:
-        """asyncssh's choice, on a keypair of this connection's own.
-
-        asyncssh sets the signature algorithm (ssh-rsa, rsa-sha2-256, rsa-sha2-512) on the
-        one keypair object that every connection shares, and only when it differs from the
-        last one set: a connection could then sign its key exchange with the algorithm
-        another connection chose meanwhile, and the client rejects the signature.
-        """
-        for alg in peer_host_key_algs:
-            keypair = self._server_host_keys.get(alg)
-            if keypair:
-                keypair = copy.copy(keypair)
-                keypair.set_sig_algorithm(alg)
-                self._server_host_key = keypair
-                return True
-        return False
+        return compat.choose_own_host_key(self, peer_host_key_algs)
 
     def _answer_api_request(self, name: str, packet: SSHPacket) -> None:
         payload = packet.get_remaining_payload()
@@ -164,40 +143,40 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
     async def _finish_api_request(self, name: str, payload: bytes) -> None:
         response: bytes | None = None
         try:
-            response = await self._owner.policy.api_request(name, payload)
+            response = await compat.server_object(self).policy.api_request(name, payload)
         except Exception as exc:  # the policy reports; a failure answer is all we owe
             log.debug("API request %s failed: %s", name, exc)
-        if self._transport is not None:
-            self._report_global_response(response if response else False)
+        if compat.is_attached(self):
+            compat.answer_global_request(self, response if response else False)
 
-    def _process_psiphon_handshake_global_request(self, packet: SSHPacket) -> None:
+    def _answer_handshake(self, packet: SSHPacket) -> None:
         self._answer_api_request("psiphon-handshake", packet)
 
-    def _process_psiphon_connected_global_request(self, packet: SSHPacket) -> None:
+    def _answer_connected(self, packet: SSHPacket) -> None:
         self._answer_api_request("psiphon-connected", packet)
 
-    def _process_psiphon_status_global_request(self, packet: SSHPacket) -> None:
+    def _answer_status(self, packet: SSHPacket) -> None:
         self._answer_api_request("psiphon-status", packet)
 
-    def _process_psiphon_client_verification_global_request(self, packet: SSHPacket) -> None:
+    def _answer_client_verification(self, packet: SSHPacket) -> None:
         self._answer_api_request("psiphon-client-verification", packet)
 
-    def _process_keepalive_at_openssh_dot_com_global_request(self, packet: SSHPacket) -> None:
+    def _answer_keepalive(self, packet: SSHPacket) -> None:
         # Psiphon's client pads keepalives (asyncssh's own handler disconnects on any payload)
         # and reads the reply as a speed-test sample: a timestamp and random padding.
         padding = os.urandom(secrets.randbelow(MAX_KEEPALIVE_PADDING + 1))
-        self._report_global_response(encode_keepalive_response(time.time(), padding))
+        compat.answer_global_request(self, encode_keepalive_response(time.time(), padding))
 
-    def _process_direct_tcpip_no_split_tunnel_at_psiphon_dot_ca_open(self, packet: SSHPacket):
+    def _open_no_split_forward(self, packet: SSHPacket):
         # Psiphon clients use this for forwards that split tunnelling must never divert:
         # an ordinary direct-tcpip forward, flagged for connection_requested (called from here).
         self.opening_no_split_forward = True
         try:
-            return self._process_direct_tcpip_open(packet)
+            return compat.open_direct_tcpip(self, packet)
         finally:
             self.opening_no_split_forward = False
 
-    def _process_random_at_psiphon_dot_ca_open(self, packet: SSHPacket):
+    def _open_random_stream(self, packet: SSHPacket):
         try:
             request = json.loads(packet.get_remaining_payload() or b"{}")
             upstream = int(request.get("u", 0))
@@ -205,14 +184,14 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
         except (ValueError, TypeError, AttributeError):
             raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
         open_streams = getattr(self, "_open_random_streams", 0)
+        policy = compat.server_object(self).policy
         if not (0 <= upstream <= RANDOM_STREAM_MAX_BYTES and 0 <= downstream <= RANDOM_STREAM_MAX_BYTES) \
-                or open_streams >= MAX_OPEN_RANDOM_STREAMS or not self._owner.policy.random_stream_allowed():
+                or open_streams >= MAX_OPEN_RANDOM_STREAMS or not policy.random_stream_allowed():
             raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
         self._open_random_streams = open_streams + 1
         chan = self.create_tcp_channel()
         return_window_early(chan)
-        return chan, RandomStreamSession(
-            upstream, downstream, self._owner.policy, on_closed=self._random_stream_closed)
+        return chan, RandomStreamSession(upstream, downstream, policy, on_closed=self._random_stream_closed)
 
     def _random_stream_closed(self) -> None:
         self._open_random_streams -= 1

@@ -1,0 +1,344 @@
+"""Every use of asyncssh's private internals, in one module.
+
+onehop needs a few things asyncssh has no public API for: raw-payload global requests
+and answers given later (Psiphon's API), handlers for Psiphon's own global requests and
+channel types, a host key chosen per connection, a channel window returned earlier than
+asyncssh returns it, and cheaper receive and send paths for bulk data under AES-GCM (the
+cipher onehop's client and OpenSSH negotiate). Each is a named function or a small mixin
+here; no other onehop module reads or writes an attribute, or overrides a method, of an
+asyncssh object whose name starts with an underscore.
+
+What this module relies on is checked, on real loopback connections, by
+tests/tunnel/test_asyncssh_compat.py: run it after any asyncssh upgrade (written against
+asyncssh 2.24.1, the version pinned in network/constraints/client-build.txt). The data
+path functions (``receive``, ``send_data_fast``, the window and logging hooks) run once
+per packet or per read; bench/server_data_path.py measures them under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import time
+from typing import Any, Awaitable, Callable
+
+import asyncssh
+from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST
+from asyncssh.encryption import GCMEncryption
+from asyncssh.logging import SSHLogger
+from asyncssh.misc import map_handler_name
+from asyncssh.packet import SSHPacket, UInt32
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+# -- global requests -----------------------------------------------------------------------
+
+
+def send_global_request(conn: asyncssh.SSHClientConnection, name: bytes,
+                        payload: bytes) -> Awaitable[tuple[int, SSHPacket]]:
+    """Send global request ``name`` with ``payload`` right after the want-reply flag (not an
+    SSH string: Psiphon's framing); awaits (MSG_REQUEST_SUCCESS or _FAILURE, reply packet)."""
+    return conn._make_global_request(name, payload)
+
+
+def answer_global_request(conn: asyncssh.SSHConnection, result: bool | bytes) -> None:
+    """Answer the oldest global request a handler left unanswered (returned None):
+    ``False`` fails it, ``True`` or bytes succeed (bytes are the raw reply payload)."""
+    conn._report_global_response(result)
+
+
+def is_attached(conn: asyncssh.SSHConnection) -> bool:
+    """Whether the connection still has its transport (not yet lost or closed)."""
+    return conn._transport is not None
+
+
+def server_object(conn: asyncssh.SSHServerConnection) -> Any:
+    """The ``SSHServer`` instance asyncssh created for this connection."""
+    return conn._owner
+
+
+def open_direct_tcpip(conn: asyncssh.SSHServerConnection, packet: SSHPacket):
+    """asyncssh's handling of a direct-tcpip open (for a channel type that is one under
+    another name): returns (channel, session) from ``SSHServer.connection_requested``."""
+    return conn._process_direct_tcpip_open(packet)
+
+
+class Handlers:
+    """Mixin: name handlers for global requests and channel types in two class dicts.
+
+    ``GLOBAL_REQUESTS`` maps a request name to a method taking the request's SSHPacket
+    (positioned after the want-reply flag); it returns True/False to answer now or None to
+    answer later with ``answer_global_request``. ``CHANNEL_OPENS`` maps a channel type to a
+    method taking the open's SSHPacket (after the window fields) and returning (channel,
+    session) or raising ChannelOpenError. asyncssh finds handlers by method name; this
+    gives each entry the name it looks for.
+    """
+
+    GLOBAL_REQUESTS: dict[str, str] = {}
+    CHANNEL_OPENS: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for request, method in cls.GLOBAL_REQUESTS.items():
+            setattr(cls, f"_process_{map_handler_name(request)}_global_request", getattr(cls, method))
+        for chantype, method in cls.CHANNEL_OPENS.items():
+            setattr(cls, f"_process_{map_handler_name(chantype)}_open", getattr(cls, method))
+
+
+class GlobalRequestsWaitForWriting:
+    """Mixin: global requests already read wait while the transport's writing is paused.
+
+    asyncssh ignores pause_writing: a client that never reads our answers (each may be far
+    larger than its request) would have every one of them queued in the server.
+    """
+
+    _writing_paused = False
+    _global_request_deferred = False
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._global_request_deferred:
+            self._global_request_deferred = False
+            if self._global_request_queue and self._transport is not None:
+                super()._service_next_global_request()  # type: ignore[misc]
+
+    def _service_next_global_request(self) -> None:
+        if self._writing_paused:
+            self._global_request_deferred = True
+            return
+        super()._service_next_global_request()  # type: ignore[misc]
+
+
+def choose_own_host_key(conn: asyncssh.SSHServerConnection, peer_host_key_algs) -> bool:
+    """asyncssh's host key choice, on a copy of the keypair for this connection alone.
+
+    asyncssh sets the signature algorithm (ssh-rsa, rsa-sha2-256, rsa-sha2-512) on the one
+    keypair object that every connection shares, and only when it differs from the last
+    one set: a connection could then sign its key exchange with the algorithm another
+    connection chose meanwhile, and the client rejects the signature.
+    """
+    for alg in peer_host_key_algs:
+        keypair = conn._server_host_keys.get(alg)
+        if keypair:
+            keypair = copy.copy(keypair)
+            keypair.set_sig_algorithm(alg)
+            conn._server_host_key = keypair
+            return True
+    return False
+
+
+# -- channel window ------------------------------------------------------------------------
+
+
+def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
+    """Make ``chan`` send WINDOW_ADJUST once ``after`` bytes have reached its session.
+
+    Replaces asyncssh's ``_deliver_data`` (whose own rule returns window at half of it, and
+    also for bytes still waiting in its buffer while the session is paused, so a slow
+    destination let a channel's buffer grow by a window at every resume). The adjust is
+    sent once per event-loop turn, after every packet of the read that delivered the data
+    (one WINDOW_ADJUST per read, not one per packet). Window is returned only for bytes
+    handed to the session, so flow control holds at the channel's full window.
+    """
+    if chan._encoding is not None:
+        raise ValueError("return_window_early is for byte channels")
+    loop = asyncio.get_running_loop()
+    pending = False
+
+    def send_adjust() -> None:
+        nonlocal pending
+        pending = False
+        if chan._send_state in ("close_pending", "closed") or chan._conn is None:
+            return
+        # Bytes still queued in the channel were counted when they arrived but have not
+        # reached the session: return only what has.
+        consumed = chan._init_recv_window - chan._recv_window
+        if consumed >= after:
+            consumed -= sum(len(queued) for queued, _ in chan._recv_buf)
+            if consumed >= after:
+                chan.send_packet(MSG_CHANNEL_WINDOW_ADJUST, UInt32(consumed))
+                chan._recv_window += consumed
+
+    def deliver_returning_window(data, datatype):
+        nonlocal pending
+        if not pending and chan._init_recv_window - chan._recv_window >= after:
+            pending = True
+            loop.call_soon(send_adjust)
+        if chan._session is not None:  # asyncssh's own delivery, without its window rule
+            chan._session.data_received(data, datatype)
+
+    chan._deliver_data = deliver_returning_window
+    quiet_packet_log(chan)
+
+
+# -- packet logging ------------------------------------------------------------------------
+
+
+def packet_logging_on() -> bool:
+    """Whether asyncssh logs packets at all (``asyncssh.set_debug_level(3)``)."""
+    return SSHLogger._debug_level >= 3
+
+
+def quiet_packet_log(handler) -> None:
+    """Skip asyncssh's per-packet log calls (they format a message for every packet even
+    when nothing is logged) unless packet logging is on; for a connection or channel
+    instance (the server's connection class overrides the same two methods instead)."""
+    if packet_logging_on():
+        return
+    handler.log_received_packet = _no_packet_log
+    handler.log_sent_packet = _no_packet_log
+
+
+def _no_packet_log(pkttype, pktid, packet, note="") -> None:
+    return None
+
+
+class QuietPacketLog:
+    """Mixin: no per-packet log calls while asyncssh's packet logging is off."""
+
+    def log_received_packet(self, pkttype, pktid, packet, note="") -> None:
+        if packet_logging_on():
+            super().log_received_packet(pkttype, pktid, packet, note)  # type: ignore[misc]
+
+    def log_sent_packet(self, pkttype, pktid, packet, note="") -> None:
+        if packet_logging_on():
+            super().log_sent_packet(pkttype, pktid, packet, note)  # type: ignore[misc]
+
+
+# -- receive buffer ------------------------------------------------------------------------
+#
+# asyncssh keeps unparsed input in ``_inpbuf`` (bytes), appends each read to it and
+# re-slices it for every packet header and packet: a 256 KiB read holding four 64 KiB
+# packets is copied about five times before decryption starts. With AES-GCM keys in use
+# ``receive`` keeps the buffer as a memoryview of the read instead, so those slices copy
+# nothing; asyncssh's GCM decryption joins its pieces with ``bytes +``, which accepts a
+# memoryview on the right. The header block (left operand of that join) is made bytes
+# again by ``recv_header_as_bytes``. Any other cipher (ChaCha20-Poly1305 wants bytes,
+# the version exchange wants ``find``) gets a bytes buffer back before its next packet.
+
+
+def receive(conn: asyncssh.SSHConnection, data: bytes, data_received: Callable) -> None:
+    """``conn.data_received(data)``; ``data_received`` is asyncssh's own (unbound)."""
+    enc = conn._recv_encryption
+    if not isinstance(enc, GCMEncryption):
+        if type(conn._inpbuf) is memoryview:
+            conn._inpbuf = conn._inpbuf.tobytes()
+        data_received(conn, data)
+        return
+    if "decrypt_packet" not in enc.__dict__:
+        _decrypt_in_place(conn, enc)
+    if type(data) is not bytes:
+        data = bytes(data)  # a view must not see its buffer change under it
+    buf = conn._inpbuf
+    conn._inpbuf = memoryview(b"".join((buf, data)) if buf else data)
+    conn._onehop_packet_view = None  # a packet begun in an earlier read is not in this one
+    conn._recv_data()
+    if not conn._inpbuf:
+        conn._inpbuf = b""  # do not keep the last read alive through an empty view
+
+
+def recv_header_as_bytes(conn: asyncssh.SSHConnection, recv_pkthdr: Callable) -> bool:
+    """asyncssh's ``_recv_pkthdr`` (unbound, given) for a buffer that may be a memoryview."""
+    whole = conn._inpbuf
+    if type(whole) is memoryview and not isinstance(conn._recv_encryption, GCMEncryption):
+        conn._inpbuf = whole = whole.tobytes()  # keys changed to a cipher that wants bytes
+    parsed = recv_pkthdr(conn)
+    if type(conn._packet) is memoryview:
+        conn._packet = conn._packet.tobytes()
+        if parsed:
+            conn._onehop_packet_view = whole  # header, body and tag, contiguous from here
+    return parsed
+
+
+def _decrypt_in_place(conn: asyncssh.SSHConnection, enc: GCMEncryption) -> None:
+    """Give ``enc`` a decrypt_packet that reads the packet where it lies in the read.
+
+    asyncssh's joins the header block, the body and the tag into new bytes (two copies)
+    and builds a new AESGCM object per packet. When the whole packet is in the current
+    read, its ciphertext and tag are one contiguous slice of it: decrypt that slice with
+    an AESGCM kept for this key. Otherwise (a packet spread over reads) asyncssh's own.
+    """
+    cipher = enc._cipher
+    aesgcm = AESGCM(cipher._key)
+    stock = enc.decrypt_packet
+
+    def decrypt_packet(seq, first, rest, header_len, mac):
+        whole = conn._onehop_packet_view
+        conn._onehop_packet_view = None
+        end = len(first) + len(rest) + len(mac)
+        if whole is None or len(whole) < end:
+            return stock(seq, first, rest, header_len, mac)
+        try:
+            plain = aesgcm.decrypt(cipher._iv, whole[header_len:end], first[:header_len])
+        except InvalidTag:
+            plain = None
+        cipher._update_iv()
+        return plain
+
+    enc.decrypt_packet = decrypt_packet
+
+
+class ZeroCopyReceive:
+    """Mixin for a connection class: ``receive`` and ``recv_header_as_bytes`` in place."""
+
+    def data_received(self, data: bytes, datatype=None) -> None:
+        receive(self, data, asyncssh.connection.SSHConnection.data_received)  # type: ignore[arg-type]
+
+    def _recv_pkthdr(self) -> bool:
+        return recv_header_as_bytes(self, asyncssh.connection.SSHConnection._recv_pkthdr)  # type: ignore[arg-type]
+
+
+def zero_copy_receive(conn: asyncssh.SSHConnection) -> None:
+    """``ZeroCopyReceive`` for one connection instance (the client's)."""
+    def data_received(data, datatype=None):
+        receive(conn, data, asyncssh.connection.SSHConnection.data_received)
+
+    def recv_pkthdr():
+        return recv_header_as_bytes(conn, asyncssh.connection.SSHConnection._recv_pkthdr)
+
+    conn.data_received = data_received
+    conn._recv_pkthdr = recv_pkthdr
+
+
+# -- sending channel data ------------------------------------------------------------------
+#
+# asyncssh's send_packet copies a data packet's bytes about seven times (payload, padding,
+# ciphertext and tag split and joined again) and builds a new AESGCM object for each. For
+# channel data under AES-GCM, once keys and login are complete and no rekey is due, this
+# builds the same packet with one join, one encryption and one header join, with an
+# AESGCM object kept per key. Everything else goes through asyncssh's own send_packet.
+
+
+def send_data_fast(conn: asyncssh.SSHConnection, pkttype: int, args: tuple, handler) -> bool:
+    """Send a CHANNEL_DATA packet the cheap way; False (nothing sent) when not eligible."""
+    enc = conn._send_encryption
+    if (pkttype != MSG_CHANNEL_DATA or type(enc) is not GCMEncryption or not conn._kex_complete
+            or not conn._auth_complete or conn._compressor is not None
+            or conn._rekey_bytes_sent >= conn._rekey_bytes
+            or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):
+        return False
+    cipher = enc._cipher
+    cached = conn.__dict__.get("_onehop_gcm")
+    if cached is None or cached[0] is not cipher:
+        cached = conn._onehop_gcm = (cipher, AESGCM(cipher._key))
+    payload_len = 1 + sum(map(len, args))
+    blocksize = conn._send_blocksize
+    padlen = -(conn._send_enchdrlen + payload_len) % blocksize
+    if padlen < 4:
+        padlen += blocksize
+    pktlen = 1 + payload_len + padlen
+    header = pktlen.to_bytes(4, "big")
+    plain = b"".join((bytes((padlen, pkttype)), *args, os.urandom(padlen)))
+    sealed = cached[1].encrypt(cipher._iv, plain, header)  # ciphertext and tag
+    cipher._update_iv()
+    seq = conn._send_seq
+    conn._send(header + sealed)
+    conn._send_seq = (seq + 1) & 0xffffffff
+    conn._rekey_bytes_sent += pktlen
+    if packet_logging_on():
+        (handler or conn).log_sent_packet(pkttype, seq, plain[1:1 + payload_len])
+    return True
