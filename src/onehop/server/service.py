@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 from typing import Callable, TextIO
 
 import asyncssh
@@ -98,6 +99,8 @@ class TunnelServer:
         self.api = APIHandler(self)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
+        #: protocol -> a socket already listening (a worker's, bound by its supervisor)
+        self.listen_sockets: dict[str, socket.socket] = {}
         self._ossh: OSSHListener | None = None
         self.accept_gate: AcceptGate | None = None
         self._key_deriver: KeyDeriver | None = None
@@ -195,10 +198,10 @@ class TunnelServer:
                                       key_deriver=self._key_deriver,
                                       gate=self.accept_gate,
                                       on_irregular=self._irregular_ossh)
-            self._servers.append(await self._ossh.start(host, ports["OSSH"]))
+            self._servers.append(await self._ossh.start(host, ports["OSSH"], self.listen_sockets.get("OSSH")))
         if "SSH" in ports:
             self._servers.append(await GatedServer(self._ssh_connection, self.accept_gate, "SSH")
-                                 .start(host, ports["SSH"], backlog=1024))
+                                 .start(host, ports["SSH"], backlog=1024, sock=self.listen_sockets.get("SSH")))
 
     def start_line(self) -> str:
         """One line for the operator's terminal: what listens where, and where events go."""
@@ -231,7 +234,7 @@ class TunnelServer:
         self._stopped.set()
 
     async def serve_until_signalled(self, on_started: Callable[[], None] | None = None) -> None:
-        """Start, then stop cleanly on SIGTERM or SIGINT."""
+        """Start, then stop cleanly on SIGTERM or SIGINT; SIGHUP reloads changed files now."""
         await self.start()
         if on_started is not None:
             on_started()
@@ -239,5 +242,6 @@ class TunnelServer:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_files)
         await stop.wait()
         await self.stop()
