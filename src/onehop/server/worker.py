@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from .config import load_server_config
 from .service import TunnelServer
 from .sharedhistory import SharedSeedHistory
-from .workers import worker_config
+from .workers import READY, worker_config
 
 log = logging.getLogger("onehop.server.worker")  # also when run as __main__
 
@@ -67,6 +67,10 @@ async def serve(server: TunnelServer) -> None:
         server.reload_files()
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_reader(0, _on_stdin)
+    try:
+        os.write(0, READY)  # stdin is a socket to the supervisor: now it may count on us
+    except OSError:
+        os._exit(1)  # the supervisor is already gone
     try:
         await stop.wait()
     finally:

@@ -53,6 +53,8 @@ STABLE_AFTER = 60.0
 STOP_GRACE = 20.0
 #: The longest event line copied from a worker (longer ones are dropped, with a log line).
 MAX_EVENT_LINE = 16 << 20
+#: What a worker writes on its stdin socket once it serves.
+READY = b"ready"
 
 
 def worker_config(config: ServerConfig, workers: int) -> ServerConfig:
@@ -91,17 +93,32 @@ def describe_exit(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
+class _Worker:
+    """One running worker process and its control socket (its stdin)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, control: socket.socket) -> None:
+        self.process, self.control = process, control
+        self.ready = asyncio.Event()
+        self.hup_pending = False
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process.returncode is None:
+            try:
+                self.process.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+
 class Supervisor:
     """Starts, watches, restarts and stops the worker processes of one server."""
 
     def __init__(self, config_path: str, config: ServerConfig, workers: int, *,
-                 event_stream: TextIO | None = None, quiet: bool = False,
-                 log_level: str = "WARNING") -> None:
+                 event_stream: TextIO | None = None, log_level: str = "WARNING") -> None:
         """``event_stream``: where the workers' events go when the config names no LogFilename."""
         self.config_path, self.config, self.workers = config_path, config, workers
         self.event_stream = event_stream
-        self.quiet, self.log_level = quiet, log_level
-        self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.log_level = log_level
+        self.running: dict[int, _Worker] = {}
         self.restarts = 0
         self.sockets: dict[str, socket.socket] = {}
         self.history: SharedSeedHistory | None = None
@@ -128,12 +145,23 @@ class Supervisor:
             command.append("--quiet")
         return command
 
-    async def _spawn(self, worker_id: int) -> asyncio.subprocess.Process:
+    async def _spawn(self, worker_id: int) -> _Worker:
+        """The worker's stdin is one end of a socket pair: it says "ready" on it, and its
+        end of file tells the worker that the supervisor is gone."""
         assert self.history is not None
         fds = (self.history.fd, *(sock.fileno() for sock in self.sockets.values()))
-        return await asyncio.create_subprocess_exec(
-            *self._command(worker_id), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            pass_fds=fds, start_new_session=True, limit=MAX_EVENT_LINE)
+        control, theirs = socket.socketpair()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command(worker_id), stdin=theirs.fileno(), stdout=asyncio.subprocess.PIPE,
+                pass_fds=fds, start_new_session=True, limit=MAX_EVENT_LINE)
+        except BaseException:
+            control.close()
+            raise
+        finally:
+            theirs.close()
+        control.setblocking(False)
+        return _Worker(process, control)
 
     async def _relay(self, worker_id: int, stdout: asyncio.StreamReader) -> None:
         """Copy a worker's event lines, each whole, to the event stream."""
@@ -149,83 +177,107 @@ class Supervisor:
                 self.event_stream.write(line.decode("utf-8", errors="replace"))
                 self.event_stream.flush()
 
+    async def _await_ready(self, worker: _Worker) -> None:
+        try:
+            said = await asyncio.get_running_loop().sock_recv(worker.control, 16)
+        except OSError:
+            return
+        if said.startswith(READY):
+            worker.ready.set()
+            if worker.hup_pending:  # a SIGHUP came while it was starting
+                worker.signal(signal.SIGHUP)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
     async def _keep_running(self, worker_id: int) -> None:
         loop = asyncio.get_running_loop()
         delay = 0.0
         while not self._stop.is_set():
             started = loop.time()
             try:
-                process = await self._spawn(worker_id)
+                worker = await self._spawn(worker_id)
             except OSError as exc:  # out of processes or memory: try again later
                 delay = min(MAX_RESTART_DELAY, max(MIN_RESTART_DELAY, delay * 2))
                 log.warning("worker %d could not be started (%s); trying again in %.1f s",
                             worker_id, exc.strerror or exc, delay)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await self._sleep_unless_stopped(delay)
                 continue
-            self.processes[worker_id] = process
+            self.running[worker_id] = worker
             if self._stop.is_set():  # stopping began while it was being started
-                process.terminate()
-            assert process.stdout is not None
-            relay = loop.create_task(self._relay(worker_id, process.stdout))
-            log.info("worker %d started (pid %d)", worker_id, process.pid)
-            returncode = await process.wait()
+                worker.signal(signal.SIGTERM)
+            assert worker.process.stdout is not None
+            relay = loop.create_task(self._relay(worker_id, worker.process.stdout))
+            ready = loop.create_task(self._await_ready(worker))
+            log.info("worker %d started (pid %d)", worker_id, worker.process.pid)
+            returncode = await worker.process.wait()
             await relay
-            del self.processes[worker_id]
+            ready.cancel()
+            worker.control.close()
+            del self.running[worker_id]
             if self._stop.is_set():
                 return
             delay = (MIN_RESTART_DELAY if loop.time() - started >= STABLE_AFTER
                      else min(MAX_RESTART_DELAY, max(MIN_RESTART_DELAY, delay * 2)))
             log.warning("worker %d (pid %d) %s; restarting it in %.1f s",
-                        worker_id, process.pid, describe_exit(returncode), delay)
+                        worker_id, worker.process.pid, describe_exit(returncode), delay)
             self.restarts += 1
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await self._sleep_unless_stopped(delay)
 
-    def _signal_workers(self, sig: signal.Signals) -> None:
-        for process in list(self.processes.values()):
-            if process.returncode is None:
-                try:
-                    process.send_signal(sig)
-                except ProcessLookupError:
-                    pass
+    def reload(self) -> None:
+        """SIGHUP to every worker; one still starting gets it once it is ready."""
+        for worker in list(self.running.values()):
+            if worker.ready.is_set():
+                worker.signal(signal.SIGHUP)
+            else:
+                worker.hup_pending = True
 
     def stop(self) -> None:
         if not self._stop.is_set():
             self._stop.set()
-            self._signal_workers(signal.SIGTERM)
+            for worker in list(self.running.values()):
+                worker.signal(signal.SIGTERM)
+
+    def all_ready(self) -> bool:
+        return len(self.running) == self.workers and all(w.ready.is_set() for w in self.running.values())
+
+    async def _announce_when_ready(self, on_started: Callable[[], None]) -> None:
+        while not self.all_ready():  # polled: a worker may die and be replaced before it is ready
+            await asyncio.sleep(0.05)
+        on_started()
 
     async def run(self, on_started: Callable[[], None] | None = None) -> None:
         """Bind, start the workers, and serve until SIGTERM or SIGINT; ConfigError if a port
-        cannot be bound."""
+        cannot be bound. ``on_started`` is called once the first workers are all serving."""
         self.sockets = bind_listeners(self.config)
         self.history = SharedSeedHistory.create()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self._signal_workers, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         slots = [loop.create_task(self._keep_running(i)) for i in range(self.workers)]
+        announce = loop.create_task(self._announce_when_ready(on_started or (lambda: None)))
         try:
-            if on_started is not None:
-                on_started()
             await self._stop.wait()
+            announce.cancel()
             done, pending = await asyncio.wait(slots, timeout=STOP_GRACE)
             if pending:
                 log.warning("%d worker(s) still running %g s after SIGTERM: killing them", len(pending), STOP_GRACE)
-                self._signal_workers(signal.SIGKILL)
+                for worker in list(self.running.values()):
+                    worker.signal(signal.SIGKILL)
                 await asyncio.gather(*pending, return_exceptions=True)
             for task in done:
                 task.result()  # a supervisor bug surfaces here, not silently
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            for task in slots:
+            for task in (*slots, announce):
                 task.cancel()
-            self._signal_workers(signal.SIGKILL)  # only if something above failed: no orphans
+            for worker in list(self.running.values()):  # only if something above failed: no orphans
+                worker.signal(signal.SIGKILL)
             for sock in self.sockets.values():
                 sock.close()
             self.history.close()
