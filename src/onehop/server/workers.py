@@ -21,7 +21,8 @@ Per worker, the handshake caps and the key-derivation processes are the configur
 (or default) totals divided by the number of workers, so the totals still hold.
 Signals: SIGTERM and SIGINT stop every worker (SIGKILL after ``STOP_GRACE`` seconds),
 SIGHUP is passed to every worker (each reloads its changed files). A worker that exits
-on its own is restarted, after a delay that doubles while it keeps dying young.
+on its own is restarted, after a delay that doubles while it keeps dying young; it reads
+server.json again (its ports and the shared state stay those the supervisor holds).
 Workers run in their own session (a terminal's Ctrl-C reaches the supervisor only) and
 end at once when their stdin, a pipe from the supervisor, closes: a supervisor killed
 (SIGKILL) takes its workers with it, as a single-process server is killed whole.
