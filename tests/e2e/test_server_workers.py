@@ -73,9 +73,9 @@ def worker_pids(supervisor: int) -> dict[int, int]:
 
 
 class WorkerServer:
-    def __init__(self, tmp_path, **config) -> None:
+    def __init__(self, tmp_path, log_filename: str | None = "events.jsonl", **config) -> None:
         generated = generate_server(IP, ossh_port=free_port(IP), allow_bogons=True, host_id="multi",
-                                    log_filename="events.jsonl")
+                                    log_filename=log_filename)
         generated.config.update(SSHHandshakeTimeoutMilliseconds=1000, OSSHKeyDerivationWorkers=2, **config)
         self.config_path, _ = write_server_dir(tmp_path / "server", generated)
         self.dir = tmp_path / "server"
@@ -247,3 +247,21 @@ async def test_workers_must_be_a_positive_count(server):
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2 and "--workers" in err.decode() and "between 1 and" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_without_a_log_file_the_events_of_both_workers_reach_stderr_whole(tmp_path):
+    running = WorkerServer(tmp_path, log_filename=None)
+    await running.start()
+    try:
+        for worker_id in (0, 1):
+            with running.only(worker_id):
+                received, _, closed = await probe(IP, running.entry.ssh_obfuscated_port, os.urandom(100))
+            assert received == b"" and closed == "fin"
+        def logged() -> list[dict]:
+            return [json.loads(line) for line in running.stderr if line.startswith("{")]
+        await wait_until(lambda: len(logged()) == 2, 30)
+    finally:
+        assert await running.stop() == 0
+    assert {(e["event_name"], e["worker_id"]) for e in logged()} == {("irregular_tunnel", 0), ("irregular_tunnel", 1)}
+    assert all(line.startswith("{") and line.endswith("}\n") for line in running.stderr)
+    assert "127.0.0" not in "".join(running.stderr)
