@@ -90,7 +90,7 @@ def test_each_worker_gets_its_share_of_the_caps():
 
 
 def test_workers_key():
-    assert parse_server_config(valid_server_config()).workers == (os.cpu_count() or 1)
+    assert parse_server_config(valid_server_config()).workers == len(os.sched_getaffinity(0))
     assert parse_server_config(valid_server_config(Workers=1)).workers == 1
     for bad in (0, 257, "2"):
         with pytest.raises(ConfigError) as info:

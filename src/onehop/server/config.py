@@ -152,7 +152,7 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
                                 lambda v: None if 0 <= v <= 64 else "must be between 0 and 64"),
         max_concurrent_handshakes=c.take("MaxConcurrentSSHHandshakes", int, 0, _cap_check),
         max_concurrent_handshakes_per_source=c.take("MaxConcurrentSSHHandshakesPerClient", int, 0, _cap_check),
-        workers=c.take("Workers", int, os.cpu_count() or 1, workers_problem),
+        workers=c.take("Workers", int, usable_cores(), workers_problem),
     )
     udpgw = c.take("UDPInterceptUdpgwServerAddress", str, None, _udpgw_check)
     values["udpgw_server_address"] = DEFAULT_UDPGW_ADDRESS if udpgw is None else parse_host_port(udpgw)
@@ -161,6 +161,13 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
     c.reject_unknown()
     c.raise_if_problems()
     return ServerConfig(**values, base_dir=base_dir)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (as ``taskset`` or a cgroup's cpuset leaves them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def workers_problem(value: int) -> str | None:
