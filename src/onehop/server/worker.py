@@ -5,7 +5,8 @@ with its share of the handshake caps, accepting on the listening sockets and rec
 seeds in the shared replay history it inherited as descriptors. Events go to the log
 file, or as JSON lines to stdout (a pipe the supervisor copies to its stderr); each
 carries ``worker_id``. SIGTERM or SIGINT stops it cleanly, SIGHUP reloads changed
-files. The end of stdin means the supervisor is gone (killed: a clean stop would have
+files. Its stdin is a socket to the supervisor: it writes ``ready`` there once it
+serves, and the end of stdin means the supervisor is gone (killed: a clean stop would have
 signalled first), and the worker ends at once, as one process killed would have.
 """
 

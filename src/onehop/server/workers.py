@@ -1,4 +1,4 @@
-"""A server that uses every core: one supervisor, N worker processes.
+"""A server that uses every core: one supervisor, N worker processes (the supervisor's side).
 
 ``onehop server run`` with more than one worker (``--workers``, or ``Workers`` in
 server.json; default one per core) runs this supervisor. It owns what must be one per
@@ -18,14 +18,17 @@ server and hands it to each worker (``python -m onehop.server.worker``) as descr
   carries the ``worker_id`` of the worker that wrote it.
 
 Per worker, the handshake caps and the key-derivation processes are the configured
-(or default) totals divided by the number of workers, so the totals still hold.
+(or default) totals divided by the number of workers, so the totals still hold. (The
+kernel does not spread one source's connections evenly, so a source may meet one
+worker's share of its cap before the whole: the cap errs on the strict side.)
 Signals: SIGTERM and SIGINT stop every worker (SIGKILL after ``STOP_GRACE`` seconds),
 SIGHUP is passed to every worker (each reloads its changed files). A worker that exits
 on its own is restarted, after a delay that doubles while it keeps dying young; it reads
 server.json again (its ports and the shared state stay those the supervisor holds).
 Workers run in their own session (a terminal's Ctrl-C reaches the supervisor only) and
-end at once when their stdin, a pipe from the supervisor, closes: a supervisor killed
-(SIGKILL) takes its workers with it, as a single-process server is killed whole.
+end at once when their stdin, a socket to the supervisor (on which they also say they
+are ready), closes: a supervisor killed (SIGKILL) takes its workers with it, as a
+single-process server is killed whole.
 """
 
 from __future__ import annotations
