@@ -68,8 +68,9 @@ async def test_one_server_holds_1000_tunnels_with_forward_churn(tmp_path, echo_s
     generated.config["MaxConcurrentSSHHandshakesPerClient"] = 128
     config_path, entry_path = write_server_dir(tmp_path / "server", generated)
     log_path = tmp_path / "server" / "events.log"
+    # one process (--workers 1): the one whose memory is measured below
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "onehop.cli", "server", "run", "--config", str(config_path),
+        sys.executable, "-m", "onehop.cli", "server", "run", "--config", str(config_path), "--workers", "1",
         stderr=open(tmp_path / "server.stderr", "wb"))
     await wait_until(lambda: accepts(ip, generated.config["TunnelProtocolPorts"]["OSSH"]), 30)
     load = await asyncio.create_subprocess_exec(

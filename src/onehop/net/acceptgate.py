@@ -230,6 +230,11 @@ class HeldConnection(asyncio.Protocol):
         self._on_lost()
 
 
+def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((host, port), family=family, backlog=backlog)
+
+
 class GatedServer:
     """A listening socket served by an accept loop that honours an :class:`AcceptGate`.
 
@@ -258,9 +263,12 @@ class GatedServer:
     def is_serving(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def start(self, host: str, port: int, backlog: int = 1024) -> "GatedServer":
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-        sock = socket.create_server((host, port), family=family, backlog=backlog)
+    async def start(self, host: str, port: int, backlog: int = 1024,
+                    sock: socket.socket | None = None) -> "GatedServer":
+        """Listen on ``host:port``, or accept on ``sock``, a listening socket made elsewhere
+        (a server's worker processes accept on the one socket their supervisor bound)."""
+        if sock is None:
+            sock = listening_socket(host, port, backlog)
         sock.setblocking(False)
         self._sock = sock
         self._task = asyncio.get_running_loop().create_task(self._serve(sock))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from typing import Callable, Mapping
 
@@ -161,11 +162,13 @@ class OSSHListener:
         if self._on_irregular is not None:
             self._on_irregular(error, peer_ip)
 
-    async def start(self, host: str, port: int) -> GatedServer:
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> GatedServer:
+        """``sock``: an already listening socket to accept on instead of binding ``host:port``."""
         if self.gate is None:
             self.gate = AcceptGate()
         self.server = await GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
-                                        "OSSH", hold_for=self.handshake_timeout).start(host, port, backlog=1024)
+                                        "OSSH", hold_for=self.handshake_timeout).start(host, port, backlog=1024,
+                                                                                      sock=sock)
         return self.server
 
     def close(self) -> None:

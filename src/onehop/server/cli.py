@@ -29,6 +29,9 @@ def register(sub) -> None:
                                     "as JSON lines when it is unset.")
     r.add_argument("--config", required=True, help="the server.json to run")
     r.add_argument("--quiet", action="store_true", help="print neither the start line nor events")
+    r.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes sharing the ports (default: Workers in server.json, else one "
+                        "per core); 1 serves in this process")
     r.set_defaults(func=_run)
 
 
@@ -49,7 +52,29 @@ def _run(args) -> int:
     from .service import TunnelServer
     config = load_server_config(args.config)
     events = None if args.quiet or config.log_filename else sys.stderr
+    workers = config.workers if args.workers is None else args.workers
+    if workers != 1:
+        return _run_workers(args, config, workers, events)
     server = TunnelServer(config, event_stream=events)
     started = None if args.quiet else (lambda: print(server.start_line(), file=sys.stderr, flush=True))
     asyncio.run(server.serve_until_signalled(on_started=started))
+    return 0
+
+
+def _run_workers(args, config, workers: int, events) -> int:
+    import asyncio
+    import logging
+
+    import os
+
+    from ..errors import ConfigError, ConfigProblem
+    from .config import workers_problem
+    from .workers import Supervisor
+    problem = workers_problem(workers)
+    if problem:
+        raise ConfigError([ConfigProblem("--workers", problem)])
+    supervisor = Supervisor(os.path.abspath(args.config), config, workers, event_stream=events,
+                            log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()))
+    started = None if args.quiet else (lambda: print(supervisor.start_line(), file=sys.stderr, flush=True))
+    asyncio.run(supervisor.run(on_started=started))
     return 0

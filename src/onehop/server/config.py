@@ -25,6 +25,7 @@ SUPPORTED_PROTOCOLS = ("OSSH", "SSH")
 #: Where clients send udpgw; Psiphon's generate uses the same address.
 DEFAULT_UDPGW_ADDRESS = ("127.0.0.1", 7300)
 DNS_PORT = 53
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ServerConfig:
     ossh_key_workers: int = 0  # worker processes for OSSH key derivation; 0: on the event loop
     max_concurrent_handshakes: int = 0  # connections still in their handshake; 0: from RLIMIT_NOFILE
     max_concurrent_handshakes_per_source: int = 0  # the same per client IP address; 0: from the total
+    workers: int = 1  # processes serving the ports (`onehop server run`); server.json's default: one per core
     base_dir: str = "."
 
     def path(self, name: str) -> str:
@@ -150,6 +152,7 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
                                 lambda v: None if 0 <= v <= 64 else "must be between 0 and 64"),
         max_concurrent_handshakes=c.take("MaxConcurrentSSHHandshakes", int, 0, _cap_check),
         max_concurrent_handshakes_per_source=c.take("MaxConcurrentSSHHandshakesPerClient", int, 0, _cap_check),
+        workers=c.take("Workers", int, usable_cores(), workers_problem),
     )
     udpgw = c.take("UDPInterceptUdpgwServerAddress", str, None, _udpgw_check)
     values["udpgw_server_address"] = DEFAULT_UDPGW_ADDRESS if udpgw is None else parse_host_port(udpgw)
@@ -158,6 +161,17 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
     c.reject_unknown()
     c.raise_if_problems()
     return ServerConfig(**values, base_dir=base_dir)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (as ``taskset`` or a cgroup's cpuset leaves them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def workers_problem(value: int) -> str | None:
+    return None if 1 <= value <= MAX_WORKERS else f"must be between 1 and {MAX_WORKERS}"
 
 
 def _cap_check(value: int) -> str | None:

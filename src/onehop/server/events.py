@@ -38,6 +38,8 @@ class EventLog:
         self._file: TextIO | None = None
         self.failed: str | None = None
         self.written = 0
+        #: fields every event carries besides host_id (a worker process sets its ``worker_id``)
+        self.fields: dict[str, Any] = {}
         if path:
             try:
                 os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
@@ -60,7 +62,7 @@ class EventLog:
     def write(self, event_name: str, **fields: Any) -> None:
         if self._file is None:
             return
-        record = {**fields, "event_name": event_name, "timestamp": rfc3339(self._clock())}
+        record = {**self.fields, **fields, "event_name": event_name, "timestamp": rfc3339(self._clock())}
         if self._host_id is not None:
             record["host_id"] = self._host_id
         try:

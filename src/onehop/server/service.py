@@ -17,6 +17,7 @@ import errno
 import hashlib
 import logging
 import os
+import socket
 from typing import TYPE_CHECKING, Callable, TextIO
 
 import asyncssh
@@ -105,6 +106,8 @@ class TunnelServer:
         self.api = APIHandler(self, self.events)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[asyncio.AbstractServer] = []
+        #: protocol -> a socket already listening (a worker's, bound by its supervisor)
+        self.listen_sockets: dict[str, socket.socket] = {}
         self._ossh: OSSHListener | None = None
         self.accept_gate: AcceptGate | None = None
         self._key_deriver: KeyDeriver | None = None
@@ -228,10 +231,10 @@ class TunnelServer:
                                       key_deriver=self._key_deriver,
                                       gate=self.accept_gate,
                                       on_irregular=self._irregular_ossh)
-            self._servers.append(await self._ossh.start(host, ports["OSSH"]))
+            self._servers.append(await self._ossh.start(host, ports["OSSH"], self.listen_sockets.get("OSSH")))
         if "SSH" in ports:
             self._servers.append(await GatedServer(self._ssh_connection, self.accept_gate, "SSH")
-                                 .start(host, ports["SSH"], backlog=1024))
+                                 .start(host, ports["SSH"], backlog=1024, sock=self.listen_sockets.get("SSH")))
 
     def start_line(self) -> str:
         """One line for the operator's terminal: what listens where, and where events go."""
@@ -264,9 +267,9 @@ class TunnelServer:
         self._stopped.set()
 
     async def serve_until_signalled(self, on_started: Callable[[], None] | None = None) -> None:
-        """Start, then stop cleanly on SIGTERM or SIGINT."""
+        """Start, then stop cleanly on SIGTERM or SIGINT; SIGHUP reloads changed files now."""
         await self.start()
         if on_started is not None:
             on_started()
-        await stop_event().wait()
+        await stop_event(on_reload=self.reload_files).wait()
         await self.stop()

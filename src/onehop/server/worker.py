@@ -1,0 +1,98 @@
+"""One worker process of a multi-process server: ``python -m onehop.server.worker``.
+
+Started by :mod:`.workers` (never by hand). It runs an ordinary :class:`TunnelServer`
+with its share of the handshake caps, accepting on the listening sockets and recording
+seeds in the shared replay history it inherited as descriptors. Events go to the log
+file, or as JSON lines to stdout (a pipe the supervisor copies to its stderr); each
+carries ``worker_id``. SIGTERM or SIGINT stops it cleanly, SIGHUP reloads changed
+files. Its stdin is a socket to the supervisor: it writes ``ready`` there once it
+serves, and the end of stdin means the supervisor is gone (killed: a clean stop would have
+signalled first), and the worker ends at once, as one process killed would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+
+from ..errors import ConfigError
+from ..stopsignals import stop_event
+from .config import load_server_config
+from .service import TunnelServer
+from .sharedhistory import SharedSeedHistory
+from .workers import READY, worker_config
+
+log = logging.getLogger("onehop.server.worker")  # also when run as __main__
+
+
+def _listen_arg(text: str) -> tuple[str, int]:
+    protocol, _, fd = text.partition("=")
+    return protocol, int(fd)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m onehop.server.worker",
+                                description="one worker of `onehop server run --workers N` (started by it)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--worker-id", type=int, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--seed-history-fd", type=int, required=True)
+    p.add_argument("--listen", type=_listen_arg, action="append", default=[], help="PROTOCOL=FD")
+    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--quiet", action="store_true", help="no events on stdout")
+    return p.parse_args(argv)
+
+
+def _on_stdin() -> None:
+    try:
+        data = os.read(0, 4096)
+    except OSError:
+        data = b""
+    if not data:  # the supervisor was killed: so is the server, this worker included
+        os._exit(1)
+
+
+async def serve(server: TunnelServer) -> None:
+    await server.start()
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        log.info("SIGHUP: reloading changed files")
+        server.reload_files()
+    stop = stop_event(on_reload=reload)
+    loop.add_reader(0, _on_stdin)
+    try:
+        os.write(0, READY)  # stdin is a socket to the supervisor: now it may count on us
+    except OSError:
+        os._exit(1)  # the supervisor is already gone
+    try:
+        await stop.wait()
+    finally:
+        loop.remove_reader(0)
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s worker {args.worker_id} %(name)s: %(message)s")
+    try:
+        config = worker_config(load_server_config(args.config), args.workers)
+    except ConfigError as exc:  # server.json changed under a running server
+        print(f"onehop server worker {args.worker_id}: {exc}", file=sys.stderr)
+        return 2
+    server = TunnelServer(config, event_stream=None if args.quiet else sys.stdout)
+    server.listen_sockets = {protocol: socket.socket(fileno=fd) for protocol, fd in args.listen}
+    server.seed_history = SharedSeedHistory(args.seed_history_fd)
+    server.events.fields["worker_id"] = args.worker_id
+    asyncio.run(serve(server))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

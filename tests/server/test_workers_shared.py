@@ -1,0 +1,103 @@
+"""What the worker processes of one server share: the seed-replay table (across processes),
+each worker's share of the caps, and the ``Workers`` key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from onehop.errors import ConfigError
+from onehop.net.acceptgate import default_caps
+from onehop.server.config import parse_server_config
+from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
+from onehop.server.workers import describe_exit, worker_config
+from tests.unit.helpers import problem_keys, valid_server_config
+
+DAY = 24 * 60 * 60
+
+
+@pytest.fixture
+def table():
+    history = SharedSeedHistory.create(buckets=64)
+    yield history
+    history.close()
+
+
+def test_a_seed_is_fresh_once_then_a_replay(table):
+    seed = os.urandom(16)
+    assert table.add_new(seed, 1000.0) is True
+    assert table.add_new(seed, 1001.0) is False
+    assert table.add_new(os.urandom(16), 1001.0) is True
+    assert len(table) == 2
+
+
+def test_a_seed_is_forgotten_after_the_ttl(table):
+    seed = os.urandom(16)
+    assert table.add_new(seed, 1000.0)
+    assert table.add_new(seed, 1000.0 + DAY - 1) is False
+    assert table.add_new(seed, 1000.0 + DAY + 1) is True
+
+
+def test_a_full_bucket_forgets_its_oldest_seed():
+    history = SharedSeedHistory.create(buckets=1)
+    try:
+        seeds = [os.urandom(16) for _ in range(BUCKET_SLOTS + 1)]
+        for t, seed in enumerate(seeds):
+            assert history.add_new(seed, 1000.0 + t)
+        assert len(history) == BUCKET_SLOTS == history.capacity
+        assert history.add_new(seeds[-1], 2000.0) is False  # the newest are remembered
+        assert history.add_new(seeds[1], 2000.0) is False
+        assert history.add_new(seeds[0], 2000.0) is True  # the oldest made room
+    finally:
+        history.close()
+
+
+def test_another_process_sees_the_seeds_and_its_own_are_seen(table):
+    first, second = os.urandom(16), os.urandom(16)
+    assert table.add_new(first, 1000.0)
+    code = ("import sys; from onehop.server.sharedhistory import SharedSeedHistory\n"
+            f"t = SharedSeedHistory({table.fd})\n"
+            f"print(t.add_new(bytes.fromhex('{first.hex()}'), 1001.0), t.add_new(bytes.fromhex('{second.hex()}'), 1001.0))")
+    done = subprocess.run([sys.executable, "-c", code], pass_fds=(table.fd,), capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["False", "True"], done.stderr
+    assert table.add_new(second, 1002.0) is False
+
+
+def test_a_file_that_is_not_a_table_is_refused(tmp_path):
+    fd = os.open(tmp_path / "junk", os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"\0" * 4096)
+    with pytest.raises(ValueError):
+        SharedSeedHistory(fd)
+    os.close(fd)
+
+
+def test_each_worker_gets_its_share_of_the_caps():
+    config = parse_server_config(valid_server_config(
+        MaxConcurrentSSHHandshakes=100, MaxConcurrentSSHHandshakesPerClient=9, OSSHKeyDerivationWorkers=3))
+    share = worker_config(config, 2)
+    assert (share.max_concurrent_handshakes, share.max_concurrent_handshakes_per_source) == (50, 4)
+    assert share.ossh_key_workers == 2  # rounded up: key derivation is not a cap
+    assert worker_config(config, 1) == config
+    defaults = worker_config(parse_server_config(valid_server_config(OSSHKeyDerivationWorkers=0)), 4)
+    total, per_source = default_caps()
+    assert defaults.max_concurrent_handshakes == total // 4
+    assert defaults.max_concurrent_handshakes_per_source == max(1, per_source // 4)
+    assert defaults.ossh_key_workers == 0
+
+
+def test_workers_key():
+    assert parse_server_config(valid_server_config()).workers == len(os.sched_getaffinity(0))
+    assert parse_server_config(valid_server_config(Workers=1)).workers == 1
+    for bad in (0, 257, "2"):
+        with pytest.raises(ConfigError) as info:
+            parse_server_config(valid_server_config(Workers=bad))
+        assert problem_keys(info.value) == ["Workers"]
+
+
+def test_exits_are_described():
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(3) == "exit status 3"
