@@ -14,7 +14,7 @@ from onehop.net.acceptgate import default_caps
 from onehop.server.config import parse_server_config
 from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
 from onehop.server.workers import describe_exit, worker_config
-from tests.unit.helpers import problem_keys, valid_server_config
+from tests.helpers.builders import problem_keys, valid_server_config
 
 DAY = 24 * 60 * 60
 
