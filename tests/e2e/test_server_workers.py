@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from onehop.client.candidates import MemoryStore
+from onehop.errors import OSSHReason
 from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
@@ -190,7 +191,7 @@ async def test_a_preamble_replayed_to_the_other_worker_is_refused_silently(serve
     assert replay == b"" and closed == "fin" and 0.9 <= seconds <= 3.0  # as any failed probe
     await wait_until(lambda: server.events("irregular_tunnel"), 10)
     (refused,) = server.events("irregular_tunnel")
-    assert refused["tunnel_error"] == "duplicate-seed" and refused["worker_id"] == 1
+    assert refused["tunnel_error"] == OSSHReason.DUPLICATE_SEED and refused["worker_id"] == 1
 
 
 async def test_sighup_reaches_every_worker(tmp_path):
