@@ -187,6 +187,12 @@ def summarize(label: str, samples: list[Sample], nbytes_per_round: int) -> Summa
         samples=samples)
 
 
+def onehop_run_argv(config: str, workers: int | None) -> list[str]:
+    """``onehop server run``; ``--workers N`` only when a count was asked for."""
+    argv = onehop_cli("server", "run", "--config", config)
+    return argv if workers is None else [*argv, "--workers", str(workers)]
+
+
 def start_onehop_server_with(procs: Processes, root: str, name: str, workers: int | None,
                              protocol: str) -> tuple[subprocess.Popen, str]:
     """``onehop server generate`` into ROOT/NAME and ``onehop server run`` (``--workers N``
@@ -198,10 +204,7 @@ def start_onehop_server_with(procs: Processes, root: str, name: str, workers: in
                          capture_output=True, text=True, timeout=120, check=False)
     if gen.returncode != 0:
         raise BenchError(f"onehop server generate failed: {gen.stderr.strip() or gen.stdout.strip()}")
-    argv = onehop_cli("server", "run", "--config", os.path.join(server_dir, "server.json"))
-    if workers is not None:
-        argv += ["--workers", str(workers)]
-    proc = procs.start(name, argv)
+    proc = procs.start(name, onehop_run_argv(os.path.join(server_dir, "server.json"), workers))
     port = ossh_port if protocol == "OSSH" else ssh_port
     wait_until(lambda: port_accepts(ONEHOP_IP, port), 30, f"{name} to listen",
                lambda: procs.check_alive(name, proc))
@@ -303,6 +306,8 @@ def report(args, systems: list[System], summaries: dict[str, Summary], notes: li
         s = summaries[system.key]
         print(f"{s.label:{w0}}{s.mbps.fmt(1):>{w}}{s.server_cpu_per_gib.fmt(2):>{w}}"
               f"{s.server_cpu_per_wall.fmt(2):>{w}}{s.client_cpu_per_gib.fmt(2):>{w}}{s.fmt_processes():>{w}}")
+    print("  server processes: all in the server's tree (onehop's include its OSSH key workers); busy: those")
+    print("  that each used at least 10 % of the tree's CPU in a round (median of the rounds)")
     base = summaries.get("sshd")
     if base:
         print()
@@ -318,8 +323,6 @@ def report(args, systems: list[System], summaries: dict[str, Summary], notes: li
                      ratio(s.server_cpu_per_wall.median, base.server_cpu_per_wall.median),
                      ratio(s.client_cpu_per_gib.median, base.client_cpu_per_gib.median)]
             print(f"{s.label:{w0}}" + "".join(f"{fmt_ratio(c):>{w}}" for c in cells))
-    print("  server processes: all in the server's tree (onehop's include its OSSH key workers), and in")
-    print("  brackets those that each used at least 10 % of the tree's CPU in a round (median)")
     if notes:
         print()
     for note in notes:

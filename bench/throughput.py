@@ -19,10 +19,14 @@ the same tunnel with Psiphon's own programs on either end, all OSSH:
 
 then moves the same byte count (default 512 MiB) through each path: one stream and
 eight (which split the total), download and upload. The load generator is this
-process (blocking sockets, 1 MiB calls, one thread per stream). The tests run
-interleaved (every path in turn for each case) so drift on a shared machine hits
-all of them alike. It prints MB/s (10^6 bytes per second), the ratios, and last the
-headline figure: onehop one-stream download as a multiple of OpenSSH (target >= 0.60).
+process (blocking sockets, 1 MiB calls, one thread per stream). The tests run in
+interleaved rounds (each round runs every path once per case; ``--rounds``, at least 3)
+so drift on a shared machine hits all of them alike. It prints MB/s (10^6 bytes per
+second) beside the client's and the server's CPU seconds per GiB, each the median
+[lowest-highest] of the rounds, the ratios, and last the headlines: onehop's one-stream
+CPU per GiB over ssh's and sshd's (target <= 1.2x each) and its one-stream download as a
+multiple of OpenSSH (target >= 0.60). ``--pin`` pins clients and servers to CPUs
+(``_pinning.py``).
 
 OSSH obfuscation stops after NEWKEYS, so bulk data through onehop pays only SSH's
 own cipher (aes128-gcm here as in OpenSSH), plus Python's per-packet overhead.

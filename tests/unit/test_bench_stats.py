@@ -179,6 +179,13 @@ def test_workers_support_is_read_off_the_help_text():
     assert not slt.workers_supported("  --workers-dir D  elsewhere")
 
 
+def test_workers_option_is_passed_only_for_a_count():
+    default = slt.onehop_run_argv("/d/server.json", None)
+    assert "--workers" not in default
+    assert default[-4:] == ["server", "run", "--config", "/d/server.json"]
+    assert slt.onehop_run_argv("/d/server.json", 2)[-2:] == ["--workers", "2"]
+
+
 def test_unsupported_worker_counts_are_dropped_with_a_note():
     kept, notes = slt.choose_workers([1, None], supported=False)
     assert kept == [None]
