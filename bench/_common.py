@@ -176,6 +176,16 @@ def tree_cpu_seconds(pid: int, include_reaped: bool = False) -> float:
     return total
 
 
+def process_cpu_seconds(pid: int) -> dict[int, float]:
+    """User+system CPU seconds of ``pid`` and of each live descendant, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for p in descendants(pid):
+        with contextlib.suppress(OSError, IndexError):
+            found[p] = sum(int(x) for x in _stat_fields(p)[11:13]) / tick
+    return found
+
+
 # -- the servers under test --------------------------------------------------------------
 
 # Benchmark the tunnel's data path with one cipher on both sides.
@@ -408,6 +418,45 @@ def transfer(connect: Connector, direction: str, streams: int, total: int) -> fl
         for s in states:
             if s.error is not None:
                 raise BenchError(f"{direction} stream failed: {type(s.error).__name__}: {s.error}")
+        return max(s.end for s in states) - start
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def transfer_each(connectors: Sequence[Connector], direction: str, nbytes: int) -> float:
+    """One stream of ``nbytes`` through each connector at once (say, one per tunnel client
+    process); return the seconds from all streams connected to the last one finished."""
+    socks: list[socket.socket] = []
+    try:
+        for connect in connectors:
+            sock = connect()
+            sock.settimeout(IO_TIMEOUT)
+            socks.append(sock)
+        states = [_Stream(s, nbytes) for s in socks]
+        barrier = threading.Barrier(len(states) + 1)
+
+        def run(state: _Stream) -> None:
+            try:
+                barrier.wait()
+                if direction == "download":
+                    _download(state)
+                else:
+                    _upload(state, _PAYLOAD)
+            except BaseException as exc:  # reported below
+                state.error = exc
+
+        threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in states]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for t in threads:
+            t.join()
+        for i, s in enumerate(states):
+            if s.error is not None:
+                raise BenchError(f"{direction} stream {i + 1} of {len(states)} failed: "
+                                 f"{type(s.error).__name__}: {s.error}")
         return max(s.end for s in states) - start
     finally:
         for sock in socks:

@@ -19,10 +19,14 @@ the same tunnel with Psiphon's own programs on either end, all OSSH:
 
 then moves the same byte count (default 512 MiB) through each path: one stream and
 eight (which split the total), download and upload. The load generator is this
-process (blocking sockets, 1 MiB calls, one thread per stream). The tests run
-interleaved (every path in turn for each case) so drift on a shared machine hits
-all of them alike. It prints MB/s (10^6 bytes per second), the ratios, and last the
-headline figure: onehop one-stream download as a multiple of OpenSSH (target >= 0.60).
+process (blocking sockets, 1 MiB calls, one thread per stream). The tests run in
+interleaved rounds (each round runs every path once per case; ``--rounds``, at least 3)
+so drift on a shared machine hits all of them alike. It prints MB/s (10^6 bytes per
+second) beside the client's and the server's CPU seconds per GiB, each the median
+[lowest-highest] of the rounds, the ratios, and last the headlines: onehop's one-stream
+CPU per GiB over ssh's and sshd's (target <= 1.2x each) and its one-stream download as a
+multiple of OpenSSH (target >= 0.60). ``--pin`` pins clients and servers to CPUs
+(``_pinning.py``).
 
 OSSH obfuscation stops after NEWKEYS, so bulk data through onehop pays only SSH's
 own cipher (aes128-gcm here as in OpenSSH), plus Python's per-packet overhead.
@@ -63,6 +67,10 @@ from _common import (  # noqa: E402
 )
 from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
 import _psiphon  # noqa: E402
+from _pinning import Pinning, add_pin_option, pin_tree  # noqa: E402
+from _stats import (  # noqa: E402
+    add_rounds_option, cpu_seconds_per_gib, fmt_ratio, interleaved, mbps, ratio, spread, tick_per_gib, verdict,
+)
 
 COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py")
 CIPHER = "aes128-gcm@openssh.com"
@@ -75,6 +83,7 @@ PSIPHON_PATHS = (("psiphon-psiphond", "Psiphon>psiphond"), ("psiphon-onehop", "P
 PSIPHON_KEYS = {p for p, _ in PSIPHON_PATHS}
 CASES = ((1, "download"), (1, "upload"), (8, "download"), (8, "upload"))
 TARGET = 0.60
+CPU_TARGET = 1.20  # one stream: onehop server and client CPU s/GiB over sshd's and ssh's
 
 
 def case_key(streams: int, direction: str) -> str:
@@ -108,17 +117,23 @@ def start_sink(procs: Processes) -> int:
 def start_openssh(procs: Processes, root: str, sink_port: int) -> tuple[int, dict[str, int]]:
     """A private sshd and ``ssh -N -L``; returns (the local forwarded port, pids)."""
     sshd = start_private_sshd(procs, root, ("-t", "ed25519"))
-    port, user, client_key = sshd.port, sshd.user, sshd.client_key
+    lport, ssh = start_ssh_forward(procs, "ssh", sshd, sink_port)
+    return lport, {"client": ssh.pid, "server": sshd.proc.pid}
+
+
+def start_ssh_forward(procs: Processes, name: str, sshd, sink_port: int) -> tuple[int, object]:
+    """``ssh -N -L`` (its own session) through ``sshd`` to the sink; returns (the local
+    forwarded port, the ssh process) once that port accepts."""
     lport = free_port("127.0.0.1")
-    ssh = procs.start("ssh", [
+    ssh = procs.start(name, [
         "ssh", "-N", "-F", "/dev/null", "-L", f"{lport}:{SINK_HOST}:{sink_port}",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
         "-o", f"Ciphers={CIPHER}", "-o", "Compression=no", "-o", "BatchMode=yes",
         "-o", "ExitOnForwardFailure=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-        "-i", client_key, "-p", str(port), f"{user}@127.0.0.1"])
-    wait_until(lambda: port_accepts("127.0.0.1", lport), 20, "ssh -L to listen",
-               lambda: (procs.check_alive("ssh", ssh), procs.check_alive("sshd", sshd.proc)))
-    return lport, {"client": ssh.pid, "server": sshd.proc.pid}
+        "-i", sshd.client_key, "-p", str(sshd.port), f"{sshd.user}@127.0.0.1"])
+    wait_until(lambda: port_accepts("127.0.0.1", lport), 20, f"{name} (ssh -L) to listen",
+               lambda: (procs.check_alive(name, ssh), procs.check_alive("sshd", sshd.proc)))
+    return lport, ssh
 
 
 def start_onehop_client(procs: Processes, root: str, name: str, entry: str, protocol: str,
@@ -236,12 +251,15 @@ class Profiler:
 
 # -- running and reporting ---------------------------------------------------------------
 
-def mbps(nbytes: int, seconds: float) -> float:
-    return nbytes / seconds / 1e6
+def pin_roles(pinning: Pinning, pids: dict[str, int]) -> None:
+    """A path's client tree onto the client CPUs and its server tree onto the server CPUs."""
+    for role, pid in pids.items():
+        pin_tree(pid, pinning.clients if role == "client" else pinning.servers)
 
 
 def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> tuple[dict, dict]:
-    """Run every case; returns (MB/s samples, CPU seconds per GiB samples by role).
+    """Run every case in interleaved rounds; returns (MB/s samples, CPU seconds per GiB
+    samples by role).
 
     A failed transfer on a Psiphon path is recorded in ``args.failures`` (that path then
     sits out the rest of the case) instead of ending the run; elsewhere it is fatal.
@@ -249,59 +267,86 @@ def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> t
     total = args.mib * 1024 * 1024
     samples: dict[str, dict[str, list[float]]] = {p: {} for p, _ in args.paths}
     cpu: dict[str, dict[str, dict[str, list[float]]]] = {p: {} for p in roles}
+    if args.pin:
+        for path, _ in args.paths:
+            pin_roles(args.pin, roles.get(path, {}))
     if args.warmup_mib > 0:
         for path, _ in args.paths:
             transfer(connectors[path], "download", 1, args.warmup_mib * 1024 * 1024)
     for streams, direction in CASES:
         key = case_key(streams, direction)
-        for rep in range(args.repeat):
-            for path, label in args.paths:
-                if (path, key) in args.failures:
-                    continue
-                profile = profiler is not None and path == "onehop" and streams == 1 and rep == 0
+        for rnd, (path, label) in interleaved(args.paths, args.rounds):
+            if (path, key) in args.failures:
+                continue
+            if args.pin:  # again: catches any process or thread started since
+                pin_roles(args.pin, roles.get(path, {}))
+            profile = profiler is not None and path == "onehop" and streams == 1 and rnd == 0
+            if profile:
+                profiler.start(key)
+            before = {r: tree_cpu_seconds(pid) for r, pid in roles.get(path, {}).items()}
+            started = time.perf_counter()
+            reader = args.notices.get(path)
+            mark = len(reader.notices) if reader else 0
+            try:
+                seconds = transfer(connectors[path], direction, streams, total)
+            except BenchError as exc:
+                if path not in PSIPHON_KEYS:
+                    raise
+                why = f"{exc} (after {time.perf_counter() - started:.0f} s)"
+                if reader is not None:
+                    time.sleep(1.0)  # let the client's notices about it arrive
+                    seen = [json.dumps({"noticeType": x.get("noticeType"), "data": x.get("data")})[:200]
+                            for x in reader.since(mark)[:6]]
+                    if seen:
+                        why += "; client notices since the start of the transfer: " + " ".join(seen)
+                    if reader.tunnels < 1:
+                        try:
+                            wait_until(lambda: reader.tunnels >= 1, 60, "the tunnel to come back")
+                            why += "; the client re-established its tunnel"
+                        except BenchError:
+                            why += "; no tunnel again within 60 s"
+                args.failures[(path, key)] = why
+                print(f"  round {rnd + 1}  {case_label(streams, direction):18} {label:16}    FAILED  {why}", flush=True)
+                continue
+            finally:
                 if profile:
-                    profiler.start(key)
-                before = {r: tree_cpu_seconds(pid) for r, pid in roles.get(path, {}).items()}
-                started = time.perf_counter()
-                reader = args.notices.get(path)
-                mark = len(reader.notices) if reader else 0
-                try:
-                    seconds = transfer(connectors[path], direction, streams, total)
-                except BenchError as exc:
-                    if path not in PSIPHON_KEYS:
-                        raise
-                    why = f"{exc} (after {time.perf_counter() - started:.0f} s)"
-                    if reader is not None:
-                        time.sleep(1.0)  # let the client's notices about it arrive
-                        seen = [json.dumps({"noticeType": x.get("noticeType"), "data": x.get("data")})[:200]
-                                for x in reader.since(mark)[:6]]
-                        if seen:
-                            why += "; client notices since the start of the transfer: " + " ".join(seen)
-                        if reader.tunnels < 1:
-                            try:
-                                wait_until(lambda: reader.tunnels >= 1, 60, "the tunnel to come back")
-                                why += "; the client re-established its tunnel"
-                            except BenchError:
-                                why += "; no tunnel again within 60 s"
-                    args.failures[(path, key)] = why
-                    print(f"  {case_label(streams, direction):18} {label:16}    FAILED  {why}", flush=True)
-                    continue
-                finally:
-                    if profile:
-                        for p in profiler.stop():
-                            print(f"  profile written: {p}", flush=True)
-                rate = mbps(total, seconds)
-                samples[path].setdefault(key, []).append(rate)
-                for r, pid in roles.get(path, {}).items():
-                    used = tree_cpu_seconds(pid) - before[r]
-                    cpu[path].setdefault(key, {}).setdefault(r, []).append(used / (args.mib / 1024))
-                print(f"  {case_label(streams, direction):18} {label:16} {rate:9.1f} MB/s  "
-                      f"({seconds:.2f} s)", flush=True)
+                    for p in profiler.stop():
+                        print(f"  profile written: {p}", flush=True)
+            rate = mbps(total, seconds)
+            samples[path].setdefault(key, []).append(rate)
+            used = {}
+            for r, pid in roles.get(path, {}).items():
+                used[r] = cpu_seconds_per_gib(tree_cpu_seconds(pid) - before[r], total)
+                cpu[path].setdefault(key, {}).setdefault(r, []).append(used[r])
+            cost = (f"  CPU s/GiB client {used['client']:.2f} server {used['server']:.2f}"
+                    if used else "")
+            print(f"  round {rnd + 1}  {case_label(streams, direction):18} {label:16} {rate:9.1f} MB/s  "
+                  f"({seconds:.2f} s){cost}", flush=True)
     return samples, cpu
 
 
-def fmt_ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "n/a"
+def fmt_cpu(spreads: dict | None, role: str) -> str:
+    return spreads[role].fmt(2) if spreads and role in spreads else "-"
+
+
+def cpu_ratios(cpu_med: dict, key: str, path: str) -> dict[str, float | None]:
+    """A path's client and server CPU seconds per GiB over ssh's and sshd's in one case."""
+    mine, base = cpu_med.get(path, {}).get(key, {}), cpu_med.get("openssh", {}).get(key, {})
+    return {role: ratio(mine.get(role), base.get(role)) for role in ("client", "server")}
+
+
+def headlines(ratios: dict, cpu_med: dict) -> list[str]:
+    """The issue's one-stream targets, last lines of the output (the MB/s one last)."""
+    lines = []
+    for direction in ("download", "upload"):
+        r = cpu_ratios(cpu_med, case_key(1, direction), "onehop")
+        parts = [f"{role} {fmt_ratio(r[role])} {base} ({verdict(r[role], CPU_TARGET, 'lower')})"
+                 for role, base in (("server", "sshd"), ("client", "ssh"))]
+        lines.append(f"onehop 1-stream {direction} CPU s/GiB: " + ", ".join(parts)
+                     + f" (target each <= {CPU_TARGET:.2f}x)")
+    headline = ratios.get("1-stream-download", {}).get("onehop/openssh")
+    lines.append(f"onehop 1-stream download = {fmt_ratio(headline)} OpenSSH (target >= {TARGET:.2f})")
+    return lines
 
 
 def report(args, samples: dict, cpu: dict, algs: dict) -> dict:
@@ -309,55 +354,68 @@ def report(args, samples: dict, cpu: dict, algs: dict) -> dict:
     tunnels = [(p, label) for p, label in paths if p != "raw"]
     w = 18
     med = {p: {k: statistics.median(v) for k, v in cases.items()} for p, cases in samples.items()}
+    spreads = {p: {k: spread(v) for k, v in cases.items()} for p, cases in samples.items()}
+    cpu_spreads = {p: {k: {r: spread(v) for r, v in roles.items()} for k, roles in cases.items()}
+                   for p, cases in cpu.items()}
+    cpu_med = {p: {k: {r: sp.median for r, sp in roles.items()} for k, roles in cases.items()}
+               for p, cases in cpu_spreads.items()}
     per = args.mib / 8
     print()
     print(f"Throughput, MB/s (10^6 bytes/s), {args.mib} MiB per test (8 streams: {per:g} MiB each), "
-          f"onehop protocol {args.protocol}, OpenSSH and onehop>onehop cipher {CIPHER}"
-          + (f", median of {args.repeat}" if args.repeat > 1 else ""))
-    head = f"{'test':20}" + "".join(f"{label:>{w}}" for _, label in paths)
-    print(head)
-    print("-" * len(head))
+          f"onehop protocol {args.protocol}, OpenSSH and onehop>onehop cipher {CIPHER}")
+    print(f"Each figure: median [lowest-highest] of {args.rounds} interleaved rounds. CPU seconds per GiB: "
+          f"user+sys of each process tree (client: ssh, onehop client"
+          + (", psiphon-tunnel-core" if algs else "") + "; server: sshd and its children, onehop server run"
+          + (", psiphond" if algs else "") + "); lower is better, steadier than MB/s; one clock tick = "
+          f"{tick_per_gib(args.mib << 20, os.sysconf('SC_CLK_TCK')):.2f} s/GiB at this size.")
+    print(f"Pinning: {args.pin.describe() if args.pin else 'none (--pin to pin)'}")
+    cw = 24
     for streams, direction in CASES:
         key = case_key(streams, direction)
-        cells = []
-        for p, _ in paths:
-            n = len(samples[p].get(key, []))
-            cells.append(f"{'failed':>{w}}" if not n else
-                         f"{med[p][key]:{w - 1}.1f}*" if n < args.repeat else f"{med[p][key]:{w}.1f}")
-        print(f"{case_label(streams, direction):20}" + "".join(cells))
-    if any(0 < len(samples[p].get(k, [])) < args.repeat for p, _ in paths for k in samples[p]):
-        print(f"  * median of fewer than {args.repeat} runs: the others failed (listed below)")
+        print()
+        head = f"{case_label(streams, direction):20}{'MB/s':>{cw}}{'client CPU s/GiB':>{cw}}{'server CPU s/GiB':>{cw}}"
+        print(head)
+        print("-" * len(head))
+        for p, label in paths:
+            sp = spreads[p].get(key)
+            if sp is None:
+                print(f"  {label:18}{'failed':>{cw}}")
+                continue
+            c = cpu_spreads.get(p, {}).get(key)
+            short = f" ({sp.n} of {args.rounds} rounds)" if sp.n < args.rounds else ""
+            print(f"  {label:18}{sp.fmt(1):>{cw}}{fmt_cpu(c, 'client'):>{cw}}{fmt_cpu(c, 'server'):>{cw}}{short}")
+    if any(sp.n < args.rounds for cases in spreads.values() for sp in cases.values()):
+        print(f"  (n of {args.rounds} rounds): the other rounds failed (listed below)")
     print()
     ratios: dict[str, dict[str, float]] = {}
     for title, base, cols in (("ratio to raw loopback", "raw", tunnels),
                               ("ratio to OpenSSH -L", "openssh", [t for t in tunnels if t[0] != "openssh"])):
         head = f"{title:20}" + "".join(f"{label:>{w}}" for _, label in cols)
-        print(head)
+        print(head + "   (MB/s, of the medians)")
         print("-" * len(head))
         for streams, direction in CASES:
             key = case_key(streams, direction)
             b = med[base].get(key)
             for p, _ in cols:
-                if key in med[p] and b:
-                    ratios.setdefault(key, {})[f"{p}/{base}"] = med[p][key] / b
+                r = ratio(med[p].get(key), b)
+                if r is not None:
+                    ratios.setdefault(key, {})[f"{p}/{base}"] = r
             print(f"{case_label(streams, direction):20}"
-                  + "".join(f"{fmt_ratio(med[p].get(key), b):>{w}}" for p, _ in cols))
+                  + "".join(f"{fmt_ratio(ratio(med[p].get(key), b)):>{w}}" for p, _ in cols))
         print()
-    cpu_med = {p: {k: {r: statistics.median(v) for r, v in roles.items()} for k, roles in cases.items()}
-               for p, cases in cpu.items()}
-    print("CPU seconds per GiB moved, client / server (user+sys of each process tree; lower is better)")
-    head = f"{'test':20}" + "".join(f"{label:>{w}}" for _, label in tunnels)
-    print(head)
+    cols = [t for t in tunnels if t[0] != "openssh"]
+    head = f"{'CPU s/GiB to OpenSSH':20}" + "".join(f"{label:>{w}}" for _, label in cols)
+    print(head + "   (client / server, over ssh / sshd)")
     print("-" * len(head))
+    cpu_ratio_out: dict[str, dict[str, dict]] = {}
     for streams, direction in CASES:
         key = case_key(streams, direction)
         cells = []
-        for p, _ in tunnels:
-            c = cpu_med[p].get(key)
-            cells.append(f"{c['client']:.2f} / {c['server']:.2f}" if c else "n/a")
+        for p, _ in cols:
+            r = cpu_ratios(cpu_med, key, p)
+            cpu_ratio_out.setdefault(key, {})[p] = r
+            cells.append(f"{fmt_ratio(r['client'])} / {fmt_ratio(r['server'])}")
         print(f"{case_label(streams, direction):20}" + "".join(f"{c:>{w}}" for c in cells))
-    print("  clients: ssh, onehop client" + (", psiphon-tunnel-core" if algs else "")
-          + "; servers: sshd (and children), onehop server run" + (", psiphond" if algs else ""))
     if algs:
         print()
         print("Psiphon columns (all OSSH, through each client's SOCKS proxy; A>B = A's client, B's server):")
@@ -378,20 +436,25 @@ def report(args, samples: dict, cpu: dict, algs: dict) -> dict:
     print()
     legacy = {}  # the keys of earlier JSON output
     for key, r in ratios.items():
-        legacy[key] = {"onehop/openssh": r["onehop/openssh"], "onehop/raw": r["onehop/raw"],
-                       "openssh/raw": r["openssh/raw"], **r}
+        legacy[key] = {"onehop/openssh": r.get("onehop/openssh"), "onehop/raw": r.get("onehop/raw"),
+                       "openssh/raw": r.get("openssh/raw"), **r}
     return {"mbps": med, "samples": samples, "ratios": legacy, "cpu_seconds_per_gib": cpu_med,
+            "spread": {p: {k: sp.as_dict() for k, sp in cases.items()} for p, cases in spreads.items()},
+            "cpu_spread": {p: {k: {r: sp.as_dict() for r, sp in roles.items()} for k, roles in cases.items()}
+                           for p, cases in cpu_spreads.items()},
+            "cpu_ratios_to_openssh": cpu_ratio_out,
             "psiphon_algorithms": algs, "failures": {f"{p} {k}": why for (p, k), why in args.failures.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", "--size-mib", dest="mib", type=int, default=512,
                         help="MiB moved per test (default 512; 64 for a quick run)")
     parser.add_argument("--protocol", default="OSSH", choices=("OSSH", "OSSH-PREFIX", "SSH"),
                         help="onehop tunnel protocol (default OSSH)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per test; the median is reported")
+    add_rounds_option(parser)
+    add_pin_option(parser)
     parser.add_argument("--warmup-mib", type=int, default=16,
                         help="MiB sent once through each path before measuring (default 16; 0: none)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -411,9 +474,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="at most this many restarts for --psiphon-cipher (default 30)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
-    if args.mib < 8 or args.repeat < 1:
-        parser.error("--mib must be >= 8 and --repeat >= 1")
+    if args.mib < 8:
+        parser.error("--mib must be >= 8")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     missing = check_openssh()
     if missing:
         print(f"throughput: OpenSSH is needed for the comparison ({missing} not found). Install it with:\n"
@@ -474,11 +541,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump({"mib": args.mib, "protocol": args.protocol, "cipher": CIPHER,
-                               "paths": [p for p, _ in args.paths],
-                               "repeat": args.repeat, "unit": "MB/s (1e6 bytes/s)", **result,
+                               "paths": [p for p, _ in args.paths], "rounds": args.rounds,
+                               "pin": ({"clients": sorted(args.pin.clients), "servers": sorted(args.pin.servers)}
+                                       if args.pin else None),
+                               "unit": "MB/s (1e6 bytes/s)", **result,
                                "headline": {"onehop_1stream_download_vs_openssh": headline,
-                                            "target": TARGET}}, f, indent=2)
-            print(f"onehop 1-stream download = {headline:.2f}x OpenSSH (target >= {TARGET:.2f})")
+                                            "target": TARGET, "cpu_target": CPU_TARGET}}, f, indent=2)
+            for line in headlines(result["ratios"], result["cpu_seconds_per_gib"]):
+                print(line)
             status = 0
         except KeyboardInterrupt:
             print("\ninterrupted; cleaning up", file=sys.stderr)
