@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Callable, Mapping
 
 from ..errors import HTTPReason, LocalProtocolError, RemoteProtocolError, UsageReason
 from .sansio import NEED_DATA, PAUSED, Pending
@@ -85,14 +85,15 @@ class ResponseParser:
 
     def next_event(self) -> ResponseEvent | Pending:
         """ResponseHead, BodyData, ResponseComplete, NEED_DATA or PAUSED; RemoteProtocolError on bad input."""
-        return getattr(self, "_state_" + self._mode.replace("-", "_"))()
+        state: Callable[[], ResponseEvent | Pending] = getattr(self, "_state_" + self._mode.replace("-", "_"))
+        return state()
 
-    def _need(self):
+    def _need(self) -> Pending:
         if self._eof:
             raise RemoteProtocolError(HTTPReason.TRUNCATED, f"connection closed in state {self._mode}")
         return NEED_DATA
 
-    def _state_head(self):
+    def _state_head(self) -> ResponseEvent | Pending:
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buffer) > self._max_head:
@@ -120,17 +121,10 @@ class ResponseParser:
             return "length" if self._remaining else "done"
         return "close"
 
-    def _state_length(self):
-        if not self._buffer:
-            return self._need()
-        take = bytes(self._buffer[:self._remaining])
-        del self._buffer[:len(take)]
-        self._remaining -= len(take)
-        if self._remaining == 0:
-            self._mode = "done"
-        return BodyData(take)
+    def _state_length(self) -> ResponseEvent | Pending:
+        return self._take_body(then="done")
 
-    def _state_close(self):
+    def _state_close(self) -> ResponseEvent | Pending:
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
@@ -140,7 +134,7 @@ class ResponseParser:
             return ResponseComplete()
         return NEED_DATA
 
-    def _state_chunk_size(self):
+    def _state_chunk_size(self) -> ResponseEvent | Pending:
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > MAX_CHUNK_LINE:
@@ -158,17 +152,22 @@ class ResponseParser:
         self._mode = "chunk-data" if size else "trailer"
         return self.next_event()
 
-    def _state_chunk_data(self):
+    def _state_chunk_data(self) -> ResponseEvent | Pending:
+        return self._take_body(then="chunk-end")
+
+    def _take_body(self, then: str) -> BodyData | Pending:
+        """Up to ``_remaining`` bytes of a sized body or chunk; mode ``then`` once all came."""
         if not self._buffer:
             return self._need()
-        take = bytes(self._buffer[:self._remaining])
+        remaining = self._remaining or 0  # set with the mode that leads here
+        take = bytes(self._buffer[:remaining])
         del self._buffer[:len(take)]
-        self._remaining -= len(take)
+        self._remaining = remaining - len(take)
         if self._remaining == 0:
-            self._mode = "chunk-end"
+            self._mode = then
         return BodyData(take)
 
-    def _state_chunk_end(self):
+    def _state_chunk_end(self) -> ResponseEvent | Pending:
         if len(self._buffer) < 2:
             return self._need()
         if self._buffer[:2] != b"\r\n":
@@ -177,7 +176,7 @@ class ResponseParser:
         self._mode = "chunk-size"
         return self.next_event()
 
-    def _state_trailer(self):
+    def _state_trailer(self) -> ResponseEvent | Pending:
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > self._max_head:
@@ -188,11 +187,11 @@ class ResponseParser:
             self._mode = "done"
         return self.next_event()
 
-    def _state_done(self):
+    def _state_done(self) -> ResponseEvent | Pending:
         self._mode = "finished"
         return ResponseComplete()
 
-    def _state_finished(self):
+    def _state_finished(self) -> ResponseEvent | Pending:
         return PAUSED  # the response is complete: nothing more to parse
 
 

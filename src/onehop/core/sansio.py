@@ -23,7 +23,7 @@ vocabulary for parsers that want them.
 from __future__ import annotations
 
 import enum
-from typing import Iterator, Protocol, TypeVar
+from typing import Final, Iterator, Protocol, TypeVar
 
 from ..errors import LocalProtocolError, UsageReason
 
@@ -35,8 +35,8 @@ class Pending(enum.Enum):
     PAUSED = "paused"  # waiting for the caller (a reply), or past what it parses
 
 
-NEED_DATA = Pending.NEED_DATA
-PAUSED = Pending.PAUSED
+NEED_DATA: Final = Pending.NEED_DATA
+PAUSED: Final = Pending.PAUSED
 
 EventT = TypeVar("EventT", covariant=True)
 

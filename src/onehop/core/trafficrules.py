@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..configtools import Checker
 from ..errors import ConfigError, ForwardReason
@@ -259,7 +260,10 @@ def _seconds(ms: int) -> float:
 
 def resolve(rules: Rules, client: ClientFacts) -> EffectiveRules:
     """Fill unset fields with Psiphon's defaults; apply the establishment and first-tunnel rules."""
-    get = lambda name: DEFAULTS[name] if getattr(rules, name) is None else getattr(rules, name)  # noqa: E731
+
+    def get(name: str) -> Any:
+        value = getattr(rules, name)
+        return DEFAULTS[name] if value is None else value
     rates = rules.rate_limits
     read_rate, write_rate = rates.read_bytes_per_second or 0, rates.write_bytes_per_second or 0
     if not client.handshake_completed:
@@ -304,11 +308,11 @@ def _count_check(value: int) -> str | None:
     return None if value >= 0 else "must not be negative"
 
 
-def _strings_check(value: list) -> str | None:
+def _strings_check(value: list[Any]) -> str | None:
     return None if all(isinstance(v, str) for v in value) else "must be a list of strings"
 
 
-def _parse_ports(value: list) -> tuple[PortList | None, str | None]:
+def _parse_ports(value: list[Any]) -> tuple[PortList | None, str | None]:
     ranges = []
     for item in value:
         if isinstance(item, int) and not isinstance(item, bool):
@@ -324,7 +328,7 @@ def _parse_ports(value: list) -> tuple[PortList | None, str | None]:
     return tuple(sorted(ranges)), None
 
 
-def _parse_subnets(value: list) -> tuple[tuple[IPNetwork, ...] | None, str | None]:
+def _parse_subnets(value: list[Any]) -> tuple[tuple[IPNetwork, ...] | None, str | None]:
     nets = []
     for item in value:
         try:
@@ -334,7 +338,7 @@ def _parse_subnets(value: list) -> tuple[tuple[IPNetwork, ...] | None, str | Non
     return tuple(nets), None
 
 
-def _parse_param_map(value: dict) -> tuple[Any, str | None]:
+def _parse_param_map(value: dict[str, Any]) -> tuple[Any, str | None]:
     pairs = []
     for name, allowed in sorted(value.items()):
         if not isinstance(allowed, list) or not all(isinstance(v, str) for v in allowed):
@@ -349,11 +353,14 @@ _KIND_TYPES = {"count": int, "bool": bool, "string": str, "strings": list, "port
 
 def _take(c: Checker, key: str, kind: str) -> Any:
     """One optional field of ``kind``; problems go to the checker, the result may be None."""
-    check = {"count": _count_check, "strings": _strings_check}.get(kind)
+    checks: dict[str, Callable[[Any], str | None]] = {"count": _count_check, "strings": _strings_check}
+    check = checks.get(kind)
     value = c.take(key, _KIND_TYPES[kind], None, check)
     if value is None:
         return None
-    parser = {"ports": _parse_ports, "subnets": _parse_subnets, "param_map": _parse_param_map}.get(kind)
+    parsers: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
+        "ports": _parse_ports, "subnets": _parse_subnets, "param_map": _parse_param_map}
+    parser = parsers.get(kind)
     if parser is not None:
         value, problem = parser(value)
         if problem:

@@ -36,7 +36,6 @@ GRACE_SECONDS = 30.0
 MIN_BYTES_PER_SECOND = 512
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STORED = web.AppKey("stored", dict)
-_OPTIONS = web.AppKey("options", object)
 _LISTENERS = web.AppKey("listeners", list)
 
 
@@ -46,6 +45,9 @@ class ReceiveOptions:
     port: int
     directory: str
     max_size: int = DEFAULT_MAX_SIZE
+
+
+_OPTIONS = web.AppKey("options", ReceiveOptions)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -185,7 +187,9 @@ async def start(options: ReceiveOptions) -> tuple[web.AppRunner, int]:
     # a public endpoint: connections are capped (total and per source, from RLIMIT_NOFILE) and
     # accept() backs off when descriptors run out, like the tunnel listeners
     # (and a connection too slow to be a real upload is closed: SlowClientGuard)
-    listener = GatedServer(lambda admission: SlowClientGuard(runner.server(), admission), AcceptGate(), "HTTP")
+    server = runner.server
+    assert server is not None  # set by setup()
+    listener = GatedServer(lambda admission: SlowClientGuard(server(), admission), AcceptGate(), "HTTP")
     try:
         await listener.start(options.host, options.port)
     except OSError as exc:

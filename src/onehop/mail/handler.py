@@ -27,6 +27,8 @@ from email.utils import format_datetime
 
 from aiosmtpd.smtp import SMTP
 
+from ..errors import MailReason
+from ..net.acceptgate import Admission
 from . import policy
 from .blobs import Blobs
 from .config import ActiveConfig, Match
@@ -52,7 +54,7 @@ class ResponderSMTP(SMTP):
     freed when the connection is lost.
     """
 
-    admission = None
+    admission: Admission | None = None
 
     def connection_lost(self, *args, **kwargs):
         if self.admission is not None:
@@ -161,7 +163,7 @@ class RequestHandler:
         raw = bytes(envelope.original_content or b"")
         return await asyncio.to_thread(self.verifier, raw, domain)
 
-    async def _refuse(self, addresses: list[str], reason: str, detail: str = "") -> str:
+    async def _refuse(self, addresses: list[str], reason: MailReason, detail: str = "") -> str:
         for address in addresses:
             await self._count(address, reason)
         log.info("no reply to a request to %s: %s%s", ", ".join(addresses), reason,

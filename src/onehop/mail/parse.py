@@ -17,7 +17,7 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
 
-from ..errors import RemoteProtocolError
+from ..errors import MailReason, RemoteProtocolError
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADER_FIELDS = 500
@@ -39,7 +39,7 @@ class MalformedMessage(RemoteProtocolError):
     """The request could not be read as an e-mail message."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__("malformed", detail)
+        super().__init__(MailReason.MALFORMED, detail)
 
 
 @dataclass(frozen=True)

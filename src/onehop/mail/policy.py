@@ -72,7 +72,7 @@ _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk", "auto_reply", "auto-reply"
 
 @dataclass(frozen=True)
 class Decision:
-    reason: str
+    reason: MailReason
 
     @property
     def answer(self) -> bool:

@@ -170,9 +170,9 @@ class Responder:
         waiter = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({waiter, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
-            failed = [t for t in self._tasks if t.done() and not t.cancelled() and t.exception()]
+            failed = [exc for t in self._tasks if t.done() and not t.cancelled() and (exc := t.exception())]
             if failed:
-                raise failed[0].exception()
+                raise failed[0]
         finally:
             waiter.cancel()
             await self.stop()
@@ -227,10 +227,10 @@ class Responder:
         log.info("reloaded %s: %d addresses", path, len(new.config.campaigns))
 
 
-def _report_crash(task: asyncio.Task) -> None:
+def _report_crash(task: asyncio.Task[object]) -> None:
     """The type and where only: an exception's text could quote a requester's address."""
-    if not task.cancelled() and task.exception() is not None:
-        exc = task.exception()
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None:
         where = "".join(traceback.format_tb(exc.__traceback__)[-3:])
         log.critical("%s stopped by %s (queued replies stay queued for the next start) at\n%s",
                      task.get_name(), type(exc).__name__, where)

@@ -311,12 +311,14 @@ class GatedServer:
         task.add_done_callback(self._connecting.discard)
 
     async def _hold(self, conn: socket.socket) -> None:
+        hold_for = self._hold_for
+        assert hold_for is not None  # _refuse holds only when a hold time is set
         def lost() -> None:
             self.held -= 1
         try:
             conn.setblocking(False)
             await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: HeldConnection(self._hold_for, lost), sock=conn)
+                lambda: HeldConnection(hold_for, lost), sock=conn)
         except BaseException as exc:
             lost()
             conn.close()

@@ -23,7 +23,7 @@ import socket
 import time
 from typing import Callable, Mapping
 
-from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, SeedHistory, ServerObfuscator
+from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, ReplayHistory, SeedHistory, ServerObfuscator
 from ..core.ossh.events import KeysNeeded
 from ..errors import OSSHReason, ProtocolError, RemoteProtocolError
 from .acceptgate import AcceptGate, Admission, GatedServer
@@ -49,6 +49,7 @@ class ProbeSilentConnection(ObfuscatedWire):
                                       defer_key_derivation=listener.deriver is not None)
         super().__init__(obfuscator, on_preamble=self._preamble, on_error=self._rejected,
                          on_event=self._other_event)
+        self._server_obfuscator = obfuscator  # the same object, typed as the server side
         self._listener = listener
         self._deadline: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
@@ -80,16 +81,17 @@ class ProbeSilentConnection(ObfuscatedWire):
         return protocol
 
     def _other_event(self, event) -> None:
-        if isinstance(event, KeysNeeded) and self._listener.deriver is not None:
-            task = asyncio.get_running_loop().create_task(self._derive(event.seed))
+        deriver = self._listener.deriver
+        if isinstance(event, KeysNeeded) and deriver is not None:
+            task = asyncio.get_running_loop().create_task(self._derive(deriver, event.seed))
             self._derivations.add(task)
             task.add_done_callback(self._derivations.discard)
 
-    async def _derive(self, seed: bytes) -> None:
-        keys = await self._listener.deriver.derive(seed, self._listener.keyword.encode("utf-8"))
+    async def _derive(self, deriver: KeyDeriver, seed: bytes) -> None:
+        keys = await deriver.derive(seed, self._listener.keyword.encode("utf-8"))
         if self.transport is None or self.transport.is_closing() or self.failed:
             return
-        self._obfuscator.provide_keys(seed, *keys)
+        self._server_obfuscator.provide_keys(seed, *keys)
         self._drain_events()
 
     def _rejected(self, error: ProtocolError) -> None:
@@ -135,7 +137,7 @@ class OSSHListener:
     """Accepts OSSH (with or without prefix) on one TCP port."""
 
     def __init__(self, keyword: str, ssh_factory: SSHFactory, *,
-                 history: SeedHistory | None = None,
+                 history: ReplayHistory | None = None,
                  handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
                  prefix_specs: Mapping[str, str] = DEFAULT_SERVER_PREFIX_SPECS,
                  on_irregular: IrregularReport | None = None,

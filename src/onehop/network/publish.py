@@ -158,6 +158,7 @@ class Publisher:
         data = result.path.read_bytes()
         verify_build(data, self.format, embedded_files(spec, self.state.keys))
         self._put("client-build", channel.id, campaign, path, data)
+        assert self.upgrade_key is not None  # loaded whenever there is a builder
         self._put("upgrade-package", channel.id, campaign, path + UPGRADE_SUFFIX,
                   make_upgrade_package(data, self.upgrade_key, self.state.keys.upgrade.public_key,
                                        version=spec.client_version, platform=build_platform(self.state)),

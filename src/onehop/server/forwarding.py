@@ -44,7 +44,7 @@ async def resolve(host: str) -> str:
     except (socket.gaierror, UnicodeError):
         raise ChannelOpenError(OPEN_CONNECT_FAILED, "name resolution failed") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    return infos[0][4][0]
+    return str(infos[0][4][0])
 
 
 def _dial_error(exc: BaseException) -> ChannelOpenError:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 from pathlib import Path
 
 import asyncssh
@@ -30,13 +31,20 @@ class GeneratedServer:
     encoded_entry: str
 
 
+class HasPublicData(Protocol):
+    """What ``entry_fields`` reads of an SSH key: its public key in SSH wire format."""
+
+    @property
+    def public_data(self) -> bytes: ...
+
+
 def generate_server(ip: str, *, ossh_port: int | None = DEFAULT_OSSH_PORT, ssh_port: int | None = None,
                     allow_bogons: bool = False, region: str = "", host_id: str = "",
                     psinet_filename: str | None = None, log_filename: str | None = None) -> GeneratedServer:
     """Generate secrets and build server.json fields plus the server's encoded entry."""
     if not ossh_port and not ssh_port:
         raise ConfigError([ConfigProblem("ports", "serve at least one of OSSH and SSH")])
-    key = asyncssh.generate_private_key("ssh-rsa", 2048)
+    key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
     ports = {name: port for name, port in (("OSSH", ossh_port), ("SSH", ssh_port)) if port}
     config = {
         "ServerIPAddress": ip,
@@ -57,7 +65,7 @@ def generate_server(ip: str, *, ossh_port: int | None = DEFAULT_OSSH_PORT, ssh_p
     return GeneratedServer(config, encode_server_entry(entry_fields(config, key, region)))
 
 
-def entry_fields(config: dict, key: asyncssh.SSHKey, region: str = "") -> dict:
+def entry_fields(config: dict, key: HasPublicData, region: str = "") -> dict:
     """The server entry Psiphon clients need: ports, credentials, host key, capabilities."""
     ports = config["TunnelProtocolPorts"]
     fields = {

@@ -9,7 +9,7 @@ the server-wide rules; each client's traffic rules (``core.trafficrules``) apply
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ForwardReason
 
@@ -75,6 +75,7 @@ class ForwardPolicy:
     allow_ports: frozenset[int] = frozenset()       # empty: every port
     disallow_ports: frozenset[int] = frozenset()
     own_endpoints: frozenset[tuple[str, int]] = frozenset()
+    _wildcard_ports: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         normalized = frozenset((str(canonical_ip(ipaddress.ip_address(ip))), port)

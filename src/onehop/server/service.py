@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import asyncssh
 
-from ..core.ossh import SeedHistory
+from ..core.ossh import ReplayHistory, SeedHistory
 from ..core.prng import SeededPRNG, salted_seed
 from ..errors import ConfigError, ConfigProblem, ProtocolError
 from ..stopsignals import stop_event
@@ -80,7 +80,7 @@ class TunnelServer:
         """``event_stream``: where events go when the config names no LogFilename."""
         self.config = config
         self.sessions = SessionRegistry()
-        self.seed_history = SeedHistory()
+        self.seed_history: ReplayHistory = SeedHistory()
         logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger("asyncssh").level))
         self.events = EventLog(config.path(config.log_filename) if config.log_filename else None,
                                host_id=config.host_id, stream=event_stream)
@@ -105,7 +105,7 @@ class TunnelServer:
         self.clients: set["ServedClient"] = set()
         self.api = APIHandler(self, self.events)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[GatedServer] = []
         #: protocol -> a socket already listening (a worker's, bound by its supervisor)
         self.listen_sockets: dict[str, socket.socket] = {}
         self._ossh: OSSHListener | None = None

@@ -14,6 +14,7 @@ stats builders (``seams.TunnelView``). Its counts live in one ``TunnelCounters``
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import ipaddress
 import logging
@@ -76,7 +77,7 @@ class ClientSession:
         self.udpgw: UdpgwChannel | None = None
         self.reselect_rules()
         if hasattr(conn, "charge_upstream"):
-            conn.charge_upstream = self.charge_upstream  # type: ignore[attr-defined]
+            conn.charge_upstream = self.charge_upstream
         host.client_opened(self)
 
     # -- what the API handler, the forwards and stats read --------------------------------
@@ -213,7 +214,8 @@ class ClientSession:
         self._host.register_session(payload.session_id, self.close)
         return True
 
-    async def api_request(self, name: str, payload: bytes) -> bytes | None:
+    async def api_request(self, name: str, payload: builtins.bytes) -> builtins.bytes | None:
+        # builtins.: the ``bytes`` property of this class shadows the type in its body
         return await self._host.api.handle(self, name, payload)
 
     async def open_forward(self, host: str, port: int, *, no_split: bool = False):

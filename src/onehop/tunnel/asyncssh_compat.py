@@ -24,6 +24,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 import asyncssh
+from asyncssh.connection import SSHConnection
 from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
@@ -31,6 +32,10 @@ from asyncssh.misc import map_handler_name
 from asyncssh.packet import SSHPacket, UInt32
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+#: An asyncssh connection as this module sees it: through private attributes that carry
+#: no types to rely on (tests/tunnel/test_asyncssh_compat.py checks that they exist).
+PrivateConn = Any
 
 # -- global requests -----------------------------------------------------------------------
 
@@ -42,13 +47,13 @@ def send_global_request(conn: asyncssh.SSHClientConnection, name: bytes,
     return conn._make_global_request(name, payload)
 
 
-def answer_global_request(conn: asyncssh.SSHConnection, result: bool | bytes) -> None:
+def answer_global_request(conn: PrivateConn, result: bool | bytes) -> None:
     """Answer the oldest global request a handler left unanswered (returned None):
     ``False`` fails it, ``True`` or bytes succeed (bytes are the raw reply payload)."""
     conn._report_global_response(result)
 
 
-def is_attached(conn: asyncssh.SSHConnection) -> bool:
+def is_attached(conn: PrivateConn) -> bool:
     """Whether the connection still has its transport (not yet lost or closed)."""
     return conn._transport is not None
 
@@ -95,6 +100,7 @@ class GlobalRequestsWaitForWriting:
 
     _writing_paused = False
     _global_request_deferred = False
+    _global_request_queue: list[Any]  # asyncssh's, on the connection class this is mixed into
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -103,7 +109,7 @@ class GlobalRequestsWaitForWriting:
         self._writing_paused = False
         if self._global_request_deferred:
             self._global_request_deferred = False
-            if self._global_request_queue and self._transport is not None:
+            if self._global_request_queue and getattr(self, "_transport", None) is not None:
                 super()._service_next_global_request()  # type: ignore[misc]
 
     def _service_next_global_request(self) -> None:
@@ -171,7 +177,7 @@ def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
         if chan._session is not None:  # asyncssh's own delivery, without its window rule
             chan._session.data_received(data, datatype)
 
-    chan._deliver_data = deliver_returning_window
+    chan._deliver_data = deliver_returning_window  # type: ignore[method-assign]  # (this module's purpose)
     quiet_packet_log(chan)
 
 
@@ -221,7 +227,7 @@ class QuietPacketLog:
 # the version exchange wants ``find``) gets a bytes buffer back before its next packet.
 
 
-def receive(conn: asyncssh.SSHConnection, data: bytes, data_received: Callable) -> None:
+def receive(conn: PrivateConn, data: bytes, data_received: Callable) -> None:
     """``conn.data_received(data)``; ``data_received`` is asyncssh's own (unbound)."""
     enc = conn._recv_encryption
     if not isinstance(enc, GCMEncryption):
@@ -241,7 +247,7 @@ def receive(conn: asyncssh.SSHConnection, data: bytes, data_received: Callable) 
         conn._inpbuf = b""  # do not keep the last read alive through an empty view
 
 
-def recv_header_as_bytes(conn: asyncssh.SSHConnection, recv_pkthdr: Callable) -> bool:
+def recv_header_as_bytes(conn: PrivateConn, recv_pkthdr: Callable) -> bool:
     """asyncssh's ``_recv_pkthdr`` (unbound, given) for a buffer that may be a memoryview."""
     whole = conn._inpbuf
     if type(whole) is memoryview and not isinstance(conn._recv_encryption, GCMEncryption):
@@ -254,7 +260,7 @@ def recv_header_as_bytes(conn: asyncssh.SSHConnection, recv_pkthdr: Callable) ->
     return parsed
 
 
-def _decrypt_in_place(conn: asyncssh.SSHConnection, enc: GCMEncryption) -> None:
+def _decrypt_in_place(conn: PrivateConn, enc: GCMEncryption) -> None:
     """Give ``enc`` a decrypt_packet that reads the packet where it lies in the read.
 
     asyncssh's joins the header block, the body and the tag into new bytes (two copies)
@@ -279,26 +285,26 @@ def _decrypt_in_place(conn: asyncssh.SSHConnection, enc: GCMEncryption) -> None:
         cipher._update_iv()
         return plain
 
-    enc.decrypt_packet = decrypt_packet
+    enc.decrypt_packet = decrypt_packet  # type: ignore[method-assign]  # (this module's purpose)
 
 
 class ZeroCopyReceive:
     """Mixin for a connection class: ``receive`` and ``recv_header_as_bytes`` in place."""
 
     def data_received(self, data: bytes, datatype=None) -> None:
-        receive(self, data, asyncssh.connection.SSHConnection.data_received)  # type: ignore[arg-type]
+        receive(self, data, SSHConnection.data_received)
 
     def _recv_pkthdr(self) -> bool:
-        return recv_header_as_bytes(self, asyncssh.connection.SSHConnection._recv_pkthdr)  # type: ignore[arg-type]
+        return recv_header_as_bytes(self, SSHConnection._recv_pkthdr)
 
 
-def zero_copy_receive(conn: asyncssh.SSHConnection) -> None:
+def zero_copy_receive(conn: PrivateConn) -> None:
     """``ZeroCopyReceive`` for one connection instance (the client's)."""
     def data_received(data, datatype=None):
-        receive(conn, data, asyncssh.connection.SSHConnection.data_received)
+        receive(conn, data, SSHConnection.data_received)
 
     def recv_pkthdr():
-        return recv_header_as_bytes(conn, asyncssh.connection.SSHConnection._recv_pkthdr)
+        return recv_header_as_bytes(conn, SSHConnection._recv_pkthdr)
 
     conn.data_received = data_received
     conn._recv_pkthdr = recv_pkthdr
@@ -313,7 +319,7 @@ def zero_copy_receive(conn: asyncssh.SSHConnection) -> None:
 # AESGCM object kept per key. Everything else goes through asyncssh's own send_packet.
 
 
-def send_data_fast(conn: asyncssh.SSHConnection, pkttype: int, args: tuple, handler) -> bool:
+def send_data_fast(conn: PrivateConn, pkttype: int, args: tuple, handler) -> bool:
     """Send a CHANNEL_DATA packet the cheap way; False (nothing sent) when not eligible."""
     enc = conn._send_encryption
     if (pkttype != MSG_CHANNEL_DATA or type(enc) is not GCMEncryption or not conn._kex_complete

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
 from ..client.upgrade.package import (
     delta_name,
     full_name,
@@ -45,7 +47,8 @@ class UpgradeArtifact:
         return len(self.data)
 
 
-def upgrade_artifacts(build_name: str, build: bytes, version: str | int, private_key: str | bytes,
+def upgrade_artifacts(build_name: str, build: bytes, version: str | int,
+                      private_key: str | bytes | RSAPrivateKey,
                       public_key_b64: str, previous: Iterable[tuple[str | int, bytes]] = (), *,
                       platform: str = PLATFORM_OTHER) -> tuple[UpgradeArtifact, ...]:
     """The full package, then the useful deltas from each ``(version, build)`` in ``previous``;

@@ -45,6 +45,7 @@ import re
 from dataclasses import dataclass
 
 import bsdiff4
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from ...core.api import PLATFORM_OTHER
 from ...core.authpackage import compress_gzip, make_package, read_package
@@ -83,7 +84,8 @@ class SignedBuild:
     build: bytes
 
 
-def make_upgrade_package(build: bytes, private_key: str | bytes, public_key_b64: str, *, version: str | int,
+def make_upgrade_package(build: bytes, private_key: str | bytes | RSAPrivateKey, public_key_b64: str, *,
+                         version: str | int,
                          platform: str = PLATFORM_OTHER) -> bytes:
     """The upgrade package of ``build`` (gzip-compressed, signed, bound to version and platform)."""
     header = "\n".join([FULL_MAGIC, f"version: {_check_version(version)}", f"platform: {_check_platform(platform)}"])
@@ -178,7 +180,7 @@ class Delta:
 
 
 def make_delta_package(old: bytes, new: bytes, from_version: str, to_version: str,
-                       private_key: str | bytes, public_key_b64: str, *, full_package_size: int = 0,
+                       private_key: str | bytes | RSAPrivateKey, public_key_b64: str, *, full_package_size: int = 0,
                        platform: str = PLATFORM_OTHER) -> bytes:
     """A signed delta turning build ``old`` (``from_version``) into ``new``, for ``platform``."""
     header = DeltaHeader(_check_version(from_version), _check_version(to_version), sha256_hex(old),

@@ -18,12 +18,12 @@ the wire bytes.
 
 from .client import ClientObfuscator
 from .events import DataReceived, EOFReceived, Event, PreambleReceived
-from .history import SeedHistory
+from .history import ReplayHistory, SeedHistory
 from .prefix import PrefixSpec, default_client_prefix, DEFAULT_SERVER_PREFIX_SPECS
 from .server import ServerObfuscator
 
 __all__ = [
-    "ClientObfuscator", "ServerObfuscator", "SeedHistory", "PrefixSpec",
+    "ClientObfuscator", "ServerObfuscator", "ReplayHistory", "SeedHistory", "PrefixSpec",
     "default_client_prefix", "DEFAULT_SERVER_PREFIX_SPECS",
     "Event", "PreambleReceived", "DataReceived", "EOFReceived",
 ]

@@ -8,9 +8,17 @@ first). Time is a parameter: the caller passes ``now`` in seconds.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Protocol
 
 DEFAULT_TTL_SECONDS = 24 * 60 * 60
 DEFAULT_CAPACITY = 1_000_000
+
+
+class ReplayHistory(Protocol):
+    """What the OSSH listener needs of a replay history (this module's, or one shared
+    between a server's worker processes)."""
+
+    def add_new(self, seed: bytes, now: float) -> bool: ...
 
 
 class SeedHistory:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from ...errors import OSSHReason, RemoteProtocolError
 from ..prng import SeededPRNG
@@ -125,7 +125,7 @@ class TerminatorScanner:
         self._terminator: bytes | None = None
         self._searched_from = PREAMBLE_HEADER_LENGTH
 
-    def feed(self, data: bytes) -> bytes | Pending:
+    def feed(self, data: bytes) -> bytes | Literal[Pending.NEED_DATA]:
         self._buffer += data
         if self._terminator is None:
             if len(self._buffer) < PREAMBLE_HEADER_LENGTH:

@@ -35,7 +35,7 @@ class PacketHeader:
         return self.packet_length - self.padding_length - 1
 
 
-def parse_packet_header(prefix: bytes) -> PacketHeader | None:
+def parse_packet_header(prefix: bytes | bytearray) -> PacketHeader | None:
     """Parse the 5-byte packet prefix; None when it is not a sane KEX packet."""
     packet_length, padding_length = struct.unpack(">IB", prefix[:SSH_PACKET_PREFIX_LENGTH])
     if packet_length < 1 or packet_length > SSH_MAX_PACKET_LENGTH:
