@@ -204,9 +204,11 @@ class OnehopServer:
     entry_file: str
 
 
-def start_onehop_server(procs: "Processes", root: str, ip: str, listening_port: str) -> OnehopServer:
+def start_onehop_server(procs: "Processes", root: str, ip: str, listening_port: str,
+                        workers: int | None = None) -> OnehopServer:
     """``onehop server generate`` + ``run`` on ``ip`` (OSSH and SSH ports); waits until
-    the port named by ``listening_port`` ('ossh' or 'ssh') accepts connections."""
+    the port named by ``listening_port`` ('ossh' or 'ssh') accepts connections.
+    ``workers``: ``--workers`` (None: the server's default, one per core)."""
     server_dir = os.path.join(root, "onehop-server")
     ossh_port, ssh_port = free_port(ip), free_port(ip)
     gen = subprocess.run(onehop_cli("server", "generate", "--ip", ip, "--ossh-port", str(ossh_port),
@@ -214,8 +216,8 @@ def start_onehop_server(procs: "Processes", root: str, ip: str, listening_port: 
                          capture_output=True, text=True)
     if gen.returncode != 0:
         raise BenchError(f"onehop server generate failed: {gen.stderr.strip() or gen.stdout.strip()}")
-    proc = procs.start("onehop-server", onehop_cli("server", "run", "--config",
-                                                   os.path.join(server_dir, "server.json")))
+    run = ["server", "run", "--config", os.path.join(server_dir, "server.json")]
+    proc = procs.start("onehop-server", onehop_cli(*run, *(["--workers", str(workers)] if workers else [])))
     port = ossh_port if listening_port == "ossh" else ssh_port
     wait_until(lambda: port_accepts(ip, port), 30, "the onehop server to listen",
                lambda: procs.check_alive("onehop-server", proc))

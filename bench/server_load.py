@@ -189,7 +189,8 @@ def run(args) -> list[dict]:
     procs = Processes(root)
     results = []
     try:
-        onehop = start_onehop_server(procs, root, ONEHOP_IP, "ossh" if args.protocol == "OSSH" else "ssh")
+        onehop = start_onehop_server(procs, root, ONEHOP_IP, "ossh" if args.protocol == "OSSH" else "ssh",
+                                     workers=args.workers)
         loadgen = ["onehop", "--entry", onehop.entry_file, "--protocol", args.protocol]
         if not args.no_api_handshake:
             loadgen.append("--api-handshake")
@@ -217,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("OSSH", "SSH"), default="OSSH")
     parser.add_argument("--no-api-handshake", action="store_true", help="onehop tunnels without the API handshake")
     parser.add_argument("--skip-sshd", action="store_true")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="onehop server --workers (default: the server's, one per core)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the onehop server while it accepts")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--keep-temp", action="store_true")
