@@ -9,6 +9,7 @@ arrive while no tunnel is up wait a bounded time for the next one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -100,8 +101,8 @@ class Controller:
                 ("SOCKS", cfg.socks_port, SocksConnection, N.LISTENING_SOCKS_PROXY_PORT),
                 ("HTTP", cfg.http_port, HttpProxyConnection, N.LISTENING_HTTP_PROXY_PORT)):
             try:
-                server = await loop.create_server(lambda f=factory: f(self, self._proxy_tasks, self._proxy_limits),
-                                                  cfg.listen_interface, port, reuse_address=True)
+                connection = functools.partial(factory, self, self._proxy_tasks, self._proxy_limits)
+                server = await loop.create_server(connection, cfg.listen_interface, port, reuse_address=True)
             except OSError as exc:
                 flag = "--socks-port" if kind == "SOCKS" else "--http-port"
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -289,6 +290,7 @@ class Controller:
         """Said once, in words with the fix; the rounds then retry quietly (a remote list,
         discovery or a newly imported entry may still bring servers)."""
         region = self.config.egress_region
+        said: tuple[str, ...]  # what was said, to say it once
         if region and entries:
             said, message = ("region", region), f"no servers in egress region {region}"
             data = {"availableRegions": available_regions(entries),
@@ -363,7 +365,7 @@ class Controller:
             self.notices.info("unreadable connected response", error=str(exc))
         if self.remote_lists is not None and self.remote_lists.due():
             await self.remote_lists.fetch(tunnel_socket_opener(self), tunneled=True)
-        if hasattr(self.store, "pending_stats"):
+        if isinstance(self.store, StatusStore):
             await status_loop(tunnel, self.store, base_params(self.config), self._rng,
                               on_pruned=lambda n: self.notices.info("pruned server entries", count=n))
 
