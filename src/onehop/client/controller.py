@@ -33,9 +33,10 @@ from .establish import EstablishmentRound
 from .http_proxy import HttpProxyConnection
 from .local_proxy import AcceptErrors, ConnectionLimits
 from .notices import Notices
+from .ports import WholeDeviceMode
 from .socks_proxy import SocksConnection
 from .split_tunnel import Untunnelled, is_split_tunnel
-from .status import status_loop
+from .status import StatusStore, status_loop
 from .tunnel_socket import tunnel_socket_opener
 from .upgrade_hook import upload_feedback_leftovers
 
@@ -78,9 +79,9 @@ class Controller:
         self.http_port: int | None = None
         self.tunnels_established = 0
         self.on_lost_tunnel: Callable[[], None] | None = None
-        self.whole_device = None  # a wholedevice.WholeDevice in --whole-device mode (its .state)
+        self.whole_device: WholeDeviceMode | None = None  # a wholedevice.WholeDevice in --whole-device mode
         self.untunnelled = Untunnelled(self._open_socket, notices)  # split tunnelling
-        self._said_no_candidates: tuple | None = None
+        self._said_no_candidates: tuple[str, ...] | None = None
         self._said_refused: set[tuple[str, int]] = set()
         self._wanted = asyncio.Event()  # connect() / disconnect(): whether to keep a tunnel up
         self._wanted.set()
