@@ -169,8 +169,9 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
     if config.whole_device:
         # local: the nft/netlink part loads in that mode only
         from .wholedevice import WholeDevice
-        controller.whole_device = WholeDevice(controller, config.share_lan)
-        await controller.whole_device.start()
+        whole_device = WholeDevice(controller, config.share_lan)
+        controller.whole_device = whole_device
+        await whole_device.start()
     main = loop.create_task(controller.run())
     drawing = loop.create_task(view.run()) if view is not None else None
     on_stop_signals(_stop, main)

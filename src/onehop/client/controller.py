@@ -9,6 +9,7 @@ arrive while no tunnel is up wait a bounded time for the next one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -32,9 +33,10 @@ from .establish import EstablishmentRound
 from .http_proxy import HttpProxyConnection
 from .local_proxy import AcceptErrors, ConnectionLimits
 from .notices import Notices
+from .ports import WholeDeviceMode
 from .socks_proxy import SocksConnection
 from .split_tunnel import Untunnelled, is_split_tunnel
-from .status import status_loop
+from .status import StatusStore, status_loop
 from .tunnel_socket import tunnel_socket_opener
 from .upgrade_hook import upload_feedback_leftovers
 
@@ -77,9 +79,9 @@ class Controller:
         self.http_port: int | None = None
         self.tunnels_established = 0
         self.on_lost_tunnel: Callable[[], None] | None = None
-        self.whole_device = None  # a wholedevice.WholeDevice in --whole-device mode (its .state)
+        self.whole_device: WholeDeviceMode | None = None  # a wholedevice.WholeDevice in --whole-device mode
         self.untunnelled = Untunnelled(self._open_socket, notices)  # split tunnelling
-        self._said_no_candidates: tuple | None = None
+        self._said_no_candidates: tuple[str, ...] | None = None
         self._said_refused: set[tuple[str, int]] = set()
         self._wanted = asyncio.Event()  # connect() / disconnect(): whether to keep a tunnel up
         self._wanted.set()
@@ -100,8 +102,8 @@ class Controller:
                 ("SOCKS", cfg.socks_port, SocksConnection, N.LISTENING_SOCKS_PROXY_PORT),
                 ("HTTP", cfg.http_port, HttpProxyConnection, N.LISTENING_HTTP_PROXY_PORT)):
             try:
-                server = await loop.create_server(lambda f=factory: f(self, self._proxy_tasks, self._proxy_limits),
-                                                  cfg.listen_interface, port, reuse_address=True)
+                connection = functools.partial(factory, self, self._proxy_tasks, self._proxy_limits)
+                server = await loop.create_server(connection, cfg.listen_interface, port, reuse_address=True)
             except OSError as exc:
                 flag = "--socks-port" if kind == "SOCKS" else "--http-port"
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -289,6 +291,7 @@ class Controller:
         """Said once, in words with the fix; the rounds then retry quietly (a remote list,
         discovery or a newly imported entry may still bring servers)."""
         region = self.config.egress_region
+        said: tuple[str, ...]  # what was said, to say it once
         if region and entries:
             said, message = ("region", region), f"no servers in egress region {region}"
             data = {"availableRegions": available_regions(entries),
@@ -363,7 +366,7 @@ class Controller:
             self.notices.info("unreadable connected response", error=str(exc))
         if self.remote_lists is not None and self.remote_lists.due():
             await self.remote_lists.fetch(tunnel_socket_opener(self), tunneled=True)
-        if hasattr(self.store, "pending_stats"):
+        if isinstance(self.store, StatusStore):
             await status_loop(tunnel, self.store, base_params(self.config), self._rng,
                               on_pruned=lambda n: self.notices.info("pruned server entries", count=n))
 

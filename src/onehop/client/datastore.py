@@ -55,7 +55,7 @@ PRIVATE_FILES = ("datastore.sqlite", "datastore.sqlite-wal", "datastore.sqlite-s
                  "remote_server_list.part.etag")
 
 
-def make_private(data_dir: str, create: list[str] = ()) -> str | None:
+def make_private(data_dir: str, create: Iterable[str] = ()) -> str | None:
     """Make ``data_dir`` 0700 and its files 0600, creating ``create`` empty and private.
 
     Returns what was tightened (one sentence) or None. A directory that is shared by
@@ -252,6 +252,5 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False

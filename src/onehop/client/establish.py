@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import asyncssh
 
@@ -68,8 +68,9 @@ class EstablishmentRound:
         self._winner = loop.create_future()
         dispatcher = loop.create_task(self._dispatch(first, rest))
         exhausted = loop.create_task(self._exhausted(dispatcher))
+        waited: list[asyncio.Future[Any]] = [self._winner, exhausted]  # a tunnel, or None when all failed
         try:
-            await asyncio.wait([self._winner, exhausted], timeout=work_time,
+            await asyncio.wait(waited, timeout=work_time,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._cancel([exhausted, dispatcher, *self._tasks])

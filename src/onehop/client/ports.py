@@ -12,10 +12,13 @@ of them (``tests/unit/test_client_ports.py`` checks that it still does).
 * :class:`FeedbackClient`: feedback also reports the tunnel state and the traffic;
 * :class:`StatusSource`: the terminal view (ports, traffic, notices);
 * :class:`ControlledClient`: the web UI (connect, disconnect, new settings, whole-device
-  mode);
+  mode, and feedback like :class:`FeedbackClient`);
 * the DNS forwarder needs a channel only: :class:`onehop.client.udpgw.ChannelOpener`.
 
 Structural types only: nothing here runs, and importing it loads no other client module.
+Members the controller owns and a part only reads are read-only properties here, so the
+controller's own, more precise types satisfy them (a plain attribute would have to match
+exactly).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from ..core.serverentry import ServerEntry
     from .config import ClientConfig
     from .notices import Notices
+    from .wholedevice.service import WholeDeviceState
 
 #: ``opener(host, port)`` -> a connected (reader, writer) pair.
 SocketOpener = Callable[[str, int], Awaitable[Any]]
@@ -63,10 +67,17 @@ class FeedbackClient(OutboundClient, Protocol):
     """Feedback from a running client: its server entries (whose addresses are kept, to be
     mapped to server IDs), whether a tunnel is up, and the traffic so far."""
 
-    store: EntrySource
-    active: ActiveTunnel | None
-    byte_counter: ByteCounts
-    tunnels_established: int
+    @property
+    def store(self) -> EntrySource: ...
+
+    @property
+    def active(self) -> ActiveTunnel | None: ...
+
+    @property
+    def byte_counter(self) -> ByteCounts: ...
+
+    @property
+    def tunnels_established(self) -> int: ...
 
 
 class StatusSource(Protocol):
@@ -74,18 +85,31 @@ class StatusSource(Protocol):
 
     config: ClientConfig
     notices: Notices
-    byte_counter: ByteCounts
-    socks_port: int | None
-    http_port: int | None
+
+    @property
+    def byte_counter(self) -> ByteCounts: ...
+
+    @property
+    def socks_port(self) -> int | None: ...
+
+    @property
+    def http_port(self) -> int | None: ...
 
 
-class ControlledClient(StatusSource, Protocol):
-    """What the web UI reads and changes."""
+class WholeDeviceMode(Protocol):
+    """Whole-device mode while it is on (``client.wholedevice.WholeDevice``)."""
 
-    store: EntrySource
-    active: ActiveTunnel | None
-    #: a ``wholedevice.WholeDevice`` while whole-device mode is on (the UI starts and stops it)
-    whole_device: Any
+    @property
+    def state(self) -> WholeDeviceState: ...
+
+    async def close(self) -> None: ...
+
+
+class ControlledClient(StatusSource, FeedbackClient, Protocol):
+    """What the web UI reads and changes (it also sends feedback)."""
+
+    #: set while whole-device mode is on (the UI starts and stops it)
+    whole_device: WholeDeviceMode | None
 
     @property
     def wanted(self) -> bool: ...

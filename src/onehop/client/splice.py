@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 import asyncssh
 
@@ -29,8 +29,19 @@ class OpenFailure(enum.Enum):
     NO_TUNNEL = "no tunnel available"
 
 
+class ChannelSession(Protocol):
+    """What asyncssh drives on a channel's session: an ``SSHTCPSession`` or a forwarder
+    (``CountingForwarder`` is an asyncssh ``SSHForwarder``, not an ``SSHTCPSession``)."""
+
+    def connection_made(self, chan: Any) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def data_received(self, data: bytes, datatype: Any) -> None: ...
+
+
 class ChannelOpener(Protocol):
-    def open_channel(self, session_factory: Callable[[], asyncssh.SSHTCPSession],
+    def open_channel(self, session_factory: Callable[[], ChannelSession],
                      host: str, port: int) -> Awaitable[tuple]: ...
 
 

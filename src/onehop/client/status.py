@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 from ..core import api
 from ..errors import OnehopError
-from .datastore import Datastore
 from .dialer import EstablishedTunnel
 
 LONG_PERIOD = (300.0, 600.0)
@@ -20,7 +21,21 @@ SHORT_PERIOD = (5.0, 10.0)
 CHECK_TAGS = 100
 
 
-async def send_status(tunnel: EstablishedTunnel, store: Datastore, base_params: dict) -> int:
+@runtime_checkable
+class StatusStore(Protocol):
+    """A store that keeps persistent stats and entry tags (the SQLite ``Datastore``; the
+    in-memory store of ``--target-server-entry`` does not, and sends no status requests)."""
+
+    def pending_stats(self, limit: int = 100) -> list[tuple[int, str, dict]]: ...
+
+    def delete_stats(self, ids: Iterable[int]) -> None: ...
+
+    def tags(self, limit: int = 1000) -> list[str]: ...
+
+    def prune_tags(self, tags: Iterable[str]) -> int: ...
+
+
+async def send_status(tunnel: EstablishedTunnel, store: StatusStore, base_params: dict) -> int:
     """One status request; returns how many entries were pruned."""
     pending = store.pending_stats()
     status_data = {
@@ -39,7 +54,7 @@ async def send_status(tunnel: EstablishedTunnel, store: Datastore, base_params: 
 MAX_FAILURES_WITH_STATS = 3
 
 
-async def status_loop(tunnel: EstablishedTunnel, store: Datastore, base_params: dict,
+async def status_loop(tunnel: EstablishedTunnel, store: StatusStore, base_params: dict,
                       rng: random.Random, on_pruned=None) -> None:
     """Runs for the tunnel's lifetime. Stats a server keeps refusing are dropped after
     a few tries rather than re-sent every few seconds."""

@@ -68,5 +68,8 @@ def pick(urls: Sequence[TransferURL], attempt: int, rng: random.Random) -> Trans
     return rng.choice(allowed) if allowed else None
 
 
-def canonical(urls: Sequence[TransferURL]) -> TransferURL | None:
-    return next((u for u in urls if u.only_after_attempts == 0), urls[0] if urls else None)
+def canonical(urls: Sequence[TransferURL]) -> TransferURL:
+    """The first URL allowed from the first attempt (else the first URL); ``urls`` must not be empty."""
+    if not urls:
+        raise ValueError("no transfer URLs")
+    return next((u for u in urls if u.only_after_attempts == 0), urls[0])

@@ -92,9 +92,11 @@ class UdpgwClient(asyncssh.SSHTCPSession):
         self._parser.receive_data(data)
         try:
             for event in drain(self._parser):
-                flow = self._flows.get(event.conn_id) if isinstance(event, PacketReceived) else None
+                if not isinstance(event, PacketReceived):
+                    continue
+                flow = self._flows.get(event.conn_id)
                 if flow is not None:
-                    flow.on_datagram(event.payload)  # type: ignore[union-attr]
+                    flow.on_datagram(event.payload)
         except RemoteProtocolError as exc:
             log.info("udpgw channel closed: the server sent %s", exc.reason)
             self.close()

@@ -35,7 +35,9 @@ TUNNEL_LOST_MESSAGE = "tunnel lost"
 
 def system_information(config: Any, installation: str = "") -> dict:
     """What was running where; ``config`` is a ClientConfig (read by attribute)."""
-    get = lambda name, default="": getattr(config, name, default)
+    def get(name: str, default: Any = "") -> Any:
+        return getattr(config, name, default)
+
     return {
         "onehopVersion": __version__,
         "clientVersion": str(get("client_version")),

@@ -9,13 +9,12 @@ as ``onehop feedback send``, through the tunnel when one is up).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from ...errors import ConfigError, ConfigProblem, OnehopError
 from ..candidates import available_regions
 from ..feedback.send import preview_from, send_feedback_from
 from ..feedback.upload import UploadPolicy
-from ..ports import ControlledClient
+from ..ports import ControlledClient, WholeDeviceMode
 from .port import FeedbackResult, Settings, Snapshot, WholeDeviceSupport
 from .settings import SettingsFile, applied, settings_of
 
@@ -36,7 +35,7 @@ def probe_whole_device() -> WholeDeviceSupport:
     return WholeDeviceSupport(True)
 
 
-async def _start_whole_device(controller: ControlledClient, share_lan: str) -> Any:
+async def _start_whole_device(controller: ControlledClient, share_lan: str) -> WholeDeviceMode:
     # local: loaded when the user turns the mode on
     from ..wholedevice import WholeDevice
     service = WholeDevice(controller, share_lan)
@@ -47,7 +46,8 @@ async def _start_whole_device(controller: ControlledClient, share_lan: str) -> A
 class ControllerControl:
     def __init__(self, controller: ControlledClient, settings_file: SettingsFile, *,
                  whole_device_support: Callable[[], WholeDeviceSupport] = probe_whole_device,
-                 start_whole_device: Callable[[ControlledClient, str], Awaitable[Any]] = _start_whole_device) -> None:
+                 start_whole_device: Callable[[ControlledClient, str],
+                                              Awaitable[WholeDeviceMode]] = _start_whole_device) -> None:
         self._controller = controller
         self._file = settings_file
         self._support = whole_device_support()

@@ -143,8 +143,9 @@ async def _obtain(ctx: _Context, urls) -> tuple[bytes, bool, int]:
     Reading, verifying and patching (tens of MB) run in a worker thread so the tunnel's
     event loop keeps serving; notices are emitted from the loop only.
     """
-    if ctx.installation.single_file and ctx.installation.path:
-        found = await _try_delta(ctx, urls)
+    installed = ctx.installation.path if ctx.installation.single_file else None
+    if installed:
+        found = await _try_delta(ctx, urls, installed)
         if found is not None:
             return found[0], True, found[1]
     name = f"{file_name(urls[0].url)}.{ctx.version}"
@@ -185,7 +186,8 @@ def _patched(installed: str, delta_path: str, ctx: _Context, ours: str) -> tuple
     return build, delta.header.full_package_size
 
 
-async def _try_delta(ctx: _Context, urls) -> tuple[bytes, int] | None:
+async def _try_delta(ctx: _Context, urls, installed: str) -> tuple[bytes, int] | None:
+    """Patch the ``installed`` single file with a delta; None when no usable delta."""
     ours = str(ctx.config.client_version)
     name = delta_name(file_name(urls[0].url), ours, ctx.version)
     path = os.path.join(ctx.downloader.directory, name)
@@ -193,7 +195,7 @@ async def _try_delta(ctx: _Context, urls) -> tuple[bytes, int] | None:
         fetched = await ctx.downloader.fetch(name, lambda t: delta_url(t.url, ours, ctx.version),
                                              attempts=ctx.downloader.policy.delta_attempts,
                                              final_statuses=frozenset({403, 404, 410}))
-        build, full_size = await asyncio.to_thread(_patched, ctx.installation.path, fetched.path, ctx, ours)
+        build, full_size = await asyncio.to_thread(_patched, installed, fetched.path, ctx, ours)
     except OnehopError as exc:
         ctx.progress.note("delta upgrade not usable, fetching the full package", version=ctx.version,
                           reason=str(exc))
@@ -214,7 +216,7 @@ def _report_saving(ctx: _Context, got: int, full: int) -> None:
     ctx.progress.note(text, version=ctx.version, deltaBytes=got, fullBytes=full)
 
 
-def _human(size: int) -> str:
+def _human(size: float) -> str:
     for unit in ("B", "KiB", "MiB"):
         if size < 1024 or unit == "MiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -89,7 +89,7 @@ class Downloader:
         for attempt in range(attempts or self.policy.max_attempts):
             chosen = pick(self.urls, attempt, self.rng)
             url = url_for(chosen) if chosen is not None else None
-            if url is None:
+            if chosen is None or url is None:
                 raise TransferError(f"no download URL for {filename}", retryable=False)
             if attempt:
                 await self.sleep(self.policy.retry_delay)

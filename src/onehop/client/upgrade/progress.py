@@ -8,7 +8,11 @@ answered (the bar is indeterminate otherwise).
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
+    from rich.progress import TaskID
 
 NOTICE_STEP = 0.25           # one notice per quarter of the download
 NOTICE_STEP_UNKNOWN = 8 << 20  # or per 8 MiB when the size is unknown
@@ -33,7 +37,8 @@ class NoticeProgress:
 
     def __init__(self, notices: Any) -> None:
         self.notices = notices
-        self.label, self.total, self.mark = "", None, 0
+        self.label, self.mark = "", 0
+        self.total: int | None = None
 
     def _mark(self, done: int) -> int:
         if self.total:
@@ -69,8 +74,8 @@ class TerminalProgress(NoticeProgress):
         super().__init__(notices)
         from rich.console import Console
         self.console = console or Console(stderr=True)
-        self._bar = None
-        self._task = None
+        self._bar: Bar | None = None
+        self._task: TaskID | None = None  # set with _bar
 
     def start(self, label: str, total: int | None, already: int = 0) -> None:
         from rich.progress import (
@@ -82,13 +87,13 @@ class TerminalProgress(NoticeProgress):
         )
         from rich.progress import Progress as Bar
         self.finish()
-        self._bar = Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(label, total=total, completed=already)
+        bar = Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+        bar.start()
+        self._bar, self._task = bar, bar.add_task(label, total=total, completed=already)
 
     def update(self, done: int) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=done)
 
     def finish(self) -> None:

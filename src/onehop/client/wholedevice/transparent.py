@@ -67,7 +67,7 @@ async def listen(service, port: int = 0) -> tuple[list[asyncio.AbstractServer], 
     factory: Callable[[], asyncio.Protocol] = lambda: TransparentConnection(service)
     v4 = await loop.create_server(factory, "0.0.0.0", port, reuse_address=True, backlog=512)
     port = v4.sockets[0].getsockname()[1]
-    servers = [v4]
+    servers: list[asyncio.AbstractServer] = [v4]
     if service.ipv6:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         try:
