@@ -15,10 +15,12 @@ for values we should never have produced.
 The package is pure (bytes and values in, bytes and values out) and this module only
 re-exports its parts, so ``from onehop.core import api`` sees one flat namespace:
 
-* ``names``     request, parameter and capability names, tunnel protocols, platforms
+* ``names``     request, parameter and capability names, platforms
+* ``protocols`` ``TunnelProtocol`` (what onehop runs) and every protocol name Psiphon knows
+* ``records``   typed request parameters (``HandshakeParams``...) for client and server
 * ``packed``    the packed parameter table and its value converters
 * ``gojson``    the Go ``encoding/json`` subset (writing and strict reading)
-* ``requests``  request payloads, handshake parameter checks, response padding
+* ``requests``  request payloads as parameter maps, psiphond's checks, response padding
 * ``responses`` handshake, connected and status responses
 * ``password``  the SSH password payload
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 from .gojson import go_json as _go_json  # noqa: F401  (used by tests/core/test_api.py)
 from .names import (
     API_RESPONSE_VERSION_CBOR, CAPABILITY_SSH_API_REQUESTS, CLIENT_CAPABILITY_SERVER_REQUESTS,
-    KNOWN_TUNNEL_PROTOCOLS, MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX, PARAM_APPLIED_TACTICS_TAG,
+    MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX, PARAM_APPLIED_TACTICS_TAG,
     PARAM_AUTHORIZATIONS, PARAM_CLIENT_BUILD_REV, PARAM_CLIENT_FEATURES, PARAM_CLIENT_PLATFORM,
     PARAM_CLIENT_VERSION, PARAM_DEVICE_REGION, PARAM_EGRESS_REGION, PARAM_ESTABLISHMENT_DURATION,
     PARAM_LAST_CONNECTED, PARAM_NETWORK_TYPE, PARAM_PAD_RESPONSE, PARAM_PADDING,
@@ -45,6 +47,8 @@ from .packed import (
     CONV_RAW_BASE64, CONV_RAW_JSON, CONV_UPPERHEX, PACKED_BY_KEY, PACKED_BY_NAME,
     PACKED_PARAMETERS, PackedParameter, pack_value, unpack_value,
 )
+from .protocols import CLIENT_PROTOCOLS, KNOWN_TUNNEL_PROTOCOLS, SERVER_PROTOCOLS, TunnelProtocol
+from .records import ConnectedParams, HandshakeParams, RequestParams, StatusParams, base_fields
 from .password import (
     SESSION_ID_LENGTH, SPONSOR_ID_LENGTH, SSHPasswordPayload, encode_ssh_password, parse_ssh_password,
 )
@@ -73,7 +77,11 @@ __all__ = [
     "PARAM_PAD_RESPONSE", "PARAM_LAST_CONNECTED", "PARAM_ESTABLISHMENT_DURATION", "PARAM_STATUS_DATA",
     "PARAM_PSIPHON_API_RESPONSE_VERSION",
     "PACKED_PAYLOAD_PREFIX", "API_RESPONSE_VERSION_CBOR", "MAX_PAD_RESPONSE",
-    "PLATFORM_ANDROID", "PLATFORM_IOS", "PLATFORM_WINDOWS", "PLATFORM_OTHER", "KNOWN_TUNNEL_PROTOCOLS",
+    "PLATFORM_ANDROID", "PLATFORM_IOS", "PLATFORM_WINDOWS", "PLATFORM_OTHER",
+    # protocols
+    "TunnelProtocol", "CLIENT_PROTOCOLS", "SERVER_PROTOCOLS", "KNOWN_TUNNEL_PROTOCOLS",
+    # records
+    "RequestParams", "HandshakeParams", "ConnectedParams", "StatusParams", "base_fields",
     # packed
     "CONV_NONE", "CONV_INT", "CONV_FLOAT", "CONV_LOWERHEX", "CONV_UPPERHEX", "CONV_BASE64",
     "CONV_RAW_BASE64", "CONV_AUTHORIZATIONS", "CONV_RAW_JSON",

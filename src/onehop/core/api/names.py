@@ -1,4 +1,4 @@
-"""Wire names of Psiphon's API: request names, parameter names, capabilities, protocols.
+"""Wire names of Psiphon's API: request names, parameter names, capabilities, platforms.
 
 Only constants live here (and the two value patterns the parameter checks share), so
 every other module of the package can import it without pulling anything else in.
@@ -49,16 +49,6 @@ API_RESPONSE_VERSION_CBOR = "1"
 MAX_PAD_RESPONSE = 16384
 
 PLATFORM_ANDROID, PLATFORM_IOS, PLATFORM_WINDOWS, PLATFORM_OTHER = "Android", "iOS", "Windows", "Other"
-
-_DIRECT_PROTOCOLS = (
-    "SSH", "OSSH", "TLS-OSSH", "UNFRONTED-MEEK-OSSH", "UNFRONTED-MEEK-HTTPS-OSSH",
-    "UNFRONTED-MEEK-SESSION-TICKET-OSSH", "FRONTED-MEEK-OSSH", "FRONTED-MEEK-HTTP-OSSH",
-    "QUIC-OSSH", "FRONTED-MEEK-QUIC-OSSH", "SHADOWSOCKS-OSSH",
-)
-KNOWN_TUNNEL_PROTOCOLS = frozenset(
-    _DIRECT_PROTOCOLS + ("TAPDANCE-OSSH", "CONJURE-OSSH")
-    + tuple("INPROXY-WEBRTC-" + name for name in _DIRECT_PROTOCOLS)
-)
 
 # Value syntax shared by the packed converters and the parameter/password checks.
 DECIMAL = re.compile(r"[+-]?[0-9]+")  # what Go's strconv.Atoi accepts
