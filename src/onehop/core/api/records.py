@@ -218,5 +218,7 @@ class StatusParams(RequestParams):
 
 
 def base_fields(record: RequestParams) -> dict[str, Any]:
-    """The base parameters of a record, to build another request's record from them."""
-    return {f.name: getattr(record, f.name) for f in fields(RequestParams)}
+    """The base parameters a record sets (absent ones left out), to build another request's
+    record from them: ``ConnectedParams(**base_fields(base), last_connected=...)``."""
+    return {f.name: getattr(record, f.name) for f in fields(RequestParams)
+            if getattr(record, f.name) not in (None, {})}
