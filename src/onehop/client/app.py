@@ -17,6 +17,7 @@ from .candidates import TargetStore
 from .config import ClientConfig, apply_flags, load_client_config
 from .controller import Controller
 from .datastore import Datastore
+from . import notices as N
 from .notices import Notices
 from .remote_lists import RemoteListFetcher
 from .transfer_urls import parse_transfer_urls
@@ -176,7 +177,7 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
     if config.dns_port:
         from .dns_forwarder import start_dns_forwarder
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
-        notices.emit("ListeningDNSForwarderPort", port=dns.port)
+        notices.emit(N.LISTENING_DNS_FORWARDER_PORT, port=dns.port)
     if config.whole_device:
         from .wholedevice import WholeDevice
         controller.whole_device = WholeDevice(controller, config.share_lan)
@@ -205,7 +206,7 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
         if dns is not None:
             dns.close()
         await controller.close()
-        notices.emit("Exiting")
+        notices.emit(N.EXITING)
     return 0
 
 

@@ -24,13 +24,12 @@ from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
 from ..core.api.keepalive import MAX_KEEPALIVE_PADDING, encode_keepalive_response
+from ..core.api.names import REQUEST_CLIENT_VERIFICATION, REQUEST_CONNECTED, REQUEST_HANDSHAKE, REQUEST_STATUS
 from .tuning import (CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early,
                      use_growable_receive_buffer)
 
 log = logging.getLogger(__name__)
 
-API_REQUEST_NAMES = ("psiphon-handshake", "psiphon-connected", "psiphon-status",
-                     "psiphon-client-verification")
 RANDOM_STREAM_MAX_BYTES = 10 * 1024 * 1024
 #: Random streams one connection may have open at once (a liveness test needs one).
 MAX_OPEN_RANDOM_STREAMS = 4
@@ -171,16 +170,16 @@ class PsiphonServerConnection(asyncssh.SSHServerConnection):
             self._report_global_response(response if response else False)
 
     def _process_psiphon_handshake_global_request(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-handshake", packet)
+        self._answer_api_request(REQUEST_HANDSHAKE, packet)
 
     def _process_psiphon_connected_global_request(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-connected", packet)
+        self._answer_api_request(REQUEST_CONNECTED, packet)
 
     def _process_psiphon_status_global_request(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-status", packet)
+        self._answer_api_request(REQUEST_STATUS, packet)
 
     def _process_psiphon_client_verification_global_request(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-client-verification", packet)
+        self._answer_api_request(REQUEST_CLIENT_VERIFICATION, packet)
 
     def _process_keepalive_at_openssh_dot_com_global_request(self, packet: SSHPacket) -> None:
         # Psiphon's client pads keepalives (asyncssh's own handler disconnects on any payload)

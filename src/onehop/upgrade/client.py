@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..client.notices import CLIENT_UPGRADE_DOWNLOADED
 from ..client.transfer_urls import canonical, parse_transfer_urls
 from ..errors import OnehopError
 from ..net.http_client import request
@@ -45,7 +46,6 @@ from ..core.api import normalize_client_platform
 from .package import apply_delta, check_offer, delta_name, is_newer, read_delta_package, read_upgrade_package
 from .progress import make_progress
 
-CLIENT_UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"
 UPGRADE_DIR = "upgrade"
 
 

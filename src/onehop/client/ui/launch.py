@@ -7,11 +7,11 @@ import webbrowser
 from typing import Any
 
 from ...errors import ConfigError, ConfigProblem
+from ..notices import LISTENING_WEB_UI_PORT
 from .control import ControllerControl
 from .server import UIServer
 from .settings import SettingsFile
 
-LISTENING_WEB_UI_PORT = "ListeningWebUIPort"  # the port only: the token is never in a notice or log
 
 
 async def start_ui(controller: Any, *, config_file: str | None, open_browser: bool = True,
