@@ -14,7 +14,6 @@ from onehop.core.api import HandshakeParams, TunnelProtocol
 
 from .helpers import make_entry
 
-
 HOST_KEY = base64.b64encode(asyncssh.generate_private_key("ssh-ed25519").public_data).decode()
 
 

@@ -22,6 +22,7 @@ import os
 import time
 from typing import Callable, Mapping
 
+from ..core.api.protocols import TunnelProtocol
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, SeedHistory, ServerObfuscator
 from ..core.ossh.events import KeysNeeded
 from ..errors import ProtocolError, RemoteProtocolError
@@ -165,7 +166,7 @@ class OSSHListener:
         if self.gate is None:
             self.gate = AcceptGate()
         self.server = await GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
-                                        "OSSH", hold_for=self.handshake_timeout).start(host, port, backlog=1024)
+                                        TunnelProtocol.OSSH, hold_for=self.handshake_timeout).start(host, port, backlog=1024)
         return self.server
 
     def close(self) -> None:

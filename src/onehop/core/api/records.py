@@ -15,19 +15,21 @@ received value of the wrong type for a field psiphond does not check stays in ``
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Collection, Mapping
+from typing import Any, ClassVar, Self
 
 from onehop.errors import LocalProtocolError, RemoteProtocolError
 
 from .gojson import is_string_list
 from .names import (
-    API_RESPONSE_VERSION_CBOR, PARAM_PAD_RESPONSE, PARAM_STATUS_DATA, PLATFORM_ANDROID, PLATFORM_IOS,
+    API_RESPONSE_VERSION_CBOR, PARAM_PAD_RESPONSE, PARAM_STATUS_DATA, PLATFORM_ANDROID,
+    PLATFORM_IOS,
 )
 from .params import BASE_PARAMS, JSON, STRING, STRING_LIST, param_problems
 from .requests import (
-    connected_param_problems, decode_request_params, encode_request_params, handshake_param_problems,
-    normalize_client_platform, pad_response_length, status_param_problems,
+    connected_param_problems, decode_request_params, encode_request_params,
+    handshake_param_problems, normalize_client_platform, pad_response_length, status_param_problems,
 )
 
 
@@ -103,7 +105,7 @@ class RequestParams:
         return encode_request_params(params, packed=packed)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], relay_protocols: Collection[str] | None = None):
+    def from_params(cls, params: Mapping[str, Any], relay_protocols: Collection[str] | None = None) -> Self:
         """The record of decoded parameters, or ``RemoteProtocolError`` listing every problem.
         ``relay_protocols`` (handshake only) narrows ``relay_protocol`` to the server's own."""
         if not isinstance(params, Mapping):
@@ -126,7 +128,7 @@ class RequestParams:
         return cls(**typed, extra=extra)
 
     @classmethod
-    def decode(cls, payload: bytes, relay_protocols: Collection[str] | None = None):
+    def decode(cls, payload: bytes, relay_protocols: Collection[str] | None = None) -> Self:
         """Decode a JSON or packed payload; ``RemoteProtocolError`` for anything else."""
         return cls.from_params(decode_request_params(payload), relay_protocols)
 
