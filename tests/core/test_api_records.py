@@ -105,8 +105,9 @@ def test_connected_and_status_records():
     connected = ConnectedParams(**BASE, last_connected="None", establishment_duration="1200")
     for packed in (False, True):
         assert ConnectedParams.decode(connected.encode(packed)) == connected
-    with pytest.raises(RemoteProtocolError, match="last_connected: missing"):
+    with pytest.raises(RemoteProtocolError, match="last_connected: missing") as caught:
         ConnectedParams.decode(_json(BASE))
+    assert caught.value.reason == "invalid_request_params"
     status = StatusParams(**BASE, status_data={"check_server_entry_tags": ["dGFn"]})
     assert status.to_params()["statusData"] == {"check_server_entry_tags": ["dGFn"]}
     for packed in (False, True):

@@ -33,6 +33,9 @@ from .requests import (
 )
 
 
+_BAD_API_PARAMETER = "bad_api_parameter"
+
+
 def _required(kind: str = STRING, wire: str | None = None) -> Any:
     return field(metadata={"kind": kind, "wire": wire})
 
@@ -53,7 +56,8 @@ def _fits(kind: str, value: Any) -> bool:
 class RequestParams:
     """The parameters every request carries (psiphond's base parameters)."""
 
-    REQUEST: ClassVar[str] = "request"  # the record's name in error reasons
+    #: The error reason of a record psiphond would refuse (values of ``APIReason`` on main).
+    REASON: ClassVar[str] = "invalid_request_params"
 
     propagation_channel_id: str = _required()
     sponsor_id: str = _required()
@@ -73,7 +77,7 @@ class RequestParams:
         names = self._wire_names()
         clash = [wire for wire in self.extra if wire in names and getattr(self, names[wire]) is not None]
         if clash:
-            raise LocalProtocolError("duplicate_api_parameter", ", ".join(sorted(clash)))
+            raise LocalProtocolError(_BAD_API_PARAMETER, "set twice: " + ", ".join(sorted(clash)))
 
     # -- the wire form ---------------------------------------------------------------
 
@@ -101,7 +105,7 @@ class RequestParams:
         params = self.to_params()
         problems = self.problems(params)
         if problems:
-            raise LocalProtocolError(f"invalid_{self.REQUEST}_params", "; ".join(problems))
+            raise LocalProtocolError(self.REASON, "; ".join(problems))
         return encode_request_params(params, packed=packed)
 
     @classmethod
@@ -109,10 +113,10 @@ class RequestParams:
         """The record of decoded parameters, or ``RemoteProtocolError`` listing every problem.
         ``relay_protocols`` (handshake only) narrows ``relay_protocol`` to the server's own."""
         if not isinstance(params, Mapping):
-            raise RemoteProtocolError(f"invalid_{cls.REQUEST}_params", "not a parameter map")
+            raise RemoteProtocolError(cls.REASON, "not a parameter map")
         problems = cls.problems(params, relay_protocols)
         if problems:
-            raise RemoteProtocolError(f"invalid_{cls.REQUEST}_params", "; ".join(problems))
+            raise RemoteProtocolError(cls.REASON, "; ".join(problems))
         kinds = {f.name: f.metadata["kind"] for f in fields(cls) if f.metadata.get("kind")}
         typed: dict[str, Any] = {}
         extra: dict[str, Any] = {}
@@ -153,7 +157,7 @@ class RequestParams:
 class HandshakeParams(RequestParams):
     """``psiphon-handshake``: the base parameters, how the tunnel was dialled, what it asks for."""
 
-    REQUEST: ClassVar[str] = "handshake"
+    REASON: ClassVar[str] = "invalid_handshake_params"
 
     relay_protocol: str = _required()
     session_id: str | None = _optional()
@@ -196,8 +200,6 @@ class HandshakeParams(RequestParams):
 class ConnectedParams(RequestParams):
     """``psiphon-connected``: the client's previous connected time, for unique-user counts."""
 
-    REQUEST: ClassVar[str] = "connected"
-
     last_connected: str = _required()
     establishment_duration: str | None = _optional()
 
@@ -209,8 +211,6 @@ class ConnectedParams(RequestParams):
 @dataclass(frozen=True, kw_only=True)
 class StatusParams(RequestParams):
     """``psiphon-status``: persistent stats and server entry tags to check, in ``statusData``."""
-
-    REQUEST: ClassVar[str] = "status"
 
     status_data: dict[str, Any] = _required(JSON, wire=PARAM_STATUS_DATA)
 
