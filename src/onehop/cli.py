@@ -13,6 +13,7 @@ import logging
 import sys
 
 from . import cliargs
+from .core.api.protocols import CLIENT_PROTOCOLS
 from .errors import ConfigError, ConfigProblem, OnehopError
 from .extras import EXTRA_OF_MODULE, missing_extra  # noqa: F401  (EXTRA_OF_MODULE: re-exported)
 
@@ -26,7 +27,7 @@ def _add_demo(sub) -> None:
                        description="Start N servers on 127.0.0.x, run a client and fetch a page from a "
                        "local web server through the tunnel; exit 0 only if it arrived intact.")
     p.add_argument("--servers", type=int, default=3, help="number of servers (default 3)")
-    p.add_argument("--protocol", action="append", choices=("OSSH", "OSSH-PREFIX", "SSH"),
+    p.add_argument("--protocol", action="append", choices=CLIENT_PROTOCOLS,
                    help="limit the client to these protocols")
     p.add_argument("--verbose", action="store_true", help="print the client's notices")
     p.set_defaults(func=_run_demo)
@@ -36,7 +37,7 @@ def _run_demo(args) -> int:
     from .demo import main_demo
     if not 1 <= args.servers <= 200:
         raise ConfigError([ConfigProblem("--servers", "must be between 1 and 200")])
-    return main_demo(args.servers, tuple(args.protocol or ("OSSH", "OSSH-PREFIX", "SSH")), args.verbose)
+    return main_demo(args.servers, tuple(args.protocol or CLIENT_PROTOCOLS), args.verbose)
 
 
 def package_version() -> str:

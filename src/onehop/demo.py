@@ -22,6 +22,7 @@ from .client.candidates import MemoryStore
 from .client.config import ClientConfig
 from .client.controller import Controller
 from .client.notices import Notices
+from .core.api.protocols import CLIENT_PROTOCOLS
 from .core.serverentry import decode_server_entry
 from .core.upstreamproxy import ProxyConnected, Socks5ClientHandshake
 from .errors import OnehopError
@@ -83,7 +84,7 @@ async def fetch_via_socks(socks_port: int, host: str, port: int, path: str = "/"
     return body
 
 
-async def run_demo(servers: int = 3, protocols: tuple[str, ...] = ("OSSH", "OSSH-PREFIX", "SSH"),
+async def run_demo(servers: int = 3, protocols: tuple[str, ...] = CLIENT_PROTOCOLS,
                    workdir: str | None = None, verbose: bool = False) -> DemoResult:
     own_dir = workdir is None
     root = workdir or tempfile.mkdtemp(prefix="onehop-demo-")

@@ -13,8 +13,7 @@ from onehop.core.api import (
     decode_connected_response, decode_handshake_response, decode_request_params,
     decode_status_response, encode_connected_response, encode_handshake_response,
     encode_request_params, encode_ssh_password, encode_status_response, handshake_param_problems,
-    normalize_client_platform, pad_response_length, parse_ssh_password, validate_handshake_params,
-    wants_cbor_response,
+    HandshakeParams, normalize_client_platform, pad_response_length, parse_ssh_password,
 )
 from onehop.core.cbor import dumps, loads
 from onehop.errors import LocalProtocolError, RemoteProtocolError
@@ -60,7 +59,7 @@ def test_packed_map_matches_vector_table():
 def test_packed_request_decodes_to_what_the_go_server_sees():
     params = decode_request_params(bytes.fromhex(REQUEST["cbor_payload"]))
     assert params == json.loads(REQUEST["decoded_back_json"])
-    assert wants_cbor_response(params)
+    assert HandshakeParams.from_params(params).wants_cbor_response
 
 
 def test_json_request_decodes_to_its_params():
@@ -255,7 +254,7 @@ def test_decode_request_rejects(payload, reason):
 
 def test_vector_handshake_params_are_valid():
     assert handshake_param_problems(REQUEST_PARAMS) == []
-    validate_handshake_params(decode_request_params(bytes.fromhex(REQUEST["cbor_payload"])))
+    HandshakeParams.decode(bytes.fromhex(REQUEST["cbor_payload"]))
 
 
 def test_every_missing_required_param_is_reported():
@@ -282,7 +281,7 @@ def test_bad_handshake_param_is_reported(name, value):
     problems = handshake_param_problems({**REQUEST_PARAMS, name: value})
     assert len(problems) == 1 and problems[0].startswith(name)
     with pytest.raises(RemoteProtocolError) as info:
-        validate_handshake_params({**REQUEST_PARAMS, name: value})
+        HandshakeParams.from_params({**REQUEST_PARAMS, name: value})
     assert info.value.reason == "invalid_handshake_params"
 
 
@@ -366,10 +365,11 @@ def test_normalize_client_platform(platform, expected):
 
 
 def test_wants_cbor_response_and_padding():
-    assert wants_cbor_response({"psiphon_api_response_version": "1"})
-    assert not wants_cbor_response({"psiphon_api_response_version": "0"})
-    assert not wants_cbor_response({"psiphon_api_response_version": 1})
-    assert not wants_cbor_response({})
+    base = {**REQUEST_PARAMS}
+    del base["psiphon_api_response_version"]
+    for version, wanted in (("1", True), ("0", False), (1, False), (None, False)):
+        params = base if version is None else {**base, "psiphon_api_response_version": version}
+        assert HandshakeParams.from_params(params).wants_cbor_response is wanted
     values = ("0", "100", "99999", "x", "-5", 7, "9" * 5000, " 1")
     sizes = [pad_response_length({"pad_response": v}) for v in values]
     assert sizes == [0, 100, api.MAX_PAD_RESPONSE, 0, 0, 0, 0, 0]
@@ -628,4 +628,3 @@ def test_fuzz_ssh_password_text(text):
 def test_fuzz_validation_and_padding_never_raise_on_decoded_params(params):
     assert isinstance(handshake_param_problems(params), list)
     assert 0 <= pad_response_length(params) <= api.MAX_PAD_RESPONSE
-    wants_cbor_response(params)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from onehop.client.api_calls import connected_request
+from onehop.client.api_calls import base_params, connected_request
 from onehop.client.config import parse_client_config
 from onehop.client.datastore import Datastore
 from onehop.client.dialer import EstablishedTunnel, uses_packed_api
@@ -59,7 +59,7 @@ async def test_connected_and_status_use_the_tunnels_encoding(tmp_path, packed):
     client = RecordingClient()
     tunnel = _tunnel(client, packed)
     assert await connected_request(tunnel, config, store) == "2026-11-25T16:00:00Z"
-    await send_status(tunnel, store, {"sponsor_id": "0123456789ABCDEF"})
+    await send_status(tunnel, store, base_params(config))
     for name, payload in client.payloads:
         assert payload.startswith(api.PACKED_PAYLOAD_PREFIX) == packed, name
         params = api.decode_request_params(payload)

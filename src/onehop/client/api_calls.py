@@ -5,17 +5,9 @@ from __future__ import annotations
 from ..core import api
 from ..errors import OnehopError
 from .config import ClientConfig
-from .dialer import EstablishedTunnel
+from .dialer import EstablishedTunnel, base_params
 
-LAST_CONNECTED_KEY = "last_connected"
-
-
-def base_params(config: ClientConfig) -> dict:
-    """Parameters every request carries (the session ID travels in the SSH password)."""
-    return {"propagation_channel_id": config.propagation_channel_id.upper(),
-            "sponsor_id": config.sponsor_id.upper(),
-            "client_version": config.client_version,
-            "client_platform": config.client_platform}
+LAST_CONNECTED_KEY = "last_connected"  # the datastore key, not the parameter
 
 
 async def connected_request(tunnel: EstablishedTunnel, config: ClientConfig, store) -> str | None:
@@ -23,9 +15,9 @@ async def connected_request(tunnel: EstablishedTunnel, config: ClientConfig, sto
     users without identifiers); store and return the server's new timestamp."""
     get = getattr(store, "get", None)
     last = get(LAST_CONNECTED_KEY) if get else None
-    params = dict(base_params(config), last_connected=last or "None",
-                  establishment_duration=str(int(tunnel.dial_duration * 1000)))
-    payload = api.encode_request_params(params, packed=tunnel.packed_api)
+    params = api.ConnectedParams(**api.base_fields(base_params(config)), last_connected=last or "None",
+                                 establishment_duration=str(int(tunnel.dial_duration * 1000)))
+    payload = params.encode(packed=tunnel.packed_api)
     raw = await tunnel.client.api_request(api.REQUEST_CONNECTED, payload)
     timestamp = api.decode_connected_response(raw).connected_timestamp
     if timestamp and hasattr(store, "set"):

@@ -19,6 +19,7 @@ from .config import (ClientConfig, apply_flags, default_data_dir, embedded_resou
                      parse_client_config)
 from .controller import Controller
 from .datastore import Datastore
+from . import notices as N
 from .dns_forwarder import start_dns_forwarder
 from .feedback.noticelog import attach_notice_log
 from .notices import Notices
@@ -165,7 +166,7 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
     dns = None
     if config.dns_port:
         dns = await start_dns_forwarder(controller, config.listen_interface, config.dns_port)
-        notices.emit("ListeningDNSForwarderPort", port=dns.port)
+        notices.emit(N.LISTENING_DNS_FORWARDER_PORT, port=dns.port)
     if config.whole_device:
         # local: the nft/netlink part loads in that mode only
         from .wholedevice import WholeDevice
@@ -195,7 +196,7 @@ async def _serve(controller: Controller, config: ClientConfig, notices: Notices,
         if dns is not None:
             dns.close()
         await controller.close()
-        notices.emit("Exiting")
+        notices.emit(N.EXITING)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..core.api.protocols import CLIENT_PROTOCOLS
+
 
 def register(sub) -> None:
     p = sub.add_parser("client", help="run the client: local SOCKS and HTTP proxies through a tunnel")
@@ -13,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--socks-port", type=int, help="local SOCKS5 proxy port (default 1080; 0: any free port)")
     p.add_argument("--http-port", type=int, help="local HTTP proxy port (default 8080; 0: any free port)")
     p.add_argument("--region", help="egress region: only use servers in this country (e.g. US)")
-    p.add_argument("--protocol", action="append", choices=("OSSH", "OSSH-PREFIX", "SSH"),
+    p.add_argument("--protocol", action="append", choices=CLIENT_PROTOCOLS,
                    help="only use this tunnel protocol; repeatable (default: all)")
     p.add_argument("--upstream-proxy", help="http://user:pass@host:port, socks5://..., socks4a://...")
     p.add_argument("--open-home-page", action="store_true", default=None,

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..configtools import Checker, read_json_file
+from ..core.api.protocols import CLIENT_PROTOCOLS
 from ..core.ossh.prefix import DEFAULT_CLIENT_PREFIX_SPECS, prefix_specs_problem
 from ..core.upstreamproxy import ProxySpec, parse_proxy_url
 from ..errors import ConfigError
 from .transfer_urls import parse_transfer_urls
 
-PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
-DEFAULT_PROTOCOLS = ("OSSH", "OSSH-PREFIX", "SSH")
+DEFAULT_PROTOCOLS: tuple[str, ...] = CLIENT_PROTOCOLS
 def default_data_dir() -> str:
     """Per-user data directory: $XDG_DATA_HOME/onehop (~/.local/share/onehop)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -104,9 +104,9 @@ def _regions_check(value: list) -> str | None:
 
 
 def _protocols_check(value: list) -> str | None:
-    bad = [p for p in value if p not in PROTOCOLS]
+    bad = [p for p in value if p not in CLIENT_PROTOCOLS]
     if bad or not value:
-        return f"choose from {', '.join(PROTOCOLS)}" + (f" (not {bad})" if bad else "")
+        return f"choose from {', '.join(CLIENT_PROTOCOLS)}" + (f" (not {bad})" if bad else "")
     return None
 
 

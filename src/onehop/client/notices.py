@@ -18,6 +18,8 @@ from typing import Any, Callable, TextIO
 
 LISTENING_SOCKS_PROXY_PORT = "ListeningSocksProxyPort"
 LISTENING_HTTP_PROXY_PORT = "ListeningHttpProxyPort"
+LISTENING_DNS_FORWARDER_PORT = "ListeningDNSForwarderPort"
+LISTENING_WEB_UI_PORT = "ListeningWebUIPort"  # onehop's: the port only, never the UI's token
 CONNECTING_SERVER = "ConnectingServer"
 CONNECTED_SERVER = "ConnectedServer"
 ACTIVE_TUNNEL = "ActiveTunnel"
@@ -30,6 +32,9 @@ REMOTE_SERVER_LIST_DOWNLOADED = "RemoteServerListResourceDownloaded"
 CANDIDATE_SERVERS = "CandidateServers"
 SERVER_TIMESTAMP = "ServerTimestamp"
 UPSTREAM_PROXY_ERROR = "UpstreamProxyError"
+UNTUNNELED = "Untunneled"  # a destination reached directly (split tunnel)
+CLIENT_UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"
+WHOLE_DEVICE = "WholeDevice"  # onehop's: whole-device mode's state and counters
 INFO = "Info"
 ALERT = "Alert"
 ERROR = "Error"

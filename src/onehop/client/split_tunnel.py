@@ -16,9 +16,10 @@ from typing import Awaitable, Callable
 
 import asyncssh
 
+from .notices import UNTUNNELED
+
 #: protocol.CHANNEL_REJECT_REASON_SPLIT_TUNNEL in psiphon-tunnel-core
 CHANNEL_REJECT_REASON_SPLIT_TUNNEL = 0xFE000000
-UNTUNNELED = "Untunneled"   # Psiphon's notice for a destination reached directly
 MAX_ADDRESSES_SAID = 256
 
 

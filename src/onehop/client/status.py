@@ -35,7 +35,7 @@ class StatusStore(Protocol):
     def prune_tags(self, tags: Iterable[str]) -> int: ...
 
 
-async def send_status(tunnel: EstablishedTunnel, store: StatusStore, base_params: dict) -> int:
+async def send_status(tunnel: EstablishedTunnel, store: StatusStore, base_params: api.RequestParams) -> int:
     """One status request; returns how many entries were pruned."""
     pending = store.pending_stats()
     status_data = {
@@ -43,8 +43,8 @@ async def send_status(tunnel: EstablishedTunnel, store: StatusStore, base_params
         "failed_tunnel_stats": [r for _, kind, r in pending if kind == "failed_tunnel"],
         "check_server_entry_tags": store.tags(CHECK_TAGS),
     }
-    params = dict(base_params, statusData=status_data)
-    payload = api.encode_request_params(params, packed=tunnel.packed_api)
+    params = api.StatusParams(**api.base_fields(base_params), status_data=status_data)
+    payload = params.encode(packed=tunnel.packed_api)
     raw = await tunnel.client.api_request(api.REQUEST_STATUS, payload)
     response = api.decode_status_response(raw)
     store.delete_stats([row_id for row_id, _, _ in pending])
@@ -54,7 +54,7 @@ async def send_status(tunnel: EstablishedTunnel, store: StatusStore, base_params
 MAX_FAILURES_WITH_STATS = 3
 
 
-async def status_loop(tunnel: EstablishedTunnel, store: StatusStore, base_params: dict,
+async def status_loop(tunnel: EstablishedTunnel, store: StatusStore, base_params: api.RequestParams,
                       rng: random.Random, on_pruned=None) -> None:
     """Runs for the tunnel's lifetime. Stats a server keeps refusing are dropped after
     a few tries rather than re-sent every few seconds."""

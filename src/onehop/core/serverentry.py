@@ -31,12 +31,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from onehop.core import canonicaljson
+from onehop.core.api.names import CAPABILITY_SSH_API_REQUESTS
+from onehop.core.api.protocols import SERVER_PROTOCOLS, TunnelProtocol
 from onehop.errors import LocalProtocolError, RemoteProtocolError, ServerEntryError, SignatureError, UsageReason
 
 MAX_ENCODED_LINE = 64 * 1024  # Go's bufio.Scanner token limit for list lines
 SIGNATURE_KEY_ID_SIZE = 8
 _T = TypeVar("_T")
-CAPABILITY_SSH_API_REQUESTS = "ssh-api-requests"
 UNSIGNED_FIELDS = ("localSource", "localTimestamp", "isLocalDerivedTag")
 
 # Go ServerEntry struct order (psiphon/common/protocol/serverEntry.go) and the kind of
@@ -320,15 +321,11 @@ def _as_entry(entry_or_fields: ServerEntry | Mapping[str, Any]) -> ServerEntry:
     return ServerEntry(entry_or_fields)
 
 
-def supported_protocols(entry: ServerEntry) -> set[str]:
-    """The tunnel protocols onehop implements that this entry offers."""
+def supported_protocols(entry: ServerEntry) -> set[TunnelProtocol]:
+    """The tunnel protocols onehop implements that this entry offers (a capability and a port)."""
     caps = set(entry.capabilities)
-    protocols = set()
-    if "OSSH" in caps and entry.ssh_obfuscated_port:
-        protocols.add("OSSH")
-    if "SSH" in caps and entry.ssh_port:
-        protocols.add("SSH")
-    return protocols
+    ports = {TunnelProtocol.OSSH: entry.ssh_obfuscated_port, TunnelProtocol.SSH: entry.ssh_port}
+    return {protocol for protocol in SERVER_PROTOCOLS if protocol in caps and ports[protocol]}
 
 
 def has_ssh_api_requests(entry: ServerEntry) -> bool:

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, TextIO
 
+from ..core.api.protocols import TunnelProtocol
 from .fet import FullyEncryptedTrafficRule
 from .flows import Chain
 
@@ -73,7 +74,7 @@ def _fet_summary(run: "RowRun") -> list[str]:
 
 def row_notes(run: "RowRun") -> str:
     notes = []
-    if run.row.protocol == "OSSH-PREFIX":
+    if run.row.protocol == TunnelProtocol.OSSH_PREFIX:
         notes.append("prefix " + (f"split {run.row.split_delay * 1000:.0f} ms" if run.row.split_delay else "unsplit"))
     blocks = [v for _, v in run.tracker.decisions if v.blocks]
     if blocks:

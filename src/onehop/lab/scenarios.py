@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 from ..client.controller import Controller
 from ..client.notices import Notices
 from ..core import authpackage
+from ..core.api.protocols import TunnelProtocol as P
 from ..core.serverentry import encode_server_entry, encode_server_list
 from .blocking import IPBlocklist
 from .dpi import HTTPWhitelist, SSHBannerDPI
@@ -42,30 +43,30 @@ def split(row: Row) -> Row:
 async def ssh_dpi(lab: Lab) -> list[Row]:
     entries = ((await lab.add_server()).entry,)
     dpi = SSHBannerDPI
-    return [Row("none", "SSH", "pass", NoCensor, entries),
-            Row("ssh-dpi", "SSH", "blocked", dpi, entries),
-            Row("ssh-dpi", "OSSH", "pass", dpi, entries),
-            Row("ssh-dpi", "OSSH-PREFIX", "pass", dpi, entries)]
+    return [Row("none", P.SSH, "pass", NoCensor, entries),
+            Row("ssh-dpi", P.SSH, "blocked", dpi, entries),
+            Row("ssh-dpi", P.OSSH, "pass", dpi, entries),
+            Row("ssh-dpi", P.OSSH_PREFIX, "pass", dpi, entries)]
 
 
 async def http_whitelist(lab: Lab) -> list[Row]:
     entries = ((await lab.add_server()).entry,)
     whitelist = HTTPWhitelist
     strict = "http-whitelist(single message)"
-    return [Row("http-whitelist", "SSH", "blocked", whitelist, entries),
-            Row("http-whitelist", "OSSH", "blocked", whitelist, entries),
-            Row("http-whitelist", "OSSH-PREFIX", "pass", whitelist, entries),
-            Row(strict, "OSSH-PREFIX", "blocked", lambda: HTTPWhitelist(single_message=True), entries),
-            split(Row(strict, "OSSH-PREFIX", "pass", lambda: HTTPWhitelist(single_message=True), entries))]
+    return [Row("http-whitelist", P.SSH, "blocked", whitelist, entries),
+            Row("http-whitelist", P.OSSH, "blocked", whitelist, entries),
+            Row("http-whitelist", P.OSSH_PREFIX, "pass", whitelist, entries),
+            Row(strict, P.OSSH_PREFIX, "blocked", lambda: HTTPWhitelist(single_message=True), entries),
+            split(Row(strict, P.OSSH_PREFIX, "pass", lambda: HTTPWhitelist(single_message=True), entries))]
 
 
 async def entropy(lab: Lab) -> list[Row]:
     entries = ((await lab.add_server()).entry,)
     fet = FullyEncryptedTrafficRule  # block probability 1.0: deterministic
-    return [Row("fet", "SSH", "pass", fet, entries),  # the banner is printable (Ex2): reported as observed
-            Row("fet", "OSSH", "blocked", fet, entries),
-            Row("fet", "OSSH-PREFIX", "pass", fet, entries),
-            split(Row("fet", "OSSH-PREFIX", "pass", fet, entries))]
+    return [Row("fet", P.SSH, "pass", fet, entries),  # the banner is printable (Ex2): reported as observed
+            Row("fet", P.OSSH, "blocked", fet, entries),
+            Row("fet", P.OSSH_PREFIX, "pass", fet, entries),
+            split(Row("fet", P.OSSH_PREFIX, "pass", fet, entries))]
 
 
 async def ip_blocking(lab: Lab) -> list[Row]:
@@ -94,10 +95,10 @@ async def ip_blocking(lab: Lab) -> list[Row]:
         run.censor.learn_entries(embedded)  # type: ignore[attr-defined]
 
     return [Row("ip-blocklist(4 of 5)", protocol, "pass", most, embedded)
-            for protocol in ("OSSH", "OSSH-PREFIX", "SSH")] + [
-        Row("ip-blocklist(all 5), client discovered a 6th", "OSSH", "pass", after_discovery, embedded,
+            for protocol in (P.OSSH, P.OSSH_PREFIX, P.SSH)] + [
+        Row("ip-blocklist(all 5), client discovered a 6th", P.OSSH, "pass", after_discovery, embedded,
             prepare=learn_then_block),
-        Row("ip-blocklist(all 5), no discovery", "OSSH", "blocked",
+        Row("ip-blocklist(all 5), no discovery", P.OSSH, "blocked",
             lambda: IPBlocklist.from_entries(embedded), embedded)]
 
 
@@ -128,17 +129,17 @@ async def embedded_blocked(lab: Lab) -> list[Row]:
     def blocklist() -> IPBlocklist:
         return IPBlocklist.from_entries(embedded)
 
-    return [Row("ip-blocklist(all embedded), remote list", "OSSH", "pass", blocklist, embedded,
+    return [Row("ip-blocklist(all embedded), remote list", P.OSSH, "pass", blocklist, embedded,
                 make_controller=with_remote_list),
-            Row("ip-blocklist(all embedded), no remote list", "OSSH", "blocked", blocklist, embedded)]
+            Row("ip-blocklist(all embedded), no remote list", P.OSSH, "blocked", blocklist, embedded)]
 
 
 async def active_prober(lab: Lab) -> list[Row]:
     entries = ((await lab.add_server()).entry,)
-    return [Row("active-prober", "OSSH", "pass", ActiveProber, entries),
-            Row("active-prober", "OSSH-PREFIX", "pass", ActiveProber, entries),
-            split(Row("active-prober", "OSSH-PREFIX", "pass", ActiveProber, entries)),  # R1-flight replays the seed
-            Row("active-prober", "SSH", "blocked", ActiveProber, entries)]  # the control
+    return [Row("active-prober", P.OSSH, "pass", ActiveProber, entries),
+            Row("active-prober", P.OSSH_PREFIX, "pass", ActiveProber, entries),
+            split(Row("active-prober", P.OSSH_PREFIX, "pass", ActiveProber, entries)),  # R1-flight replays the seed
+            Row("active-prober", P.SSH, "blocked", ActiveProber, entries)]  # the control
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (

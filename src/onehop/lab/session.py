@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable
 
+from ..core.api.protocols import TunnelProtocol as P
 from ..errors import ConfigError, ConfigProblem
 from .capture import ClassifiedFlow
 from .flows import NoCensor
@@ -107,8 +108,8 @@ async def classify_traffic(mode: str, pcap: str, settings: LabSettings | None = 
     async with running_lab(mode, settings) as lab:
         server = await lab.add_server()
         entries = (server.entry,)
-        rows = [Row("none", p, "pass", NoCensor, entries) for p in ("SSH", "OSSH", "OSSH-PREFIX")]
-        rows.append(Row("none", "OSSH-PREFIX", "pass", NoCensor, entries, split_delay=SPLIT_DELAY))
+        rows = [Row("none", p, "pass", NoCensor, entries) for p in (P.SSH, P.OSSH, P.OSSH_PREFIX)]
+        rows.append(Row("none", P.OSSH_PREFIX, "pass", NoCensor, entries, split_delay=SPLIT_DELAY))
         ports = [p for p in (server.entry.ssh_port, server.entry.ssh_obfuscated_port) if p]
         async with Capture(lab.topology.capture_spec(ports), pcap):
             results = await run_rows_detailed(lab, "ndpi", rows)

@@ -23,6 +23,7 @@ import socket
 import time
 from typing import Callable, Mapping
 
+from ..core.api.protocols import TunnelProtocol
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, ReplayHistory, SeedHistory, ServerObfuscator
 from ..core.ossh.events import KeysNeeded
 from ..errors import OSSHReason, ProtocolError, RemoteProtocolError
@@ -169,7 +170,7 @@ class OSSHListener:
         if self.gate is None:
             self.gate = AcceptGate()
         self.server = await GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
-                                        "OSSH", hold_for=self.handshake_timeout).start(host, port, backlog=1024,
+                                        TunnelProtocol.OSSH, hold_for=self.handshake_timeout).start(host, port, backlog=1024,
                                                                                       sock=sock)
         return self.server
 

@@ -12,6 +12,7 @@ import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..core.api.protocols import TunnelProtocol
 from ..core.serverentry import encode_server_entry_fields, sign_server_entry
 from ..server.generate import entry_fields
 from .keys import NetworkKeys
@@ -29,7 +30,7 @@ class _HostPublicKey:
 
 def base_config(server: ServerRecord) -> dict:
     """The server.json keys that describe the server itself (secrets included)."""
-    ports = {name: port for name, port in (("OSSH", server.ossh_port), ("SSH", server.ssh_port)) if port}
+    ports = {name: port for name, port in ((TunnelProtocol.OSSH, server.ossh_port), (TunnelProtocol.SSH, server.ssh_port)) if port}
     config = {
         "ServerIPAddress": server.ip_address,
         "TunnelProtocolPorts": ports,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..core import api
 from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
 from ..errors import RemoteProtocolError
-from .stats import handshake_fields, parse_status_records, unique_user_fields, with_client_geoip
+from .stats import ParsedRecords, handshake_fields, parse_status_records, unique_user_fields, with_client_geoip
 from .splittunnel import split_regions
 from .tunnelstate import HandshakeState
 
@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 #: Payloads larger than this are decoded and parsed in a worker thread, so that a client's
 #: crafted status cannot hold up every other client's traffic on the event loop.
 OFF_LOOP_BYTES = 8192
-#: Where ``handle`` leaves a status request's records, parsed off the loop (never a wire name).
-PARSED_RECORDS = "\x00parsed_records"
 
 
 async def off_loop_if_large(size: int, function: Callable[..., Any], *args: Any) -> Any:
@@ -76,19 +74,20 @@ class APIHandler:
             return self.handshake(session, params)
         if session.handshake is None:
             return None  # everything else needs a completed handshake
-        checks = {api.REQUEST_CONNECTED: (api.connected_param_problems, self.connected),
-                  api.REQUEST_STATUS: (api.status_param_problems, self.status)}
-        if name in checks:
-            check, answer = checks[name]
-            problems = check(params)
-            if problems:  # psiphond fails the request and keeps the tunnel
-                log.info("%s rejected: %s", name, "; ".join(problems))
+        records = {api.REQUEST_CONNECTED: api.ConnectedParams, api.REQUEST_STATUS: api.StatusParams}
+        if name in records:
+            try:
+                request = records[name].from_params(params)
+            except RemoteProtocolError as exc:  # psiphond fails the request and keeps the tunnel
+                log.info("%s rejected: %s", name, exc.detail)
                 return None
-            if name == api.REQUEST_STATUS:
+            if isinstance(request, api.StatusParams):
                 hs = session.handshake
-                params[PARSED_RECORDS] = await off_loop_if_large(
-                    len(payload), parse_status_records, params[api.PARAM_STATUS_DATA], dict(hs.fields))
-            response = answer(session, params)
+                parsed = await off_loop_if_large(
+                    len(payload), parse_status_records, request.status_data, dict(hs.fields))
+                response = self.status(session, request, parsed)
+            else:
+                response = self.connected(session, request)
             log.debug("%s accepted (%s)", name, session.tunnel_protocol)
             return response
         if name == api.REQUEST_CLIENT_VERIFICATION:
@@ -99,44 +98,43 @@ class APIHandler:
         if session.handshake is not None:
             session.close()
             return None
-        problems = api.handshake_param_problems(params, {session.tunnel_protocol})
-        if problems:
-            log.info("handshake rejected: %s", "; ".join(problems))
+        try:
+            request = api.HandshakeParams.from_params(params, {session.tunnel_protocol})
+        except RemoteProtocolError as exc:
+            log.info("handshake rejected: %s", exc.detail)
             session.close()
             return None
         now = self._clock()
         region = session.geoip.region
-        kept = {k: v for k, v in params.items()
+        kept = {k: v for k, v in request.to_params().items()
                 if isinstance(v, str) and k != api.PARAM_PADDING and len(v) <= MAX_KEPT_VALUE}
         session.complete_handshake(HandshakeState(kept, region, now, handshake_fields(kept)),
-                                   split_regions(params, region))
+                                   split_regions(request, region))
         rules = session.rules
         snapshot = self._host.psinet_snapshot
-        platform = params["client_platform"]
-        mobile = api.normalize_client_platform(platform) in ("Android", "iOS")
         response = HandshakeResponse(
-            homepages=tuple(snapshot.homepages(params["sponsor_id"], region, mobile)),
+            homepages=tuple(snapshot.homepages(request.sponsor_id, region, request.is_mobile)),
             upgrade_client_version=snapshot.upgrade_client_version(
-                params["client_version"], api.normalize_client_platform(platform)) or "",
-            encoded_server_list=tuple(self._server_list(session, params)),
+                request.client_version, request.platform_class) or "",
+            encoded_server_list=tuple(self._server_list(session, request)),
             client_region=region,
             client_address=join_host_port(*session.peer_address),
             server_timestamp=rfc3339_seconds(now),
             upstream_bytes_per_second=rules.read_bytes_per_second,
             downstream_bytes_per_second=rules.write_bytes_per_second,
-            padding=" " * api.pad_response_length(params),
+            padding=" " * request.pad_response_length,
         )
-        return api.encode_handshake_response(response, cbor=api.wants_cbor_response(params))
+        return api.encode_handshake_response(response, cbor=request.wants_cbor_response)
 
-    def _server_list(self, session: "APIClient", params: dict) -> list[str]:
+    def _server_list(self, session: "APIClient", request: api.HandshakeParams) -> list[str]:
         entries = [] if session.rules.disable_discovery else list(self._host.discover(session.peer_address[0]))
-        tag = params.get("missing_server_entry_signature") or params.get("missing_server_entry_provider_id")
-        own = self._host.own_server_entry(tag) if isinstance(tag, str) else None
+        tag = request.missing_entry_tag
+        own = self._host.own_server_entry(tag) if tag else None
         if own:
             entries.append(own)
         return entries
 
-    def connected(self, session: "APIClient", params: dict) -> bytes:
+    def connected(self, session: "APIClient", request: api.ConnectedParams) -> bytes:
         state = session.handshake
         assert state is not None
         now = self._clock()
@@ -144,21 +142,24 @@ class APIHandler:
         if state.connected_day != today:  # at most one counted connected request per day
             state.connected_day = today
             state.connected_timestamp = truncate_to_hour(now)
-            last = params.get("last_connected")
-            if not isinstance(last, str) or last == "None" or last[:10] < today:
+            last = request.last_connected
+            if last is None or last == "None" or last[:10] < today:
                 self._events.unique_user(unique_user_fields(session, last))
         assert state.connected_timestamp is not None
         return api.encode_connected_response(ConnectedResponse(
-            state.connected_timestamp, " " * api.pad_response_length(params)))
+            state.connected_timestamp, " " * request.pad_response_length))
 
-    def status(self, session: "APIClient", params: dict) -> bytes:
-        status_data = params.get("statusData")
-        status_data = status_data if isinstance(status_data, dict) else {}
-        parsed = params.get(PARSED_RECORDS) or parse_status_records(status_data, session.handshake.fields)
+    def status(self, session: "APIClient", request: api.StatusParams,
+               parsed: ParsedRecords | None = None) -> bytes:
+        """``parsed``: the records already parsed off the loop (else parsed here)."""
+        status_data = request.status_data
+        if parsed is None:
+            assert session.handshake is not None  # handle() answers nothing else before it
+            parsed = parse_status_records(status_data, dict(session.handshake.fields))
         valid, invalid_records, skipped = parsed
         admitted = session.admit_records(valid, invalid_records, skipped)
         self._events.client_records(with_client_geoip(admitted, session.geoip))
         tags = status_data.get("check_server_entry_tags")
         invalid = self._host.invalid_server_entry_tags(tags if isinstance(tags, list) else [])
         return api.encode_status_response(StatusResponse(
-            tuple(invalid), " " * api.pad_response_length(params)))
+            tuple(invalid), " " * request.pad_response_length))

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import asyncssh
 
+from ..core.api.protocols import SERVER_PROTOCOLS
 from ..core.ossh.prefix import DEFAULT_SERVER_PREFIX_SPECS, prefix_specs_problem
 
 from ..configtools import Checker, ip_check, nonempty_check, port_check, positive_check, read_json_file
 
-SUPPORTED_PROTOCOLS = ("OSSH", "SSH")
 #: Where clients send udpgw; Psiphon's generate uses the same address.
 DEFAULT_UDPGW_ADDRESS = ("127.0.0.1", 7300)
 DNS_PORT = 53
@@ -71,8 +71,8 @@ def _ports_check(value: dict) -> str | None:
     if not value:
         return "at least one protocol port is required"
     for name, port in value.items():
-        if name not in SUPPORTED_PROTOCOLS:
-            return f"unsupported protocol {name!r} (supported: {', '.join(SUPPORTED_PROTOCOLS)})"
+        if name not in SERVER_PROTOCOLS:
+            return f"unsupported protocol {name!r} (supported: {', '.join(SERVER_PROTOCOLS)})"
         if isinstance(port, bool) or not isinstance(port, int) or port_check(port):
             return f"port for {name} must be an integer between 1 and 65535"
     if len(set(value.values())) != len(value):

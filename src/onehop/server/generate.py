@@ -17,6 +17,9 @@ from pathlib import Path
 
 import asyncssh
 
+from ..core.api.names import CAPABILITY_SSH_API_REQUESTS
+from ..core.api.protocols import SERVER_PROTOCOLS
+from ..core.api.protocols import TunnelProtocol as P
 from ..core.serverentry import derive_tag, encode_server_entry
 from ..atomicfile import open_directory_warning, private_directory, replace_file
 from ..errors import ConfigError, ConfigProblem
@@ -45,7 +48,7 @@ def generate_server(ip: str, *, ossh_port: int | None = DEFAULT_OSSH_PORT, ssh_p
     if not ossh_port and not ssh_port:
         raise ConfigError([ConfigProblem("ports", "serve at least one of OSSH and SSH")])
     key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
-    ports = {name: port for name, port in (("OSSH", ossh_port), ("SSH", ssh_port)) if port}
+    ports = {name: port for name, port in ((P.OSSH, ossh_port), (P.SSH, ssh_port)) if port}
     config = {
         "ServerIPAddress": ip,
         "TunnelProtocolPorts": ports,
@@ -75,13 +78,13 @@ def entry_fields(config: dict, key: HasPublicData, region: str = "") -> dict:
         "sshPassword": config["SSHPassword"],
         "sshHostKey": base64.b64encode(key.public_data).decode("ascii"),
         "sshObfuscatedKey": config["ObfuscatedSSHKey"],
-        "capabilities": [p for p in ("OSSH", "SSH") if p in ports] + ["ssh-api-requests"],
+        "capabilities": [p for p in SERVER_PROTOCOLS if p in ports] + [CAPABILITY_SSH_API_REQUESTS],
         "tag": derive_tag(config["ServerIPAddress"], config["WebServerSecret"]),
     }
-    if "SSH" in ports:
-        fields["sshPort"] = ports["SSH"]
-    if "OSSH" in ports:
-        fields["sshObfuscatedPort"] = ports["OSSH"]
+    if P.SSH in ports:
+        fields["sshPort"] = ports[P.SSH]
+    if P.OSSH in ports:
+        fields["sshObfuscatedPort"] = ports[P.OSSH]
     if region:
         fields["region"] = region
     return fields

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from asyncssh import ChannelOpenError
 
+from ..core.api import HandshakeParams
+
 #: protocol.CHANNEL_REJECT_REASON_SPLIT_TUNNEL (a "private use" reason code, RFC 4254 5.1)
 CHANNEL_REJECT_REASON_SPLIT_TUNNEL = 0xFE000000
 UNKNOWN_REGIONS = ("", "None")
 
 
-def split_regions(params: dict, client_region: str) -> frozenset[str]:
+def split_regions(request: HandshakeParams, client_region: str) -> frozenset[str]:
     """The regions a client wants untunnelled, from its (validated) handshake parameters."""
-    regions = {r for r in params.get("split_tunnel_regions") or () if isinstance(r, str)}
-    if params.get("split_tunnel") == "1" and client_region not in UNKNOWN_REGIONS:
+    regions = set(request.split_tunnel_regions or ())
+    if request.split_tunnel == "1" and client_region not in UNKNOWN_REGIONS:
         regions.add(client_region)
     return frozenset(r.upper() for r in regions if r not in UNKNOWN_REGIONS)
 

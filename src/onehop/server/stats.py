@@ -195,7 +195,11 @@ def _record_fields(record: Any, kinds: dict, required: tuple[str, ...], inherite
     return fields
 
 
-def parse_status_records(status_data: dict, inherited: dict) -> tuple[list[tuple[str, dict]], int, int]:
+#: (valid records as (event name, fields), invalid count, not-examined count)
+ParsedRecords = tuple[list[tuple[str, dict]], int, int]
+
+
+def parse_status_records(status_data: dict, inherited: dict) -> ParsedRecords:
     """(valid records as (event name, fields), invalid count, not-examined count).
 
     Pure and thread-safe: the server runs it off the event loop. At most

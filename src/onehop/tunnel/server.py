@@ -23,13 +23,12 @@ from asyncssh.misc import ChannelOpenError
 from asyncssh.packet import SSHPacket
 
 from ..core.api.keepalive import MAX_KEEPALIVE_PADDING, encode_keepalive_response
+from ..core.api.names import REQUEST_CLIENT_VERIFICATION, REQUEST_CONNECTED, REQUEST_HANDSHAKE, REQUEST_STATUS
 from . import asyncssh_compat as compat
 from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early
 
 log = logging.getLogger(__name__)
 
-API_REQUEST_NAMES = ("psiphon-handshake", "psiphon-connected", "psiphon-status",
-                     "psiphon-client-verification")
 RANDOM_STREAM_MAX_BYTES = 10 * 1024 * 1024
 #: Random streams one connection may have open at once (a liveness test needs one).
 MAX_OPEN_RANDOM_STREAMS = 4
@@ -117,10 +116,10 @@ class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriti
     """
 
     GLOBAL_REQUESTS = {
-        "psiphon-handshake": "_answer_handshake",
-        "psiphon-connected": "_answer_connected",
-        "psiphon-status": "_answer_status",
-        "psiphon-client-verification": "_answer_client_verification",
+        REQUEST_HANDSHAKE: "_answer_handshake",
+        REQUEST_CONNECTED: "_answer_connected",
+        REQUEST_STATUS: "_answer_status",
+        REQUEST_CLIENT_VERIFICATION: "_answer_client_verification",
         "keepalive@openssh.com": "_answer_keepalive",
     }
     CHANNEL_OPENS = {
@@ -150,16 +149,16 @@ class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriti
             compat.answer_global_request(self, response if response else False)
 
     def _answer_handshake(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-handshake", packet)
+        self._answer_api_request(REQUEST_HANDSHAKE, packet)
 
     def _answer_connected(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-connected", packet)
+        self._answer_api_request(REQUEST_CONNECTED, packet)
 
     def _answer_status(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-status", packet)
+        self._answer_api_request(REQUEST_STATUS, packet)
 
     def _answer_client_verification(self, packet: SSHPacket) -> None:
-        self._answer_api_request("psiphon-client-verification", packet)
+        self._answer_api_request(REQUEST_CLIENT_VERIFICATION, packet)
 
     def _answer_keepalive(self, packet: SSHPacket) -> None:
         # Psiphon's client pads keepalives (asyncssh's own handler disconnects on any payload)

@@ -6,12 +6,12 @@ import sys
 import webbrowser
 
 from ...errors import ConfigError, ConfigProblem
+from ..notices import LISTENING_WEB_UI_PORT
 from ..ports import ControlledClient
 from .control import ControllerControl
 from .server import UIServer
 from .settings import SettingsFile
 
-LISTENING_WEB_UI_PORT = "ListeningWebUIPort"  # the port only: the token is never in a notice or log
 
 
 async def start_ui(controller: ControlledClient, *, config_file: str | None, open_browser: bool = True,

@@ -17,8 +17,6 @@ from typing import Any
 from .. import notices as N
 from .port import ClientControl
 
-UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"  # onehop.client.upgrade.check's notice
-WHOLE_DEVICE = "WholeDevice"
 REMOTE_LIST_STARTED = "remote server list download started"
 REMOTE_LIST_FAILED = "remote server list download failed"
 UPGRADE_PROGRESS = "upgrade download progress"
@@ -107,7 +105,7 @@ class LiveState:
             version = str(data.get("version", ""))
             if self.upgrade.get("version") != version or self.upgrade.get("state") == "failed":
                 self.upgrade = {"version": version, "state": "available"}
-        elif kind == UPGRADE_DOWNLOADED:
+        elif kind == N.CLIENT_UPGRADE_DOWNLOADED:
             self.upgrade = {**self.upgrade, "state": "downloaded", "version": str(data.get("version", ""))}
         elif kind == N.REMOTE_SERVER_LIST_DOWNLOADED:
             self.remote_list = {"state": "done", "imported": data.get("imported", 0), "time": notice.get("timestamp")}

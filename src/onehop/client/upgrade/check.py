@@ -31,6 +31,7 @@ from typing import Any
 from ...core.api import normalize_client_platform
 from ...errors import OnehopError
 from ...net.http_client import request
+from ..notices import CLIENT_UPGRADE_DOWNLOADED
 from ..ports import OutboundClient
 from ..transfer_urls import canonical, parse_transfer_urls
 from .errors import UpgradeError
@@ -53,7 +54,6 @@ from .package import (
 )
 from .progress import make_progress
 
-CLIENT_UPGRADE_DOWNLOADED = "ClientUpgradeDownloaded"
 UPGRADE_DIR = "upgrade"
 
 

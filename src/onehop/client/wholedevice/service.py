@@ -17,6 +17,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from ...net import dial
+from ..notices import WHOLE_DEVICE
 from . import rules
 from .rules import RuleSpec
 from .transparent import listen
@@ -24,7 +25,6 @@ from .udp_relay import UdpRelay
 
 log = logging.getLogger(__name__)
 
-NOTICE = "WholeDevice"
 STATS_INTERVAL = 60.0
 MAX_REFUSALS_SAID = 20
 
@@ -77,7 +77,7 @@ class WholeDevice:
         self.state.active = True
         self.state.ipv6 = "tunnelled" if self.ipv6 else "blocked"
         self.track(asyncio.get_running_loop().create_task(self._report_loop()))
-        self.notices.emit(NOTICE, active=True, table=f"{rules.FAMILY} {rules.TABLE}",
+        self.notices.emit(WHOLE_DEVICE, active=True, table=f"{rules.FAMILY} {rules.TABLE}",
                           shareLAN=self.share_lan or None, ipv6=self.state.ipv6,
                           tcpPort=self._tcp_port, udpPort=udp_port)
 
@@ -92,7 +92,7 @@ class WholeDevice:
             dial.set_socket_mark(0)
             await self._stop_listeners()
         if was_active:
-            self.notices.emit(NOTICE, active=False, **self._counts())
+            self.notices.emit(WHOLE_DEVICE, active=False, **self._counts())
 
     async def _stop_listeners(self) -> None:
         for server in self._servers:
@@ -148,7 +148,7 @@ class WholeDevice:
             await asyncio.sleep(STATS_INTERVAL)
             counts = await asyncio.to_thread(self._counts)
             if counts != last:
-                self.notices.emit(NOTICE, active=True, **counts)
+                self.notices.emit(WHOLE_DEVICE, active=True, **counts)
                 last = counts
 
 

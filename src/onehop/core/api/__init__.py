@@ -15,10 +15,12 @@ for values we should never have produced.
 The package is pure (bytes and values in, bytes and values out) and this module only
 re-exports its parts, so ``from onehop.core import api`` sees one flat namespace:
 
-* ``names``     request, parameter and capability names, tunnel protocols, platforms
+* ``names``     request, parameter and capability names, platforms
+* ``protocols`` ``TunnelProtocol`` (what onehop runs) and every protocol name Psiphon knows
+* ``records``   typed request parameters (``HandshakeParams``...) for client and server
 * ``packed``    the packed parameter table and its value converters
 * ``gojson``    the Go ``encoding/json`` subset (writing and strict reading)
-* ``requests``  request payloads, handshake parameter checks, response padding
+* ``requests``  request payloads as parameter maps, psiphond's checks, response padding
 * ``responses`` handshake, connected and status responses
 * ``password``  the SSH password payload
 """
@@ -28,16 +30,10 @@ from __future__ import annotations
 from .gojson import go_json as _go_json  # noqa: F401  (used by tests/core/test_api.py)
 from .names import (
     API_RESPONSE_VERSION_CBOR, CAPABILITY_SSH_API_REQUESTS, CLIENT_CAPABILITY_SERVER_REQUESTS,
-    KNOWN_TUNNEL_PROTOCOLS, MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX, PARAM_APPLIED_TACTICS_TAG,
-    PARAM_AUTHORIZATIONS, PARAM_CLIENT_BUILD_REV, PARAM_CLIENT_FEATURES, PARAM_CLIENT_PLATFORM,
-    PARAM_CLIENT_VERSION, PARAM_DEVICE_REGION, PARAM_EGRESS_REGION, PARAM_ESTABLISHMENT_DURATION,
-    PARAM_LAST_CONNECTED, PARAM_NETWORK_TYPE, PARAM_PAD_RESPONSE, PARAM_PADDING,
-    PARAM_PROPAGATION_CHANNEL_ID, PARAM_PSIPHON_API_RESPONSE_VERSION, PARAM_RELAY_PROTOCOL,
-    PARAM_SESSION_ID, PARAM_SPEED_TEST_SAMPLES, PARAM_SPLIT_TUNNEL, PARAM_SPLIT_TUNNEL_REGIONS,
-    PARAM_SPONSOR_ID, PARAM_SSH_CLIENT_VERSION, PARAM_STATUS_DATA, PARAM_STORED_TACTICS_TAG,
-    PLATFORM_ANDROID, PLATFORM_IOS, PLATFORM_OTHER, PLATFORM_WINDOWS, REQUEST_CLIENT_VERIFICATION,
-    REQUEST_CONNECTED, REQUEST_DSL, REQUEST_HANDSHAKE, REQUEST_STATUS, SERVER_REQUEST_ALERT,
-    SERVER_REQUEST_OSL,
+    MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX, PARAM_AUTHORIZATIONS, PARAM_PAD_RESPONSE, PARAM_PADDING,
+    PARAM_PSIPHON_API_RESPONSE_VERSION, PARAM_STATUS_DATA, PLATFORM_ANDROID, PLATFORM_IOS,
+    PLATFORM_OTHER, PLATFORM_WINDOWS, REQUEST_CLIENT_VERIFICATION, REQUEST_CONNECTED,
+    REQUEST_HANDSHAKE, REQUEST_STATUS,
 )
 from .packed import _CONVERTERS  # noqa: F401  (used by tests/core/test_api.py)
 from .packed import (
@@ -45,13 +41,12 @@ from .packed import (
     CONV_RAW_BASE64, CONV_RAW_JSON, CONV_UPPERHEX, PACKED_BY_KEY, PACKED_BY_NAME,
     PACKED_PARAMETERS, PackedParameter, pack_value, unpack_value,
 )
-from .password import (
-    SESSION_ID_LENGTH, SPONSOR_ID_LENGTH, SSHPasswordPayload, encode_ssh_password, parse_ssh_password,
-)
+from .password import SSHPasswordPayload, encode_ssh_password, parse_ssh_password
+from .protocols import CLIENT_PROTOCOLS, KNOWN_TUNNEL_PROTOCOLS, SERVER_PROTOCOLS, TunnelProtocol
+from .records import ConnectedParams, HandshakeParams, RequestParams, StatusParams, base_fields
 from .requests import (
     connected_param_problems, decode_request_params, encode_request_params, handshake_param_problems,
-    normalize_client_platform, pad_response_length, status_param_problems, validate_handshake_params,
-    wants_cbor_response,
+    normalize_client_platform, pad_response_length, status_param_problems,
 )
 from .responses import _HANDSHAKE_FIELDS  # noqa: F401  (used by tests/core/test_api.py)
 from .responses import (
@@ -63,30 +58,28 @@ from .responses import (
 __all__ = [
     # names
     "REQUEST_HANDSHAKE", "REQUEST_CONNECTED", "REQUEST_STATUS", "REQUEST_CLIENT_VERIFICATION",
-    "REQUEST_DSL", "SERVER_REQUEST_OSL", "SERVER_REQUEST_ALERT",
     "CAPABILITY_SSH_API_REQUESTS", "CLIENT_CAPABILITY_SERVER_REQUESTS",
-    "PARAM_AUTHORIZATIONS", "PARAM_PROPAGATION_CHANNEL_ID", "PARAM_SPONSOR_ID", "PARAM_CLIENT_VERSION",
-    "PARAM_CLIENT_PLATFORM", "PARAM_CLIENT_FEATURES", "PARAM_CLIENT_BUILD_REV", "PARAM_SESSION_ID",
-    "PARAM_RELAY_PROTOCOL", "PARAM_SSH_CLIENT_VERSION", "PARAM_DEVICE_REGION", "PARAM_EGRESS_REGION",
-    "PARAM_NETWORK_TYPE", "PARAM_APPLIED_TACTICS_TAG", "PARAM_STORED_TACTICS_TAG",
-    "PARAM_SPEED_TEST_SAMPLES", "PARAM_SPLIT_TUNNEL", "PARAM_SPLIT_TUNNEL_REGIONS", "PARAM_PADDING",
-    "PARAM_PAD_RESPONSE", "PARAM_LAST_CONNECTED", "PARAM_ESTABLISHMENT_DURATION", "PARAM_STATUS_DATA",
+    "PARAM_AUTHORIZATIONS", "PARAM_PADDING", "PARAM_PAD_RESPONSE", "PARAM_STATUS_DATA",
     "PARAM_PSIPHON_API_RESPONSE_VERSION",
     "PACKED_PAYLOAD_PREFIX", "API_RESPONSE_VERSION_CBOR", "MAX_PAD_RESPONSE",
-    "PLATFORM_ANDROID", "PLATFORM_IOS", "PLATFORM_WINDOWS", "PLATFORM_OTHER", "KNOWN_TUNNEL_PROTOCOLS",
+    "PLATFORM_ANDROID", "PLATFORM_IOS", "PLATFORM_WINDOWS", "PLATFORM_OTHER",
+    # protocols
+    "TunnelProtocol", "CLIENT_PROTOCOLS", "SERVER_PROTOCOLS", "KNOWN_TUNNEL_PROTOCOLS",
+    # records
+    "RequestParams", "HandshakeParams", "ConnectedParams", "StatusParams", "base_fields",
     # packed
     "CONV_NONE", "CONV_INT", "CONV_FLOAT", "CONV_LOWERHEX", "CONV_UPPERHEX", "CONV_BASE64",
     "CONV_RAW_BASE64", "CONV_AUTHORIZATIONS", "CONV_RAW_JSON",
     "PackedParameter", "PACKED_PARAMETERS", "PACKED_BY_NAME", "PACKED_BY_KEY", "pack_value", "unpack_value",
     # requests
-    "encode_request_params", "decode_request_params", "normalize_client_platform", "wants_cbor_response",
-    "pad_response_length", "handshake_param_problems", "validate_handshake_params",
-    "connected_param_problems", "status_param_problems",
+    "encode_request_params", "decode_request_params", "normalize_client_platform",
+    "pad_response_length", "handshake_param_problems", "connected_param_problems",
+    "status_param_problems",
     # responses
     "HandshakeResponse", "encode_handshake_response", "decode_handshake_response",
     "ConnectedResponse", "StatusResponse", "encode_connected_response", "encode_status_response",
     "decode_connected_response", "decode_status_response",
     # password
-    "SESSION_ID_LENGTH", "SPONSOR_ID_LENGTH", "SSHPasswordPayload", "encode_ssh_password",
+    "SSHPasswordPayload", "encode_ssh_password",
     "parse_ssh_password",
 ]

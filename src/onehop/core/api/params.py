@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Collection, Mapping
 
-from .names import DECIMAL, KNOWN_TUNNEL_PROTOCOLS
+from .names import DECIMAL
+from .protocols import KNOWN_TUNNEL_PROTOCOLS
 
 Check = Callable[[str], bool]
 

@@ -2,7 +2,8 @@
 
 A payload is a Go-JSON object of parameters or ``00 01`` + the canonical CBOR packed map.
 The rest reads decoded parameters the way Psiphon's server does: request validation (the
-lists live in ``params``), response padding, the CBOR-response switch and the platform class.
+lists live in ``params``), response padding and the platform class. ``records`` builds the
+typed request records on these.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from onehop.errors import APIReason, RemoteProtocolError
 
 from .gojson import go_json, is_string_list, parse_json_object
 from .names import (
-    API_RESPONSE_VERSION_CBOR, DECIMAL, MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX,
-    PARAM_AUTHORIZATIONS, PARAM_PAD_RESPONSE, PARAM_PSIPHON_API_RESPONSE_VERSION,
+    DECIMAL, MAX_PAD_RESPONSE, PACKED_PAYLOAD_PREFIX, PARAM_AUTHORIZATIONS, PARAM_PAD_RESPONSE,
     PARAM_STATUS_DATA, PLATFORM_ANDROID, PLATFORM_IOS, PLATFORM_OTHER, PLATFORM_WINDOWS,
 )
 from .packed import pack_value, unpack_value
@@ -70,11 +70,6 @@ def normalize_client_platform(client_platform: str) -> str:
     return PLATFORM_OTHER
 
 
-def wants_cbor_response(params: Mapping[str, Any]) -> bool:
-    """True when the handshake asked for a CBOR response (psiphon_api_response_version "1")."""
-    return params.get(PARAM_PSIPHON_API_RESPONSE_VERSION) == API_RESPONSE_VERSION_CBOR
-
-
 def pad_response_length(params: Mapping[str, Any]) -> int:
     """Spaces of response padding the client asked for, capped at ``MAX_PAD_RESPONSE``."""
     value = params.get(PARAM_PAD_RESPONSE)
@@ -114,11 +109,3 @@ def status_param_problems(params: Mapping[str, Any]) -> list[str]:
     elif not isinstance(status_data, dict):
         problems.append(f"{PARAM_STATUS_DATA}: not a JSON object")
     return problems
-
-
-def validate_handshake_params(params: Mapping[str, Any],
-                              relay_protocols: Collection[str] | None = None) -> None:
-    """Raise ``RemoteProtocolError('invalid_handshake_params')`` listing every problem."""
-    problems = handshake_param_problems(params, relay_protocols)
-    if problems:
-        raise RemoteProtocolError(APIReason.INVALID_HANDSHAKE_PARAMS, "; ".join(problems))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ...client.config import ClientConfig
 from ...client.dialer import dial
+from ...core.api.protocols import TunnelProtocol as P
 from ...core.serverentry import ServerEntry, decode_server_entry, supported_protocols
 from ...errors import OnehopError
 from ...net.dial import socket_opener
@@ -75,13 +76,13 @@ async def check_server(server_id: str, encoded_entry: str, timeout: float = 60.0
     """Never raises: the result says what failed."""
     try:
         entry = decode_server_entry(encoded_entry.strip())
-        protocol = "OSSH" if "OSSH" in supported_protocols(entry) else "SSH"
-        port = entry.ssh_obfuscated_port if protocol == "OSSH" else entry.ssh_port
+        protocol = P.OSSH if P.OSSH in supported_protocols(entry) else P.SSH
+        port = entry.ssh_obfuscated_port if protocol is P.OSSH else entry.ssh_port
         if not port:
             return CheckResult(server_id, False, f"the server entry has no {protocol} port")
         started = time.monotonic()
         await _wait_for_port(entry.ip_address, port, timeout)
-        if protocol == "OSSH":
+        if protocol is P.OSSH:
             await _silent_probe(entry.ip_address, port)
         await asyncio.wait_for(_handshake(entry, protocol, min(timeout, 30.0)), timeout)
     except (OnehopError, OSError, asyncio.TimeoutError, socket.gaierror) as exc:

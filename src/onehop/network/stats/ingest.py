@@ -32,6 +32,7 @@ from typing import cast
 
 from sqlalchemy import Table, insert, select, tuple_
 
+from ...core.api.protocols import TunnelProtocol
 from .. import audit
 from ..db import Database
 from ..errors import Conflict
@@ -92,7 +93,7 @@ class ServerMap:
         port = event.get("dial_port_number")
         protocol = values["relay_protocol"]
         matches = [s for s in live or servers
-                   if isinstance(port, int) and port == (s.ossh_port if protocol == "OSSH" else s.ssh_port)]
+                   if isinstance(port, int) and port == (s.ossh_port if protocol == TunnelProtocol.OSSH else s.ssh_port)]
         return matches[0].id if len(matches) == 1 else None
 
 
