@@ -12,7 +12,7 @@ from onehop.client.config import parse_client_config
 from onehop.client.dialer import _dial_target, handshake_params
 from onehop.core.api import HandshakeParams, TunnelProtocol
 
-from .helpers import make_entry
+from tests.helpers.builders import make_entry
 
 HOST_KEY = base64.b64encode(asyncssh.generate_private_key("ssh-ed25519").public_data).decode()
 
