@@ -156,7 +156,7 @@ async def test_pending_writes_are_dropped_on_abort():
     written = len(server.wire.writes)
     server.transport.write(b"never sent")
     server.transport.abort()
-    assert server.transport.is_closing()
+    assert server.transport.is_closing() and server.transport.get_write_buffer_size() == 0
     await asyncio.sleep(0)
     assert len(server.wire.writes) == written and server.wire.actions()[-1] == "abort"
     assert server.ssh.calls[-1] == "connection_lost"
