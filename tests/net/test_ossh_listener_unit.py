@@ -171,6 +171,16 @@ async def test_a_peer_that_closes_first_is_closed_quietly_at_once(sent, reasons)
     assert wire.log == [(5.0, "close")]  # the deadline died with the connection
     assert harness.listener.connections == set()
 
+    held_wire = FakeWire()  # a connection held beyond its source's cap closes the same way
+    started = asyncio.get_running_loop().time()
+    held_wire.connect(HeldConnection(TIMEOUT, lambda: None))
+    await asyncio.sleep(5)
+    if payload:
+        held_wire.feed(payload)
+    held_wire.feed_eof()
+    await asyncio.sleep(TIMEOUT + CLOSE_LINGER)
+    assert [(when - started, what) for when, what in held_wire.log] == wire.log
+
 
 @run_in_virtual_time
 async def test_without_half_close_the_deadline_closes_at_once():
@@ -280,6 +290,20 @@ async def test_keys_arriving_after_the_deadline_are_dropped(no_derivation_on_the
     assert harness.factory.calls == [] and wire.writes == []
     assert wire.log == [(TIMEOUT, "write_eof"), (TIMEOUT + CLOSE_LINGER, "close")]
     assert harness.reasons() == [OSSHReason.HANDSHAKE_TIMEOUT]
+
+
+@run_in_virtual_time
+async def test_a_replay_found_once_the_keys_arrive_is_rejected_silently(no_derivation_on_the_loop):
+    deriver = GatedKeyDeriver()
+    deriver.release()
+    harness = Harness(key_deriver=deriver)
+    flight = _replayed(harness)
+    _, wire = harness.accept()
+    wire.feed(flight)
+    await wait_until(lambda: harness.reports, timeout=5, what="the irregular report")
+    assert harness.reasons() == [OSSHReason.DUPLICATE_SEED] and len(harness.factory.calls) == 1
+    await asyncio.sleep(TIMEOUT + CLOSE_LINGER)
+    assert wire.writes == [] and wire.actions() == ["write_eof", "close"]
 
 
 # -- the handshake cap and the listener's bookkeeping --------------------------------------
