@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import selectors
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 #: How long (real seconds) an idle loop waits for a real file descriptor before it gives up.
 IDLE_LIMIT = 5.0
@@ -26,7 +27,7 @@ IDLE_LIMIT = 5.0
 class _JumpingSelector(selectors.BaseSelector):
     """A real selector that, instead of blocking for ``timeout``, advances the clock."""
 
-    def __init__(self, clock: "VirtualTimeLoop") -> None:
+    def __init__(self, clock: VirtualTimeLoop) -> None:
         self._real = selectors.DefaultSelector()
         self._clock = clock
 

@@ -159,7 +159,7 @@ async def test_a_probe_gets_no_byte_then_a_fin_at_the_deadline_and_a_close_after
 @run_in_virtual_time
 async def test_a_peer_that_closes_first_is_closed_quietly_at_once(sent, reasons):
     harness = Harness()
-    conn, wire = harness.accept()
+    _, wire = harness.accept()
     await asyncio.sleep(5)
     payload = bad_padding_length_preamble() if sent is None else sent
     if payload:
@@ -342,7 +342,7 @@ async def test_a_probe_holds_its_admission_until_the_connection_is_gone():
 @run_in_virtual_time
 async def test_closing_the_listener_closes_every_connection_it_accepted():
     harness = Harness()
-    established_conn, established = harness.accept()
+    _, established = harness.accept()
     established.feed(short_flight())
     _, waiting = harness.accept()
     assert len(harness.listener.connections) == 2
