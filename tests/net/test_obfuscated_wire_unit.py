@@ -294,3 +294,13 @@ async def test_client_role_abort_during_the_split_delay_drops_the_held_writes():
     client.ssh.transport.abort()
     await asyncio.sleep(1)
     assert client.wire.log == [(0.0, "write"), (0.0, "abort")]
+
+
+@run_in_virtual_time
+async def test_client_role_write_eof_during_the_split_delay_follows_the_held_writes():
+    client = ClientSide(prefix=True, split_delay=SPLIT)
+    client.ssh.transport.write(CLIENT_LINE)
+    client.ssh.transport.write_eof()
+    await asyncio.sleep(1)
+    assert [what for when, what in client.wire.log if when == 0.0] == ["write"]
+    assert client.wire.log[-2:] == [(SPLIT, "write"), (SPLIT, "write_eof")]
