@@ -88,6 +88,13 @@ class FakeWire(asyncio.Transport):
         if not self.protocol.eof_received():
             self.close()
 
+    def reset_by_peer(self) -> None:
+        """The peer's RST: the transport is closed and the protocol told, with the error."""
+        assert self.protocol is not None and not self._closing
+        self._closing = True
+        self._record("reset_by_peer")
+        asyncio.get_running_loop().call_soon(self.protocol.connection_lost, ConnectionResetError())
+
     # -- what the tests read -----------------------------------------------------------
 
     @property

@@ -250,18 +250,35 @@ async def test_keys_are_derived_by_the_deriver_once_and_the_preamble_completes_a
     assert harness.history.asked == [(flight[:16], NOW)] and harness.reports == []
 
 
+@pytest.mark.parametrize("prefix", [False, True], ids=["plain", "prefix"])
+@pytest.mark.parametrize("end", ["reset", "fin"])
 @run_in_virtual_time
-async def test_a_connection_lost_while_keys_derive_cancels_the_derivation(no_derivation_on_the_loop):
+async def test_a_connection_gone_while_keys_derive_still_puts_its_seed_in_the_history(
+        no_derivation_on_the_loop, end, prefix):
+    # A censor that captures a first flight and then kills the connection (or a client
+    # that gives up) must not be able to replay the flight as a fresh one: with the keys
+    # derived on the loop the seed would have been recorded on arrival.
     deriver = GatedKeyDeriver()
     gate = AcceptGate(max_pending=8, max_pending_per_source=4)
     harness = Harness(key_deriver=deriver)
-    conn, wire = harness.accept(admission=gate.admit(PEER_IP))
-    wire.feed(short_flight())
+    _, wire = harness.accept(admission=gate.admit(PEER_IP))
+    flight = first_flight(ossh_client(prefix=prefix))
+    wire.feed(flight)
     await deriver.started.wait()
-    conn.connection_lost(ConnectionResetError())
-    await wait_until(lambda: deriver.cancelled, timeout=5, what="the derivation cancelled")
-    assert harness.factory.calls == [] and harness.listener.connections == set()
-    assert gate.pending == 0  # its place in the handshake cap is free
+    if end == "reset":
+        wire.reset_by_peer()
+    else:
+        wire.feed_eof()
+    await asyncio.sleep(0)
+    assert harness.listener.connections == set() and gate.pending == 0  # its place in the cap is free
+    deriver.release()
+    await wait_until(lambda: harness.history.asked, timeout=5, what="the seed checked")
+    assert harness.factory.calls == [] and wire.writes == []  # nothing answered on the dead connection
+    _, replay = harness.accept()
+    replay.feed(flight)
+    await wait_until(lambda: harness.reports and harness.reports[-1][1].reason is OSSHReason.DUPLICATE_SEED,
+                     timeout=5, what="the replay rejected")
+    assert harness.factory.calls == [] and replay.writes == [] and deriver.cancelled == 0
 
 
 @run_in_virtual_time
