@@ -42,8 +42,8 @@ def packet_payloads(data: bytes) -> list[bytes]:
     return payloads
 
 
-def ossh_client(keyword: str = KEYWORD, prefix: bool = False) -> ClientObfuscator:
-    return ClientObfuscator(keyword, seed=os.urandom(16), padding_prng_seed=os.urandom(32),
+def ossh_client(keyword: str = KEYWORD, prefix: bool = False, max_padding: int | None = None) -> ClientObfuscator:
+    return ClientObfuscator(keyword, seed=os.urandom(16), padding_prng_seed=os.urandom(32), max_padding=max_padding,
                             prefix=default_client_prefix() if prefix else None,
                             prefix_seed=os.urandom(32) if prefix else None)
 

@@ -56,9 +56,7 @@ class Harness:
 
 def short_flight(keyword: str = KEYWORD) -> bytes:
     """A valid first flight with the least padding (well short of the prefix search limit)."""
-    client = ossh_client(keyword)
-    client._padding_range = (32, 32)
-    return first_flight(client)
+    return first_flight(ossh_client(keyword, max_padding=32))
 
 
 def bad_padding_length_preamble() -> bytes:
