@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 from ..core.api.protocols import TunnelProtocol
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, ReplayHistory, SeedHistory, ServerObfuscator
 from ..core.ossh.events import KeysNeeded
+from ..core.sansio import drain
 from ..errors import OSSHReason, ProtocolError, RemoteProtocolError
 from .acceptgate import AcceptGate, Admission, GatedServer
 from .keypool import KeyDeriver
@@ -90,10 +91,23 @@ class ProbeSilentConnection(ObfuscatedWire):
 
     async def _derive(self, deriver: KeyDeriver, seed: bytes) -> None:
         keys = await deriver.derive(seed, self._listener.keyword.encode("utf-8"))
-        if self.transport is None or self.transport.is_closing() or self.failed:
-            return
         self._server_obfuscator.provide_keys(seed, *keys)
+        if self.transport is None or self.transport.is_closing() or self.failed:
+            self._record_seed()
+            return
         self._drain_events()
+
+    def _record_seed(self) -> None:
+        """The connection is gone (or past its deadline) but what it sent still counts:
+        validate its seed into the replay history, answering and reporting nothing. Keys
+        derived on the loop would have recorded it on arrival; without this, a flight whose
+        connection was cut while its keys derived could be replayed as a fresh one."""
+        try:
+            for event in drain(self._obfuscator):
+                if isinstance(event, KeysNeeded):  # the real seed, behind a prefix
+                    self._other_event(event)
+        except ProtocolError:
+            pass
 
     def _rejected(self, error: ProtocolError) -> None:
         self._listener.report_irregular(error, self._peer_ip())
@@ -126,8 +140,7 @@ class ProbeSilentConnection(ObfuscatedWire):
         for timer in (self._deadline, self._linger):
             if timer is not None:
                 timer.cancel()
-        for task in list(self._derivations):
-            task.cancel()
+        # derivations run on: their seeds go into the replay history (see _record_seed)
         if self._admission is not None:
             self._admission.release()
         self._listener.connections.discard(self)

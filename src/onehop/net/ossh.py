@@ -35,6 +35,7 @@ class ObfuscatedTransport(asyncio.Transport):
         self._held: list[bytes] | None = None  # writes queued behind a prefix split delay
         self._pending: list[bytes] | None = None  # passthrough writes of this loop turn
         self._closing = False
+        self._eof_after_held = False
 
     # -- asyncio.BaseTransport ------------------------------------------------------
 
@@ -112,6 +113,8 @@ class ObfuscatedTransport(asyncio.Transport):
             return
         for chunk in held:
             self._wire.write(chunk)
+        if self._eof_after_held:
+            self._wire.write_eof()
         if self._closing:
             self._wire.close()
 
@@ -121,6 +124,9 @@ class ObfuscatedTransport(asyncio.Transport):
 
     def write_eof(self) -> None:
         self._flush()
+        if self._held is not None:
+            self._eof_after_held = True  # after the held writes (see _release_held)
+            return
         self._wire.write_eof()
 
     def can_write_eof(self) -> bool:
