@@ -135,7 +135,7 @@ async def dial(entry: ServerEntry, protocol: str, config: ClientConfig, session_
                                keepalive_interval=config.keepalive_interval)
     try:
         duration = time.monotonic() - started
-        params = handshake_params(config, entry, protocol, target, client, candidate_number,
+        params = handshake_params(config, entry, TunnelProtocol(protocol), target, client, candidate_number,
                                   duration, established_tunnels)
         packed = uses_packed_api(entry, config)
         payload = params.encode(packed=packed)

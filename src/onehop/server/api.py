@@ -74,7 +74,8 @@ class APIHandler:
             return self.handshake(session, params)
         if session.handshake is None:
             return None  # everything else needs a completed handshake
-        records = {api.REQUEST_CONNECTED: api.ConnectedParams, api.REQUEST_STATUS: api.StatusParams}
+        records: dict[str, type[api.ConnectedParams] | type[api.StatusParams]] = {
+            api.REQUEST_CONNECTED: api.ConnectedParams, api.REQUEST_STATUS: api.StatusParams}
         if name in records:
             try:
                 request = records[name].from_params(params)

@@ -97,29 +97,35 @@ def parse_json_text(payload: bytes | str, what: str, error: type = RemoteProtoco
         raise error(_invalid(what), str(exc)[:200]) from None
 
 
-def parse_json_object(payload: bytes | str, what: str) -> dict:
+def parse_json_object(payload: bytes | str, what: str) -> dict[str, Any]:
     value = parse_json_text(payload, what)[0]
     if not isinstance(value, dict):
         raise RemoteProtocolError(_invalid(what), "not a JSON object")
     return value
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    """The position of the first non-whitespace character at or after ``pos``."""
+    match = _JSON_WS.match(text, pos)
+    return match.end() if match else pos
+
+
 def json_members(payload: bytes, what: str) -> dict[str, tuple[Any, str]]:
     """Top-level members of a JSON object as name -> (value, raw text); last one wins."""
     text = parse_json_text(payload, what)[1]
     members: dict[str, tuple[Any, str]] = {}
-    pos = _JSON_WS.match(text, 0).end()
+    pos = _skip_ws(text, 0)
     if text[pos:pos + 1] != "{":
         raise RemoteProtocolError(_invalid(what), "not a JSON object")
-    pos = _JSON_WS.match(text, pos + 1).end()
+    pos = _skip_ws(text, pos + 1)
     while text[pos:pos + 1] != "}":
         name, pos = _JSON_DECODER.raw_decode(text, pos)  # text is known-valid JSON
-        start = _JSON_WS.match(text, _JSON_WS.match(text, pos).end() + 1).end()  # past ':'
+        start = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ":"
         value, pos = _JSON_DECODER.raw_decode(text, start)
         members[name] = (value, text[start:pos])
-        pos = _JSON_WS.match(text, pos).end()
+        pos = _skip_ws(text, pos)
         if text[pos] == ",":
-            pos = _JSON_WS.match(text, pos + 1).end()
+            pos = _skip_ws(text, pos + 1)
     return members
 
 
@@ -127,7 +133,7 @@ def is_string_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def member(obj: dict, name: str, check: Callable[[Any], bool], what: str) -> Any:
+def member(obj: dict[str, Any], name: str, check: Callable[[Any], bool], what: str) -> Any:
     """A JSON member that must pass ``check``; missing and null read as ``None``."""
     value = obj.get(name)
     if value is not None and not check(value):
