@@ -38,15 +38,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 # The repository root, for tests.helpers: the pieces the tests and the benchmarks share.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.net import free_port, port_accepts  # noqa: E402
-from tests.helpers.sshd import INSTALL as OPENSSH_INSTALL  # noqa: E402, F401  (for the scripts)
-from tests.helpers.sshd import SSHD, SshdUnavailable, prepare_sshd  # noqa: E402, F401  (SSHD: for the scripts)
-from tests.helpers.waiting import poll_until  # noqa: E402
+from tests.helpers.net import free_port, port_accepts
+from tests.helpers.sshd import INSTALL as OPENSSH_INSTALL  # noqa: F401  (for the scripts)
+from tests.helpers.sshd import SSHD, SshdUnavailable, prepare_sshd  # noqa: F401  (SSHD: for the scripts)
+from tests.helpers.waiting import poll_until
 
 CHUNK = 1 << 20
 HEADER = struct.Struct("!cQ")
@@ -204,7 +204,7 @@ class OnehopServer:
     entry_file: str
 
 
-def start_onehop_server(procs: "Processes", root: str, ip: str, listening_port: str,
+def start_onehop_server(procs: Processes, root: str, ip: str, listening_port: str,
                         workers: int | None = None) -> OnehopServer:
     """``onehop server generate`` + ``run`` on ``ip`` (OSSH and SSH ports); waits until
     the port named by ``listening_port`` ('ossh' or 'ssh') accepts connections.
@@ -232,7 +232,7 @@ class PrivateSshd:
     client_key: str
 
 
-def start_private_sshd(procs: "Processes", root: str, host_key_args: Sequence[str],
+def start_private_sshd(procs: Processes, root: str, host_key_args: Sequence[str],
                        extra_config: str = "") -> PrivateSshd:
     """Debian's sshd (tests/helpers/sshd.py) with its own config, host key (``ssh-keygen``
     ``host_key_args``) and a client key for the current user, on a free port of 127.0.0.1."""

@@ -147,7 +147,7 @@ class HandshakeSniffer:
         while not self._stop.is_set() and total < (4 << 20):
             try:
                 frame = self._sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 self.error = str(exc)

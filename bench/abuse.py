@@ -44,14 +44,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE.parent))  # tests.helpers
 
-import asyncssh  # noqa: E402
+import asyncssh
 
-from onehop.client.config import ClientConfig  # noqa: E402
-from onehop.client.dialer import dial  # noqa: E402
-from onehop.core import api  # noqa: E402
-from onehop.core.serverentry import decode_server_entry  # noqa: E402
-from onehop.net.dial import connect_socket  # noqa: E402
-from tests.helpers.net import free_port, start_echo_server  # noqa: E402
+from onehop.client.config import ClientConfig
+from onehop.client.dialer import dial
+from onehop.core import api
+from onehop.core.serverentry import decode_server_entry
+from onehop.net.dial import connect_socket
+from tests.helpers.net import free_port, start_echo_server
 
 MIB = 1024 * 1024
 
@@ -187,7 +187,7 @@ async def _silent(port: int, source: str, stop: asyncio.Event, stats: dict) -> N
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), 5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             await asyncio.sleep(0.2)
             continue
         reading = asyncio.ensure_future(reader.read(65536))
@@ -211,7 +211,7 @@ async def attack_preauth(server: Server) -> dict:
         tunnel = await asyncio.wait_for(tunnel_to(server), 10)
         took = round(time.monotonic() - started, 2)
         tunnel.client.close()
-    except (asyncio.TimeoutError, OSError, Exception):  # no tunnel is the result we measure
+    except (TimeoutError, OSError, Exception):  # no tunnel is the result we measure
         took = None
     stop.set()
     await asyncio.gather(*flood, return_exceptions=True)

@@ -46,7 +46,7 @@ def started(command: list[str], home: Path, env: dict[str, str]) -> float:
         for line in process.stdout:
             notice = json.loads(line)
             seen.add(notice.get("noticeType"))
-            if LISTENING <= seen:
+            if seen >= LISTENING:
                 return time.monotonic() - begin
         raise SystemExit(f"{command[0]} exited before listening")
     finally:

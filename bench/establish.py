@@ -22,15 +22,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Processes, free_port, port_accepts, wait_until  # noqa: E402
+from _common import Processes, free_port, port_accepts, wait_until
 
-from onehop.client.candidates import MemoryStore  # noqa: E402
-from onehop.client.config import ClientConfig  # noqa: E402
-from onehop.client.controller import Controller  # noqa: E402
-from onehop.client.dialer import dial  # noqa: E402
-from onehop.client.notices import Notices  # noqa: E402
-from onehop.core.serverentry import decode_server_entry  # noqa: E402
-from onehop.net.dial import socket_opener  # noqa: E402
+from onehop.client.candidates import MemoryStore
+from onehop.client.config import ClientConfig
+from onehop.client.controller import Controller
+from onehop.client.dialer import dial
+from onehop.client.notices import Notices
+from onehop.core.serverentry import decode_server_entry
+from onehop.net.dial import socket_opener
 
 BLACKHOLES = r"""
 import asyncio, sys

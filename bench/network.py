@@ -30,19 +30,19 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from onehop.core.discovery import Discovery, DiscoveryServer  # noqa: E402
-from onehop.network import channels, hosts, keys, servers, sponsors  # noqa: E402
-from onehop.network.audit import Context  # noqa: E402
-from onehop.network.db import Database  # noqa: E402
-from onehop.network.export import export_network  # noqa: E402
-from onehop.network.publish import Publisher  # noqa: E402
-from onehop.network.state import load_state  # noqa: E402
-from onehop.network.targets import DirTarget  # noqa: E402
+from onehop.core.discovery import Discovery, DiscoveryServer
+from onehop.network import channels, hosts, keys, servers, sponsors
+from onehop.network.audit import Context
+from onehop.network.db import Database
+from onehop.network.export import export_network
+from onehop.network.publish import Publisher
+from onehop.network.state import load_state
+from onehop.network.targets import DirTarget
 
 SERVERS_PER_HOST = 5
 
@@ -91,12 +91,12 @@ def timed(function):
 def bench_export(db: Database, workdir: Path) -> dict[str, float]:
     def export():
         with db.transaction() as session:
-            state = load_state(session, datetime.now(timezone.utc))
+            state = load_state(session, datetime.now(UTC))
         return export_network(state, workdir / "export", cache_dir=workdir / "cache")
 
     def lists():
         with db.transaction() as session:
-            state = load_state(session, datetime.now(timezone.utc))
+            state = load_state(session, datetime.now(UTC))
         return Publisher(state, DirTarget(workdir / "site", "https://s3.amazonaws.com/bucket"), None).run()
 
     first, result = timed(export)
@@ -110,12 +110,12 @@ def bench_export(db: Database, workdir: Path) -> dict[str, float]:
 
 
 def discovery_pool(n: int, now: datetime) -> list[DiscoveryServer]:
-    start, end = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
+    start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
     return [DiscoveryServer(str(ipaddress.IPv4Address(0x0B000000 + i + 1)), "", start, end) for i in range(n)]
 
 
 def bench_discovery(sizes: tuple[int, ...], lookups: int) -> dict[tuple[str, int], float]:
-    now = datetime(2030, 6, 1, 12, tzinfo=timezone.utc)
+    now = datetime(2030, 6, 1, 12, tzinfo=UTC)
     rng = random.Random(7)
     clients = [str(ipaddress.IPv4Address(rng.randrange(1 << 24, 224 << 24))) for _ in range(lookups)]
     results = {}

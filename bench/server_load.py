@@ -42,11 +42,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from _common import (  # noqa: E402
+from _common import (
     SSHD, BenchError, Processes, descendants, signals_raise_keyboard_interrupt, start_onehop_server,
     start_private_sshd, summarize_collapsed, tree_cpu_seconds,
 )
-from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
+from _common import OPENSSH_INSTALL as INSTALL
 
 ONEHOP_IP = "127.0.0.2"
 WARMUP = 20

@@ -44,18 +44,18 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
+from _common import (
     BenchError, Connector, Processes, descendants, direct, free_port, onehop_cli, port_accepts,
     process_cpu_seconds, signals_raise_keyboard_interrupt, start_private_sshd, transfer_each, tree_cpu_seconds, via_socks5,
     wait_until,
 )
-from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
-from _pinning import Pinning, add_pin_option, pin_tree  # noqa: E402
-from _stats import (  # noqa: E402
+from _common import OPENSSH_INSTALL as INSTALL
+from _pinning import Pinning, add_pin_option, pin_tree
+from _stats import (
     Spread, add_rounds_option, busy_processes, cpu_per_wall, cpu_seconds_per_gib, fmt_ratio, interleaved, mbps, ratio,
     spread, tick_per_gib, verdict,
 )
-from throughput import (  # noqa: E402
+from throughput import (
     CIPHER, SINK_HOST, check_openssh, start_onehop_client, start_sink, start_ssh_forward,
 )
 

@@ -60,15 +60,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (  # noqa: E402
+from _common import (
     SSHD, BenchError, NoticeReader, Processes, direct, free_port, onehop_cli, port_accepts,
     signals_raise_keyboard_interrupt, start_onehop_server, start_private_sshd, summarize_collapsed,
     transfer, tree_cpu_seconds, via_socks5, wait_until,
 )
-from _common import OPENSSH_INSTALL as INSTALL  # noqa: E402
-import _psiphon  # noqa: E402
-from _pinning import Pinning, add_pin_option, pin_tree  # noqa: E402
-from _stats import (  # noqa: E402
+from _common import OPENSSH_INSTALL as INSTALL
+import _psiphon
+from _pinning import Pinning, add_pin_option, pin_tree
+from _stats import (
     add_rounds_option, cpu_seconds_per_gib, fmt_ratio, interleaved, mbps, ratio, spread, tick_per_gib, verdict,
 )
 

@@ -34,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import direct, transfer, via_socks5  # noqa: E402
+from _common import direct, transfer, via_socks5
 
 DEVICE, SERVER, WORLD = "10.200.1.2", "10.200.1.1", "10.200.3.1"
 SINK_PORT, OSSH_PORT = 9000, 9443
@@ -89,7 +89,7 @@ def dns_rate(count: int, in_flight: int = 32) -> float:
     while answered < count:
         try:
             sock.recv(2048)
-        except socket.timeout:
+        except TimeoutError:
             send(sent)  # one was lost: keep the window full
             sent += 1
             continue

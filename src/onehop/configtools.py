@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from .errors import ConfigError, ConfigProblem
 

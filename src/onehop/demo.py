@@ -130,7 +130,7 @@ async def run_demo(servers: int = 3, protocols: tuple[str, ...] = CLIENT_PROTOCO
                             f"{len(got)} bytes, SHA-256 matches")
         result.ok = True
         return result
-    except (OnehopError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OnehopError, OSError) as exc:
         result.reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return result
     finally:

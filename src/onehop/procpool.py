@@ -17,7 +17,8 @@ import itertools
 import logging
 import pickle
 import sys
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .procworker import LENGTH_BYTES, frame
 
@@ -124,7 +125,7 @@ class ProcessPool:
         for worker in self._workers:
             try:
                 await asyncio.wait_for(worker.process.wait(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 worker.process.kill()
                 await worker.process.wait()
             worker.reader.cancel()

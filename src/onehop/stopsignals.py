@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

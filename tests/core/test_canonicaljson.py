@@ -48,7 +48,7 @@ def test_string_escapes_match_go(text, expected):
 def test_invalid_utf8_bytes_become_escaped_replacement_per_byte():
     # Go writes \ufffd for each invalid byte of a string holding raw bytes.
     assert cj.dumps(b"a\xffb\xe2\x82c<") == rb'"a\ufffdb\ufffd\ufffdc\u003c"'
-    assert cj.dumps(b"ok \xc3\xa9") == '"ok é"'.encode("utf-8")
+    assert cj.dumps(b"ok \xc3\xa9") == '"ok é"'.encode()
 
 
 def _go_decode_rune_reference(raw: bytes) -> str:

@@ -3,7 +3,7 @@
 import bisect
 import ipaddress
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 import pytest
 from hypothesis import given
@@ -65,7 +65,7 @@ def test_classic_vectors(case):
 def test_classic_through_discovery_object(case):
     discovery = dv.Discovery(_servers(case), dv.Strategy.CLASSIC, hmac_key=case["hmac_key"])
     for q in case["queries"]:
-        now = datetime.fromtimestamp(q["unix_time"], timezone.utc)
+        now = datetime.fromtimestamp(q["unix_time"], UTC)
         assert discovery.select(q["client_ip"], now).ip_address == q["selected_ip_address"]
 
 

@@ -2,7 +2,7 @@
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 from hypothesis import given
@@ -193,7 +193,7 @@ def test_accepted_variants():
     assert se.decode_server_entry(UNSIGNED[0]["encoded"].encode()).ip_address == "192.0.2.10"
     v6 = se.decode_server_entry(_hex('0 0 0 0 {"ipAddress": "2001:db8::5"}'))
     assert v6.ip_address == "2001:db8::5" and se.supported_protocols(v6) == set()
-    stamped = v6.with_local("EMBEDDED", se.rfc3339_timestamp(datetime(2026, 7, 1, 12, tzinfo=timezone.utc)))
+    stamped = v6.with_local("EMBEDDED", se.rfc3339_timestamp(datetime(2026, 7, 1, 12, tzinfo=UTC)))
     assert stamped.local_timestamp == "2026-07-01T12:00:00Z"
     offset = v6.with_fields({"localTimestamp": "2026-07-01T12:00:00.123+02:00"})
     assert offset.local_timestamp.endswith("+02:00")
@@ -302,7 +302,7 @@ def test_fuzz_decode_raw_lines(line):
 @given(st.binary(max_size=300))
 def test_fuzz_decode_hex_of_arbitrary_payload(payload):
     try:
-        se.decode_server_entry(("0 0 0 0 ".encode() + payload).hex())
+        se.decode_server_entry((b"0 0 0 0 " + payload).hex())
     except ServerEntryError:
         pass
 

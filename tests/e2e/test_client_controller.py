@@ -21,6 +21,7 @@ from tests.helpers.net import copy_stream
 from tests.helpers.waiting import wait_until
 from tests.e2e.fakes import Blackhole, CountingProxy, FileServer, Resetter
 from tests.e2e.proxyclient import http_get_via_socks, socks5_connect
+from datetime import UTC
 
 pytestmark = pytest.mark.e2e
 
@@ -274,13 +275,13 @@ async def test_a_silently_dead_server_is_detected_by_keepalive(network, running,
 
 async def test_status_request_prunes_what_the_server_reports_invalid(network, tmp_path, notice_log):
     import json
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from onehop.client.api_calls import base_params
     from onehop.client.status import send_status
     from tests.helpers.builders import make_entry
     gone, kept = make_entry("192.0.2.60"), make_entry("192.0.2.61")
     store = Datastore(str(tmp_path / "store"))
-    store.import_entries([gone, kept], "EMBEDDED", datetime.now(timezone.utc) - timedelta(days=10))
+    store.import_entries([gone, kept], "EMBEDDED", datetime.now(UTC) - timedelta(days=10))
     kept_tag = next(e.tag for e in store.entries() if e.ip_address == "192.0.2.61")
     (tmp_path / "psinet.json").write_text(json.dumps({"valid_server_entry_tags": {kept_tag: True}}))
     running_server = await network.add(PsinetDatabaseFilename="psinet.json")

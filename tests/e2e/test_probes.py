@@ -36,7 +36,7 @@ def probe_blocking(host: str, port: int, payload: bytes, read_for: float = 6.0):
             received += chunk
     except ConnectionResetError:
         return received, time.monotonic() - started, "rst"
-    except socket.timeout:
+    except TimeoutError:
         return received, time.monotonic() - started, "open"
     finally:
         sock.close()

@@ -156,10 +156,9 @@ def tiny_disk(path):
 
 def fill(directory) -> None:
     """Write a filler file until the file system is full."""
-    with open(directory / "filler", "wb", buffering=0) as f:
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 1024)
+    with open(directory / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 1024)
 
 
 @pytest.mark.parametrize("disk", ["tmpfs", "dev-full"])

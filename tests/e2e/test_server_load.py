@@ -104,7 +104,7 @@ async def test_one_server_holds_1000_tunnels_with_forward_churn(tmp_path, echo_s
                 proc.send_signal(signal.SIGTERM)
                 try:
                     await asyncio.wait_for(proc.wait(), 30)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     await proc.wait()
     assert server.returncode == 0  # a clean stop under load

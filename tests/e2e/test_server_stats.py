@@ -66,7 +66,7 @@ async def probe(source_ip: str, host: str, port: int, payload: bytes) -> None:
             sock.sendall(payload)
             try:
                 sock.recv(100)
-            except (socket.timeout, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 pass
     await asyncio.to_thread(send)
 

@@ -15,7 +15,6 @@ import asyncssh
 import pytest
 
 from onehop.client.split_tunnel import CHANNEL_REJECT_REASON_SPLIT_TUNNEL, UNTUNNELED
-from onehop.demo import serve_page
 from tests.e2e.proxyclient import http_get_via_socks
 from tests.server.mmdb import city_record, write_mmdb
 

@@ -18,6 +18,7 @@ from tests.helpers.channels import random_stream_bytes
 from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import (connect_via_http_proxy, http_get_via_http_proxy,
                                    http_get_via_socks, socks5_connect)
+from datetime import UTC
 
 pytestmark = pytest.mark.e2e
 
@@ -260,10 +261,10 @@ async def test_many_parallel_streams_are_intact(network, make_client, echo_serve
 @pytest.mark.parametrize("strategy", ["classic", "consistent"])
 async def test_handshake_brings_homepages_upgrade_and_one_discovered_server(
         network, make_client, notice_log, tmp_path, strategy):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     import json
     hidden = await network.add(region="JP")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     window = [(now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
               (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")]
     from onehop.core.serverentry import encode_server_entry_fields

@@ -9,9 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 
-import pytest
 
 from tests.helpers.net import free_port
 from onehop.feedback.receive import store_upload

@@ -12,12 +12,12 @@ from onehop.core.serverentry import ServerEntry
 DUMMY_HOST_KEY = "AAAAB3NzaC1yc2EAAAADAQABAAABAQ=="
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rsa_private_pem() -> str:
     return asyncssh.generate_private_key("ssh-rsa", 2048).export_private_key("pkcs1-pem").decode("ascii")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ed25519_private_pem() -> str:
     return asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh").decode("ascii")
 

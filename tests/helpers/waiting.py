@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",

@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -165,7 +165,7 @@ def test_every_protocol_many_times(tmp_path, procs, page, encoding):
 
 
 def psinet_database(path: Path, discovered_entry: str, home_pages: list[str]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     path.write_text(json.dumps({
         "sponsors": {SPONSOR: {"id": SPONSOR, "home_pages": {
             "None": [{"region": "None", "url": url} for url in home_pages]}}},
@@ -260,6 +260,6 @@ def test_psiphond_logs_our_connected_and_status_requests(tmp_path, procs, page, 
     assert stat["url"] == lists.url("/list") and stat["tunneled"] is True and stat["authenticated"] is True
     # psiphond's connected_timestamp is the hour of the first run's connected request.
     reported = datetime.strptime(tunnels[1].get("last_connected", "missing"), "%Y-%m-%dT%H:%M:%SZ")
-    age = datetime.now(timezone.utc) - reported.replace(tzinfo=timezone.utc)
+    age = datetime.now(UTC) - reported.replace(tzinfo=UTC)
     assert timedelta(0) <= age < timedelta(hours=1, minutes=5), tunnels[1]
     assert server.problems() == []

@@ -68,7 +68,7 @@ class Relay:
         while not self._closed.is_set():
             try:
                 down, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -56,12 +56,12 @@ class _HeaderHandler(_Handler):
     """The harness's handler, plus per-path response headers (``server.extra_headers``) and
     a HEAD that sends no body (as S3's: Psiphon's client checks the version with one)."""
 
-    def send_response(self, code, message=None):  # noqa: D102
+    def send_response(self, code, message=None):
         super().send_response(code, message)
         for name, value in self.server.extra_headers.get(self.path.split("?", 1)[0], {}).items():
             self.send_header(name, value)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.server.requests.append((self.command, self.path, dict(self.headers)))
         body = self.server.files.get(self.path.split("?", 1)[0])
         self.send_response(404 if body is None else 200)

@@ -46,7 +46,7 @@ def banner(text: bytes):
         try:
             await writer.drain()
             await asyncio.wait_for(reader.read(65536), 0.5)
-        except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -61,7 +61,7 @@ def silent(close_after: float):
             while (left := deadline - loop.time()) > 0:
                 if not await asyncio.wait_for(reader.read(65536), left):
                     break
-        except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()

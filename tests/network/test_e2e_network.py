@@ -51,7 +51,7 @@ async def read_notices(process, until, timeout: float) -> list[dict]:
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             line = await asyncio.wait_for(process.stdout.readline(), max(remaining, 0.01))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"no tunnel after {timeout}s; notices: {seen[-15:]}") from None
         if not line:
             raise AssertionError(f"client exited: {(await process.stderr.read()).decode()[-2000:]}")
@@ -129,7 +129,7 @@ async def client_process(*args: str, home):
             process.terminate()
             try:
                 await asyncio.wait_for(process.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
 

@@ -8,7 +8,7 @@ import ipaddress
 import json
 import random
 import string
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -105,7 +105,7 @@ PAGES = st.dictionaries(REGIONS, st.lists(URLS, min_size=1, max_size=3).map(tupl
        st.sampled_from(["classic", "consistent"]))
 def test_every_psinet_we_write_is_what_servers_parse(sponsors, versions, strategy):
     state = NetworkState(
-        now=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        now=datetime(2030, 1, 1, tzinfo=UTC),
         keys=NetworkKeys(UNUSED, UNUSED, UNUSED, UNUSED, KeyPair("hmac-key", "")),
         settings={"discovery-strategy": strategy}, servers=(),
         sponsors=tuple(SponsorRecord(i, name, pages, mobile) for i, name, pages, mobile in sponsors),

@@ -80,7 +80,7 @@ async def through_remote_list(entries: list[str], remote_url: str, public_key: s
                           remote_server_list_signature_public_key=public_key)
     notices, remote_notices = Notices(None), []
     notices.subscribe(lambda n: remote_notices.append(n) if n["noticeType"] not in (
-        "ConnectingServer", "CandidateServers", "AvailableEgressRegions") and n["data"].get("message") != 
+        "ConnectingServer", "CandidateServers", "AvailableEgressRegions") and n["data"].get("message") !=
         "server connection failed" else None)
     store = Datastore(config.data_dir)
     store.import_entries([decode_server_entry(e) for e in entries], "EMBEDDED")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from onehop.network import lifecycle, lookup, servers
 from onehop.network.audit import Context
 from onehop.network.db import Database
 from tests.network.conftest import small_network
 
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def kinds(cli) -> dict[str, str]:

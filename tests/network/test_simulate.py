@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from onehop.network.simulate import simulate, synthetic_pool
 from tests.network.conftest import small_network
 
-START = datetime(2030, 1, 1, tzinfo=timezone.utc)
+START = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def test_classic_leaks_more_over_time_than_consistent():

@@ -124,9 +124,8 @@ async def test_a_standalone_build_runs_with_an_empty_environment(sqlite_cli, tmp
             # modules unless told: the page was a 500 in standalone builds).
             ui_port = next(n["data"]["port"] for n in seen if n["noticeType"] == "ListeningWebUIPort")
             import aiohttp
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"http://127.0.0.1:{ui_port}/") as page:
-                    assert page.status == 200 and "<html" in (await page.text()).lower()
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{ui_port}/") as page:
+                assert page.status == 200 and "<html" in (await page.text()).lower()
         finally:
             process.terminate()
             await process.wait()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import sqlalchemy as sa
 
@@ -267,7 +267,7 @@ async def test_a_real_servers_events_never_put_a_client_address_in_the_database(
         await controller.close()
     await wait_until(lambda: named(log, "server_tunnel"), 10)
     await running.stop()
-    utc_today = datetime.now(timezone.utc).date()
+    utc_today = datetime.now(UTC).date()
     # a damaged or foreign log may still hold an address: ingest scrubs it
     with log.open("a") as f:
         f.write(line("failed_tunnel", utc_today, host="lo", client_region="DE", note=f"from {CLIENT_IP}:4431",

@@ -67,7 +67,7 @@ class HostileMirror:
             for _ in range(self.flood // len(chunk)):
                 writer.write(chunk)
                 await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
             writer.close()

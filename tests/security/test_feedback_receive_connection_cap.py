@@ -17,7 +17,7 @@ from onehop.net.acceptgate import default_caps
 async def _eof_within(reader: asyncio.StreamReader, seconds: float) -> bool:
     try:
         return await asyncio.wait_for(reader.read(1), seconds) == b""
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 

@@ -20,7 +20,7 @@ async def _eof_within(reader: asyncio.StreamReader, seconds: float) -> bool:
         while True:
             if await asyncio.wait_for(reader.read(4096), seconds) == b"":
                 return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True

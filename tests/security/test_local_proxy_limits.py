@@ -32,7 +32,7 @@ def _config(tmp_path, **overrides) -> ClientConfig:
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
     try:
         return await asyncio.wait_for(reader.read(100), seconds) == b""
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     except ConnectionError:
         return True
@@ -119,7 +119,7 @@ async def test_running_out_of_descriptors_is_one_line_not_tracebacks(tmp_path):
     for _ in range(20):
         try:
             clients.append(await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2))
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             break
         await asyncio.sleep(0.05)
     out, err = await asyncio.wait_for(proc.communicate(), 20)

@@ -38,7 +38,7 @@ def fake_pyinstaller(monkeypatch):
                                                             311, b"libpython3.11.so"))
 
     monkeypatch.setattr(builds, "stage_runtime", lambda base, wheels: (base / "onehop").mkdir())
-    monkeypatch.setattr(builds, "runtime_closure", lambda: {})
+    monkeypatch.setattr(builds, "runtime_closure", dict)
     monkeypatch.setattr(standalone, "excluded_modules", lambda closure: [])
     monkeypatch.setattr(standalone, "pyinstaller_version", lambda: "0-test")
     monkeypatch.setattr(standalone, "check_platform", lambda *a: "linux-x86_64")

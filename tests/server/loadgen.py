@@ -120,7 +120,7 @@ async def churn(conns: list, echo: tuple[str, int], seconds: float, concurrency:
                     raise ValueError("echo mismatch")
                 stats["forwards"] += 1
                 stats["bytes"] += len(payload)
-            except (OSError, asyncssh.Error, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (TimeoutError, OSError, asyncssh.Error, asyncio.IncompleteReadError, ValueError):
                 stats["failures"] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))

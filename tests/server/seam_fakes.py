@@ -9,7 +9,8 @@ sockets or a running server.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from onehop.core.trafficrules import ClientFacts, EffectiveRules
 from onehop.server.geoip import GeoIPData

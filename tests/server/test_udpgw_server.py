@@ -14,7 +14,6 @@ from onehop.core.udpgw import FLAG_DNS, FLAG_REBIND, PacketReceived, UdpgwParser
 from onehop.server.policy import Decision
 from onehop.server.tunnelstate import TunnelCounters
 from onehop.server.udpgw import UdpgwChannel
-from onehop.tunnel.relay import ByteCounter
 from tests.helpers.waiting import wait_until
 
 

@@ -58,7 +58,7 @@ def test_private_methods_exist_with_the_expected_parameters(owner, name, params)
 
 def test_handler_names_and_debug_level_are_where_they_were():
     assert asyncssh_compat.map_handler_name("random@psiphon.ca") == "random_at_psiphon_dot_ca"
-    assert callable(getattr(SSHConnection, "_process_keepalive_at_openssh_dot_com_global_request"))
+    assert callable(SSHConnection._process_keepalive_at_openssh_dot_com_global_request)
     assert isinstance(SSHLogger._debug_level, int)
     assert PsiphonServerConnection._process_psiphon_status_global_request is PsiphonServerConnection._answer_status
     assert PsiphonServerConnection._process_random_at_psiphon_dot_ca_open is \
@@ -68,7 +68,7 @@ def test_handler_names_and_debug_level_are_where_they_were():
 class EchoSession(asyncssh.SSHTCPSession):
     """The destination of a forward: echoes what it receives."""
 
-    def __init__(self, policy: "Policy") -> None:
+    def __init__(self, policy: Policy) -> None:
         self.policy = policy
 
     def connection_made(self, chan) -> None:

@@ -7,12 +7,12 @@ import errno
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from onehop.server import events
 from onehop.server.events import EventLog
 
-T0 = datetime(2026, 11, 25, 16, 0, 7, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 11, 25, 16, 0, 7, tzinfo=UTC).timestamp()
 RFC3339_UTC_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -31,7 +31,7 @@ def test_each_event_is_one_json_line_with_name_and_timestamp(tmp_path):
                      "client_region": "DE", "sponsor_id": "0123"}
     assert RFC3339_UTC_SECONDS.match(first["timestamp"])
     assert datetime.strptime(first["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=timezone.utc).timestamp() == T0
+        tzinfo=UTC).timestamp() == T0
     assert second["event_name"] == "irregular_tunnel"
     assert second["listener_protocol"] == "OSSH" and second["tunnel_error"] == "bad magic"
     assert log.failed is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 from hypothesis import given
@@ -16,7 +16,7 @@ from onehop.client import notices as n
 from onehop.client.notices import Notices, psiphon_timestamp
 
 PSIPHON_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-NOW = datetime(2026, 11, 25, 16, 0, 0, 987654, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 16, 0, 0, 987654, tzinfo=UTC)
 
 
 def emitted(stream: io.StringIO) -> list[dict]:
@@ -74,9 +74,9 @@ def test_psiphon_notice_type_names():
 # -- timestamps -------------------------------------------------------------------------
 
 def test_timestamp_truncates_to_milliseconds():
-    assert psiphon_timestamp(datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=timezone.utc)) == "2026-01-02T03:04:05.999Z"
-    assert psiphon_timestamp(datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=timezone.utc)) == "2026-01-02T03:04:05.000Z"
-    assert psiphon_timestamp(datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=timezone.utc)) == "2026-01-02T03:04:05.001Z"
+    assert psiphon_timestamp(datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=UTC)) == "2026-01-02T03:04:05.999Z"
+    assert psiphon_timestamp(datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=UTC)) == "2026-01-02T03:04:05.000Z"
+    assert psiphon_timestamp(datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=UTC)) == "2026-01-02T03:04:05.001Z"
 
 
 def test_timestamp_is_converted_to_utc():
@@ -85,12 +85,12 @@ def test_timestamp_is_converted_to_utc():
 
 
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30),
-                    timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7)),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)),
                                                timezone(timedelta(hours=5, minutes=30))])))
 def test_timestamp_format_and_value(moment):
     text = psiphon_timestamp(moment)
     assert PSIPHON_TIMESTAMP.match(text), text
-    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert timedelta(0) <= moment - parsed < timedelta(milliseconds=1)
 
 

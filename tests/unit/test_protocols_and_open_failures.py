@@ -3,7 +3,6 @@ failed channel open is told to the application (OpenFailure -> SOCKS reply / HTT
 
 from __future__ import annotations
 
-import asyncio
 import errno
 
 import asyncssh
@@ -89,7 +88,7 @@ def test_no_tunnel_is_its_own_failure():
 
 
 def test_other_errors():
-    assert classify(asyncio.TimeoutError()) is OpenFailure.TIMEOUT
+    assert classify(TimeoutError()) is OpenFailure.TIMEOUT
     assert classify(TimeoutError()) is OpenFailure.TIMEOUT
     assert classify(ConnectionResetError()) is OpenFailure.GENERAL
     assert classify(asyncssh.ConnectionLost("gone")) is OpenFailure.GENERAL
@@ -97,7 +96,7 @@ def test_other_errors():
 
 @pytest.mark.parametrize("dial_error, expected", [
     (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), OpenFailure.REFUSED),
-    (asyncio.TimeoutError(), OpenFailure.TIMEOUT),
+    (TimeoutError(), OpenFailure.TIMEOUT),
     (OSError(errno.ENETUNREACH, "unreachable"), OpenFailure.NETWORK_UNREACHABLE),
     (OSError(errno.EHOSTUNREACH, "unreachable"), OpenFailure.HOST_UNREACHABLE),
     (OSError(errno.EACCES, "denied"), OpenFailure.GENERAL),

@@ -87,7 +87,7 @@ def udp(ip: str, port: int, payload: bytes) -> bytes:
             sock.sendto(payload, (ip, port))
             try:
                 return sock.recv(65535)
-            except socket.timeout:
+            except TimeoutError:
                 continue
         raise OSError("no answer")
     finally:

@@ -7,7 +7,7 @@ import os
 from dataclasses import replace
 import threading
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from ..configtools import parse_json_text
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
@@ -48,7 +48,7 @@ def target_entry(value: str) -> ServerEntry:
 
 
 def initial_entries(config: ClientConfig, notices: Notices) -> list[ServerEntry]:
-    now = rfc3339_timestamp(datetime.now(timezone.utc))
+    now = rfc3339_timestamp(datetime.now(UTC))
     if config.target_server_entry:
         entry = target_entry(config.target_server_entry)
         _check_target_signature(entry, config.server_entry_signature_public_key)

@@ -9,7 +9,8 @@ datastore implements it, ``MemoryStore`` does for lists given on the command lin
 from __future__ import annotations
 
 import random
-from typing import Iterable, Protocol
+from typing import Protocol
+from collections.abc import Iterable
 
 from ..core.serverentry import ServerEntry, has_ssh_api_requests
 from .dialer import protocols_for

@@ -125,7 +125,7 @@ def _platform_check(value: str) -> str | None:
     return None if value and not any(c.isspace() for c in value) else "must be non-empty without spaces"
 
 
-def prefix_patterns(config: "ClientConfig") -> dict[str, str]:
+def prefix_patterns(config: ClientConfig) -> dict[str, str]:
     """Every prefix spec the client knows: the built-in ones plus OSSHPrefixSpecs."""
     return {**DEFAULT_CLIENT_PREFIX_SPECS, **config.ossh_prefix_specs}
 

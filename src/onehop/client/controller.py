@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import webbrowser
-from typing import Callable
+from collections.abc import Callable
 
 import asyncssh
 
@@ -136,7 +136,7 @@ class Controller:
     async def open_channel(self, session_factory, host: str, port: int):
         try:
             await asyncio.wait_for(self._ready.wait(), self.config.pending_request_wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TunnelError("no-tunnel", "no tunnel became available in time") from None
         tunnel = self.active
         assert tunnel is not None

@@ -19,8 +19,8 @@ import logging
 import os
 import sqlite3
 import stat
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable
+from datetime import datetime, timedelta, UTC
+from collections.abc import Callable, Iterable
 
 from ..core.serverentry import (ServerEntry, decode_server_entry, encode_server_entry_fields, rfc3339_timestamp,
                                 verify_server_entry_signature)
@@ -88,14 +88,14 @@ def make_private(data_dir: str, create: Iterable[str] = ()) -> str | None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _parse_time(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.fromtimestamp(0, timezone.utc)
+        return datetime.fromtimestamp(0, UTC)
 
 
 class Datastore:

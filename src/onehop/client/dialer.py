@@ -11,7 +11,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from asyncssh.public_key import KeyImportError, decode_ssh_public_key
 

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncssh
 

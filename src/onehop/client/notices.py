@@ -13,8 +13,9 @@ import logging
 import sys
 import threading
 from collections import deque
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from datetime import datetime, UTC
+from typing import Any, TextIO
+from collections.abc import Callable
 
 LISTENING_SOCKS_PROXY_PORT = "ListeningSocksProxyPort"
 LISTENING_HTTP_PROXY_PORT = "ListeningHttpProxyPort"
@@ -43,7 +44,7 @@ EXITING = "Exiting"
 
 def psiphon_timestamp(now: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as Psiphon formats notice timestamps."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -51,7 +52,7 @@ class Notices:
     """Emits notices to ``stream`` (None: silent) and to subscribers."""
 
     def __init__(self, stream: TextIO | None = sys.stdout, *, history: int = 500,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._stream = stream
         self._clock = clock
         self._lock = threading.Lock()

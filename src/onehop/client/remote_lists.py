@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from ..core.authpackage import DEFAULT_MAX_SIZE, read_package_chunks
 from ..core.serverentry import decode_server_list
@@ -91,7 +91,7 @@ class RemoteListFetcher:
             self.store.set(etag_key, result.etag)  # only after a verified import
         self.store.set(LAST_FETCH_KEY, str(self._clock()))
         self.store.add_stat("remote_server_list", {
-            "client_download_timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:00:00Z"),
+            "client_download_timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:00:00Z"),
             "url": chosen.url, "etag": result.etag or "", "bytes": str(result.bytes_received),
             "duration": str(int((time.monotonic() - started) * 1000)),
             "tunneled": "1" if tunneled else "0", "authenticated": "1"})

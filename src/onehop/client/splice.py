@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
 
 import asyncssh
 
@@ -78,7 +79,7 @@ async def splice(transport: asyncio.Transport, opener: ChannelOpener, host: str,
     try:
         _, remote = await opener.open_channel(
             lambda: CountingForwarder(local, counter=counter, direction="down"), host, port)
-    except (asyncssh.Error, OSError, TunnelError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, asyncssh.Error, OSError, TunnelError) as exc:
         return classify(exc)
     if transport.is_closing():
         remote.close()

@@ -12,7 +12,7 @@ proxies and the whole-device listener relay it as they relay a channel.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncssh
 

@@ -12,7 +12,8 @@ import base64
 import binascii
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from ..errors import ConfigError, ConfigProblem
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import asyncssh
 
@@ -37,7 +38,7 @@ class ChannelOpener(Protocol):
 class UdpgwFlow:
     """One conn_id: datagrams to one destination and the replies that come back."""
 
-    def __init__(self, client: "UdpgwClient", conn_id: int, ip: str, port: int, dns: bool,
+    def __init__(self, client: UdpgwClient, conn_id: int, ip: str, port: int, dns: bool,
                  on_datagram: Callable[[bytes], None]) -> None:
         self.client = client
         self.conn_id = conn_id
@@ -75,7 +76,7 @@ class UdpgwClient(asyncssh.SSHTCPSession):
         self.closed = asyncio.Event()
 
     @classmethod
-    async def open(cls, opener: ChannelOpener, host: str = UDPGW_HOST, port: int = UDPGW_PORT) -> "UdpgwClient":
+    async def open(cls, opener: ChannelOpener, host: str = UDPGW_HOST, port: int = UDPGW_PORT) -> UdpgwClient:
         """Open the channel; raises what the opener raises (no tunnel, channel refused)."""
         client = cls()
         await opener.open_channel(lambda: client, host, port)

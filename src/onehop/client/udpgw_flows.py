@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 import asyncssh
 
@@ -60,7 +60,7 @@ class UdpgwFlows:
         self._flows.clear()
         try:
             client = await UdpgwClient.open(self._opener)
-        except (TunnelError, asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TunnelError, asyncssh.Error, OSError) as exc:
             log.info("%s: no udpgw channel (%s); %d datagrams dropped", self._name, exc, len(self._queue))
             self._dropped(len(self._queue))
             self._queue.clear()

@@ -41,7 +41,7 @@ class UpgradeHook:
         if notice.get("noticeType") != N.CLIENT_UPGRADE_AVAILABLE:
             return
         version = str((notice.get("data") or {}).get("version", ""))
-        if not version or version in self.results and getattr(self.results[version], "status", "") != "failed":
+        if not version or (version in self.results and getattr(self.results[version], "status", "") != "failed"):
             return
         running = self.tasks.get(version)
         if running is not None and not running.done():

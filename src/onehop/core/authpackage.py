@@ -19,7 +19,8 @@ import base64
 import binascii
 import hashlib
 import zlib
-from typing import Iterable, Literal
+from typing import Literal
+from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,7 +45,7 @@ def public_key_digest(public_key_b64: str) -> str:
     return base64.b64encode(hashlib.sha256(public_key_b64.encode("ascii")).digest()).decode("ascii")
 
 
-def load_private_key(key: "str | bytes | rsa.RSAPrivateKey") -> rsa.RSAPrivateKey:
+def load_private_key(key: str | bytes | rsa.RSAPrivateKey) -> rsa.RSAPrivateKey:
     """PEM (PKCS#1 or PKCS#8), DER bytes, or base64 DER text (Go's generator output).
 
     Loading and validating an RSA-4096 key costs about 0.3 s here: callers that sign many
@@ -104,7 +105,7 @@ def generate_rsa_keypair(key_size: int = 4096, public_exponent: int = 65537) -> 
 
 # ----------------------------------------------------------------------- writing
 
-def make_package(data: str, private_key: "str | bytes | rsa.RSAPrivateKey", public_key_b64: str, *, streamable: bool = True) -> bytes:
+def make_package(data: str, private_key: str | bytes | rsa.RSAPrivateKey, public_key_b64: str, *, streamable: bool = True) -> bytes:
     """Sign ``data`` and return the package JSON exactly as Go's json.Marshal writes it.
 
     With ``streamable`` (default) data that Psiphon's streaming reader cannot handle

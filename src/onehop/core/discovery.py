@@ -26,14 +26,14 @@ import ipaddress
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from enum import Enum
 
 from onehop.core.serverentry import parse_ip
 from onehop.core.xxhash64 import xxhash64
 from onehop.errors import DiscoveryReason, LocalProtocolError, UsageReason
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Moment = datetime | int
 
 
@@ -47,7 +47,7 @@ def to_datetime(moment: Moment) -> datetime:
     if isinstance(moment, datetime):
         if moment.tzinfo is None:
             raise LocalProtocolError(UsageReason.NAIVE_DATETIME, "discovery times must be timezone-aware")
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     if isinstance(moment, int) and not isinstance(moment, bool):
         try:
             return _EPOCH + timedelta(seconds=moment)
@@ -151,7 +151,7 @@ class ClassicBuckets:
     buckets: tuple[tuple[DiscoveryServer, ...], ...]
 
     @classmethod
-    def build(cls, servers: Sequence[DiscoveryServer]) -> "ClassicBuckets":
+    def build(cls, servers: Sequence[DiscoveryServer]) -> ClassicBuckets:
         if not servers:
             return cls(())
         return cls(bucketize(servers, bucket_count(len(servers))))
@@ -233,7 +233,7 @@ class ConsistentRing:
 
     @classmethod
     def build(cls, servers: Sequence[DiscoveryServer], partition_count: int | None = None,
-              load: float = 1.0) -> "ConsistentRing":
+              load: float = 1.0) -> ConsistentRing:
         """Psiphon uses partition_count = len(servers) and load = 1."""
         servers = tuple(servers)
         names = [s.ip_address for s in servers]

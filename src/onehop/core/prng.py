@@ -39,7 +39,7 @@ class SeededPRNG:
         self._new_stream()
 
     @classmethod
-    def salted(cls, seed: bytes, salt: str) -> "SeededPRNG":
+    def salted(cls, seed: bytes, salt: str) -> SeededPRNG:
         return cls(salted_seed(seed, salt))
 
     def _new_stream(self) -> None:

@@ -23,7 +23,8 @@ vocabulary for parsers that want them.
 from __future__ import annotations
 
 import enum
-from typing import Final, Iterator, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
+from collections.abc import Iterator
 
 from ..errors import LocalProtocolError, UsageReason
 

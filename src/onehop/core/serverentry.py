@@ -22,7 +22,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from types import MappingProxyType
 from typing import Any, TypeVar, cast, overload
 
@@ -197,7 +197,7 @@ class ServerEntry:
         """A mutable deep copy of the fields (lists instead of tuples)."""
         return cast("dict[str, Any]", _thaw(self.fields))
 
-    def with_fields(self, updates: Mapping[str, Any]) -> "ServerEntry":
+    def with_fields(self, updates: Mapping[str, Any]) -> ServerEntry:
         """A new entry with ``updates`` applied (a value of None deletes the field)."""
         fields = self.to_dict()
         for key, value in updates.items():
@@ -303,11 +303,11 @@ class ServerEntry:
     def diagnostic_id(self) -> str:
         return diagnostic_id(self.effective_tag)
 
-    def with_local(self, source: str, timestamp: str) -> "ServerEntry":
+    def with_local(self, source: str, timestamp: str) -> ServerEntry:
         """Set the client-local bookkeeping fields (never signed)."""
         return self.with_fields({"localSource": source, "localTimestamp": timestamp})
 
-    def with_derived_tag(self) -> "ServerEntry":
+    def with_derived_tag(self) -> ServerEntry:
         """Psiphon's SetTag: add a derived tag unless an explicit one is present."""
         if self.tag and not self.is_local_derived_tag:
             return self
@@ -525,4 +525,4 @@ def rfc3339_timestamp(now: datetime) -> str:
     """``localTimestamp`` text (UTC, whole seconds) for a caller-supplied time."""
     if now.tzinfo is None:
         raise LocalProtocolError(UsageReason.NAIVE_DATETIME, "now must be timezone-aware")
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -29,7 +29,7 @@ import enum
 import ipaddress
 from dataclasses import dataclass
 
-from onehop.core.sansio import NEED_DATA, PAUSED, ByteStream, Pending  # noqa: F401  (re-exported)
+from onehop.core.sansio import NEED_DATA, PAUSED, ByteStream, Pending
 from onehop.errors import LocalProtocolError, RemoteProtocolError, SOCKSReason
 
 __all__ = [

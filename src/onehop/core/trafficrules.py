@@ -115,7 +115,7 @@ class Rules:
     disallow_asns: frozenset[str] | None = None
     disable_discovery: bool | None = None
 
-    def override_with(self, other: "Rules") -> "Rules":
+    def override_with(self, other: Rules) -> Rules:
         """These rules with every field ``other`` sets taken from ``other``."""
         changes = {f.name: getattr(other, f.name) for f in fields(self)
                    if f.name != "rate_limits" and getattr(other, f.name) is not None}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..core.serverentry import ServerEntry
 from .flows import PASS, Action, Censor, DataSeen, FlowOpened, Verdict, block
@@ -23,7 +23,7 @@ class IPBlocklist(Censor):
         self.action = action
 
     @classmethod
-    def from_entries(cls, entries: Iterable[ServerEntry], action: Action = Action.DROP) -> "IPBlocklist":
+    def from_entries(cls, entries: Iterable[ServerEntry], action: Action = Action.DROP) -> IPBlocklist:
         censor = cls(action=action)
         censor.learn_entries(entries)
         return censor

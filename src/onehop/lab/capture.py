@@ -64,7 +64,7 @@ class Capture:
                 self.spec.bpf_filter]
         return (["ip", "netns", "exec", self.spec.netns] if self.spec.netns else []) + argv
 
-    async def __aenter__(self) -> "Capture":
+    async def __aenter__(self) -> Capture:
         self._process = await asyncio.create_subprocess_exec(
             *self.argv(), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         assert self._process.stderr is not None
@@ -75,7 +75,7 @@ class Capture:
                     raise LabError(f"tcpdump exited: {' '.join(self.argv())}")
                 if b"listening on" in line:
                     break
-        except (asyncio.TimeoutError, LabError):
+        except (TimeoutError, LabError):
             await self._stop()
             raise
         return self
@@ -91,7 +91,7 @@ class Capture:
         process.send_signal(signal.SIGINT)
         try:
             await asyncio.wait_for(process.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Union
+from typing import Union
+from collections.abc import Iterable
 
 
 @dataclass(frozen=True, order=True)
@@ -95,7 +96,7 @@ class Verdict:
     def blocks(self) -> bool:
         return self.action in (Action.DROP, Action.RESET)
 
-    def by(self, censor: str) -> "Verdict":
+    def by(self, censor: str) -> Verdict:
         return Verdict(self.action, self.reason, censor, self.rate)
 
 
@@ -146,7 +147,7 @@ class Censor:
     def describe(self) -> str:
         return self.name
 
-    def __add__(self, other: "Censor") -> "Chain":
+    def __add__(self, other: Censor) -> Chain:
         return Chain(self, other)
 
 

@@ -20,7 +20,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from ..net.redirect import abort_with_reset
 from ..net.redirect import original_destination as redirected_to
@@ -47,7 +47,7 @@ class Route:
 class _Side(asyncio.Protocol):
     """One TCP connection of a relayed flow; ``direction`` is that of the bytes it reads."""
 
-    def __init__(self, relay: "_Relay", direction: Direction) -> None:
+    def __init__(self, relay: _Relay, direction: Direction) -> None:
         self.relay = relay
         self.direction = direction
         self.transport: asyncio.Transport | None = None
@@ -86,7 +86,7 @@ class _Side(asyncio.Protocol):
 class _Relay:
     """One flow: the client side, the server side once connected, and the verdict."""
 
-    def __init__(self, box: "Middlebox", flow: Flow, tracker: FlowTracker) -> None:
+    def __init__(self, box: Middlebox, flow: Flow, tracker: FlowTracker) -> None:
         self.box = box
         self.flow = flow
         self.tracker = tracker
@@ -124,7 +124,7 @@ class _Relay:
                                    self.box.connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await loop.create_connection(lambda: self.server, sock=sock)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             sock.close()
             log.debug("flow %d: cannot reach %s: %s", self.flow.id, self.flow.server, exc)
             abort_with_reset(self.client.transport)  # as close as a proxy gets to "refused"
@@ -236,7 +236,7 @@ class Middlebox:
     def _accepted(self) -> asyncio.Protocol:
         return _Acceptor(self)
 
-    def adopt(self, acceptor: "_Acceptor", transport: asyncio.Transport) -> _Relay | None:
+    def adopt(self, acceptor: _Acceptor, transport: asyncio.Transport) -> _Relay | None:
         sock = transport.get_extra_info("socket")
         peer = transport.get_extra_info("peername")
         route = self._routes.pop(peer[1], None)

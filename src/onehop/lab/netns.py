@@ -29,7 +29,7 @@ import re
 import shutil
 import socket
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 from .flows import Endpoint
 from .middlebox import Middlebox, original_destination

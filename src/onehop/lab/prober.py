@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Mapping
 
 from .flows import PASS, Action, Censor, DataSeen, Endpoint, FlowOpened, Verdict, block
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .flows import Endpoint
 from .prober import ActiveProber, ProbeTask, Reaction
@@ -37,7 +37,7 @@ async def send_probe(new_socket: SocketFactory, target: Endpoint, payload: bytes
             await asyncio.wait_for(loop.sock_connect(sock, (target.ip, target.port)), connect_timeout)
         except ConnectionRefusedError:
             return Reaction(0, "refused", time.monotonic() - started)
-        except (asyncio.TimeoutError, OSError):
+        except (TimeoutError, OSError):
             return Reaction(0, "timeout", time.monotonic() - started)
         try:
             if payload:
@@ -47,7 +47,7 @@ async def send_probe(new_socket: SocketFactory, target: Endpoint, payload: bytes
                 if not chunk:
                     return Reaction(received, "fin", time.monotonic() - started)
                 received += len(chunk)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         except ConnectionResetError:
             return Reaction(received, "rst", time.monotonic() - started)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, TextIO
+from typing import TYPE_CHECKING, TextIO
+from collections.abc import Iterable
 
 from ..core.api.protocols import TunnelProtocol
 from .fet import FullyEncryptedTrafficRule
@@ -42,7 +43,7 @@ def _censors(censor) -> tuple:
     return censor.censors if isinstance(censor, Chain) else (censor,)
 
 
-def _probe_summary(run: "RowRun") -> list[str]:
+def _probe_summary(run: RowRun) -> list[str]:
     if run.driver is None:
         return []
     lines = []
@@ -63,7 +64,7 @@ def _probe_summary(run: "RowRun") -> list[str]:
     return lines
 
 
-def _fet_summary(run: "RowRun") -> list[str]:
+def _fet_summary(run: RowRun) -> list[str]:
     lines = []
     for censor in _censors(run.censor):
         if isinstance(censor, FullyEncryptedTrafficRule) and censor.analyses:
@@ -72,7 +73,7 @@ def _fet_summary(run: "RowRun") -> list[str]:
     return lines
 
 
-def row_notes(run: "RowRun") -> str:
+def row_notes(run: RowRun) -> str:
     notes = []
     if run.row.protocol == TunnelProtocol.OSSH_PREFIX:
         notes.append("prefix " + (f"split {run.row.split_delay * 1000:.0f} ms" if run.row.split_delay else "unsplit"))

@@ -19,8 +19,8 @@ import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable
+from datetime import datetime, timedelta, UTC
+from collections.abc import Awaitable, Callable
 
 from ..client.candidates import MemoryStore
 from ..client.config import ClientConfig
@@ -69,7 +69,7 @@ def free_port_in(ip: str) -> int:
 
 def discovery_psinet(encoded: list[str]) -> dict:
     """A psinet snapshot whose discovery hands out ``encoded`` (valid for a day around now)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     window = [(now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
               (now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")]
     return {"discovery_servers": [{"discovery_date_range": window, "encoded_server_entry": e} for e in encoded]}
@@ -175,8 +175,8 @@ class Row:
     make_censor: Callable[[], Censor]
     entries: tuple[ServerEntry, ...]
     split_delay: float = 0.0                      # ClientConfig.ossh_prefix_split_delay
-    prepare: Callable[["RowRun"], Awaitable[None]] | None = None
-    make_controller: Callable[["RowRun"], Controller] | None = None
+    prepare: Callable[[RowRun], Awaitable[None]] | None = None
+    make_controller: Callable[[RowRun], Controller] | None = None
 
     @property
     def label(self) -> str:
@@ -205,7 +205,7 @@ class RowRun:
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, lab: Lab, row: Row, index: int) -> "RowRun":
+    def create(cls, lab: Lab, row: Row, index: int) -> RowRun:
         censor = row.make_censor()
         workdir = os.path.join(lab.workdir, f"row-{index}")
         run = cls(lab, row, censor, FlowTracker(censor), workdir, MemoryStore(row.entries))
@@ -273,7 +273,7 @@ async def measure(run: RowRun) -> tuple[float | None, int]:
         try:
             body = await asyncio.wait_for(
                 fetch_via_socks(controller.socks_port, "127.0.0.1", run.lab.page_port), settings.fetch_timeout)
-        except (OnehopError, OSError, asyncio.TimeoutError, EOFError) as exc:
+        except (TimeoutError, OnehopError, OSError, EOFError) as exc:
             log.info("row %s/%s: fetch failed: %s", run.row.censor, run.row.label, exc)
             return seconds, 0
         return seconds, len(body) if body == run.lab.page else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, replace
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from ..client.controller import Controller
 from ..client.notices import Notices

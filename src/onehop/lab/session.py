@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from ..core.api.protocols import TunnelProtocol as P
 from ..errors import ConfigError, ConfigProblem

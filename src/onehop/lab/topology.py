@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import OnehopError, TunnelError
 from .flows import Endpoint, FlowTracker
@@ -48,7 +48,7 @@ class Topology(abc.ABC):
     def __init__(self) -> None:
         self.middlebox: Middlebox | None = None
 
-    async def __aenter__(self) -> "Topology":
+    async def __aenter__(self) -> Topology:
         try:
             await self.start()
         except BaseException:
@@ -101,7 +101,7 @@ class Topology(abc.ABC):
                 await asyncio.wait_for(loop.sock_connect(sock, self.first_hop(destination)), timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return sock
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 sock.close()
                 reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
                 raise TunnelError("dial", f"cannot connect to {host}:{port}: {reason}") from None

@@ -29,7 +29,7 @@ import logging
 import resource
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Admission:
 
     __slots__ = ("_gate", "_source")
 
-    def __init__(self, gate: "AcceptGate", source: str) -> None:
+    def __init__(self, gate: AcceptGate, source: str) -> None:
         self._gate: AcceptGate | None = gate
         self._source = source
 
@@ -264,7 +264,7 @@ class GatedServer:
         return self._task is not None and not self._task.done()
 
     async def start(self, host: str, port: int, backlog: int = 1024,
-                    sock: socket.socket | None = None) -> "GatedServer":
+                    sock: socket.socket | None = None) -> GatedServer:
         """Listen on ``host:port``, or accept on ``sock``, a listening socket made elsewhere
         (a server's worker processes accept on the one socket their supervisor bound)."""
         if sock is None:

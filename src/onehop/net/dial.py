@@ -29,7 +29,7 @@ async def connect_socket(host: str, port: int, *, timeout: float = 20.0) -> sock
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-    except (socket.gaierror, UnicodeError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, socket.gaierror, UnicodeError) as exc:
         raise TunnelError("dial", f"cannot resolve {host}: {exc}") from None
     last_error: Exception | None = None
     for family, kind, proto, _, address in infos:
@@ -41,7 +41,7 @@ async def connect_socket(host: str, port: int, *, timeout: float = 20.0) -> sock
             await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             sock.close()
             last_error = exc
         except BaseException:
@@ -88,7 +88,7 @@ async def connect_via_proxy(spec: ProxySpec, host: str, port: int, *, timeout: f
     return sock
 
 
-def socket_opener(upstream_proxy: "ProxySpec | None", timeout: float = 20.0):
+def socket_opener(upstream_proxy: ProxySpec | None, timeout: float = 20.0):
     """An ``open(host, port) -> socket`` coroutine function, direct or via the proxy."""
     if upstream_proxy is None:
         async def open_direct(host: str, port: int) -> socket.socket:

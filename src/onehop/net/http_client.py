@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..core.http1 import BodyData, ResponseComplete, ResponseHead, ResponseParser, build_request

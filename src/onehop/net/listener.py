@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from ..core.api.protocols import TunnelProtocol
 from ..core.ossh import DEFAULT_SERVER_PREFIX_SPECS, PreambleReceived, ReplayHistory, SeedHistory, ServerObfuscator
@@ -45,7 +45,7 @@ IrregularReport = Callable[[ProtocolError, str], None]
 class ProbeSilentConnection(ObfuscatedWire):
     """One accepted OSSH connection."""
 
-    def __init__(self, listener: "OSSHListener", admission: Admission | None = None) -> None:
+    def __init__(self, listener: OSSHListener, admission: Admission | None = None) -> None:
         obfuscator = ServerObfuscator(listener.keyword, replay_check=listener.replay_check,
                                       random_bytes=os.urandom, prefix_specs=listener.prefix_specs,
                                       defer_key_derivation=listener.deriver is not None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ..core.ossh import DataReceived, EOFReceived, PreambleReceived
 from ..core.ossh.stream import ObfuscatedStream

@@ -139,7 +139,7 @@ class Builder:
         self._base_digest = ""
         self._runtime: Path | None = None
 
-    def __enter__(self) -> "Builder":
+    def __enter__(self) -> Builder:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,7 +26,7 @@ import base64
 import ipaddress
 import random
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from ..core.discovery import Discovery, DiscoveryServer
 from .simulate import attacker_addresses
@@ -166,7 +166,7 @@ class _World:
 
 
 def simulate_week(params: WeekParams, start: datetime | None = None) -> WeekResult:
-    start = start or datetime(2025, 1, 6, tzinfo=timezone.utc)
+    start = start or datetime(2025, 1, 6, tzinfo=UTC)
     world, result = _World(params, start), WeekResult(params)
     for day in range(params.days):
         shares = [world.hour(start + timedelta(days=day) + h * HOUR) for h in range(24)]

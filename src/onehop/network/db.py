@@ -126,7 +126,7 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url_text: str | None = None, *, create: bool = False, check_schema: bool = True) -> "Database":
+    def open(cls, url_text: str | None = None, *, create: bool = False, check_schema: bool = True) -> Database:
         db = cls(create_engine(url_text or default_url(), create=create))
         if check_schema:
             db.check_schema()

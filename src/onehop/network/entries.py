@@ -69,7 +69,7 @@ class EntryBook:
     encoded: dict[str, str]     # server id -> encoded signed entry
 
     @classmethod
-    def build(cls, servers: Iterable[ServerRecord], keys: NetworkKeys) -> "EntryBook":
+    def build(cls, servers: Iterable[ServerRecord], keys: NetworkKeys) -> EntryBook:
         tags, encoded = {}, {}
         for server in servers:
             tags[server.id], encoded[server.id] = signed_entry(server, keys)

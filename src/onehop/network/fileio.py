@@ -46,7 +46,7 @@ class FileBatch:
         self.written: list[Path] = []
         self.unchanged = 0
 
-    def __enter__(self) -> "FileBatch":
+    def __enter__(self) -> FileBatch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

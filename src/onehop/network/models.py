@@ -10,7 +10,7 @@ protect the database file (SQLite is created with mode 0600).
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 from typing import Any
 
 from sqlalchemy import (
@@ -45,10 +45,10 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the database")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 class JSONText(TypeDecorator):
@@ -96,7 +96,7 @@ class Sponsor(Base):
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    home_pages: Mapped[list["HomePage"]] = relationship(
+    home_pages: Mapped[list[HomePage]] = relationship(
         back_populates="sponsor", order_by="HomePage.position", cascade="all, delete-orphan")
 
 

@@ -161,7 +161,7 @@ async def connect(target: SshTarget, client_keys: Sequence[str] | None = None) -
         options.update(client_keys=list(client_keys), agent_path=None)
     try:
         connection = await asyncssh.connect(target.address, **options)
-    except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, asyncssh.Error, OSError, ValueError) as exc:
         raise _connect_error(target, exc) from None
     host = RemoteHost(target, connection)
     try:

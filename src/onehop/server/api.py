@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import datetime, UTC
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from ..core import api
 from ..core.api import ConnectedResponse, HandshakeResponse, StatusResponse
@@ -41,11 +42,11 @@ MAX_KEPT_VALUE = 256
 
 
 def rfc3339_seconds(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def truncate_to_hour(ts: float) -> str:
-    return datetime.fromtimestamp(ts - ts % 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts - ts % 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -59,12 +60,12 @@ class APIHandler:
     unique users and client records are logged.
     """
 
-    def __init__(self, host: "APIHost", events: "APIEvents", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, host: APIHost, events: APIEvents, clock: Callable[[], float] = time.time) -> None:
         self._host = host
         self._events = events
         self._clock = clock
 
-    async def handle(self, session: "APIClient", name: str, payload: bytes) -> bytes | None:
+    async def handle(self, session: APIClient, name: str, payload: bytes) -> bytes | None:
         try:
             params = await off_loop_if_large(len(payload), api.decode_request_params, payload)
         except RemoteProtocolError as exc:
@@ -95,7 +96,7 @@ class APIHandler:
             return b"{}"
         return None
 
-    def handshake(self, session: "APIClient", params: dict) -> bytes | None:
+    def handshake(self, session: APIClient, params: dict) -> bytes | None:
         if session.handshake is not None:
             session.close()
             return None
@@ -127,7 +128,7 @@ class APIHandler:
         )
         return api.encode_handshake_response(response, cbor=request.wants_cbor_response)
 
-    def _server_list(self, session: "APIClient", request: api.HandshakeParams) -> list[str]:
+    def _server_list(self, session: APIClient, request: api.HandshakeParams) -> list[str]:
         entries = [] if session.rules.disable_discovery else list(self._host.discover(session.peer_address[0]))
         tag = request.missing_entry_tag
         own = self._host.own_server_entry(tag) if tag else None
@@ -135,7 +136,7 @@ class APIHandler:
             entries.append(own)
         return entries
 
-    def connected(self, session: "APIClient", request: api.ConnectedParams) -> bytes:
+    def connected(self, session: APIClient, request: api.ConnectedParams) -> bytes:
         state = session.handshake
         assert state is not None
         now = self._clock()
@@ -150,7 +151,7 @@ class APIHandler:
         return api.encode_connected_response(ConnectedResponse(
             state.connected_timestamp, " " * request.pad_response_length))
 
-    def status(self, session: "APIClient", request: api.StatusParams,
+    def status(self, session: APIClient, request: api.StatusParams,
                parsed: ParsedRecords | None = None) -> bytes:
         """``parsed``: the records already parsed off the loop (else parsed here)."""
         status_data = request.status_data

@@ -9,7 +9,8 @@ TCP window fills and it waits. Logins skip asyncssh's per-login config reload.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import asyncssh
 

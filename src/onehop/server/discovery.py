@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable
 
 from ..core.discovery import Discovery, DiscoveryServer, Strategy
 from ..core.serverentry import decode_server_entry
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 def _parse_time(text: Any) -> datetime:
     if not isinstance(text, str):
         raise ValueError("discovery_date_range times must be RFC 3339 strings")
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def discovery_servers(snapshot: PsinetSnapshot) -> list[DiscoveryServer]:

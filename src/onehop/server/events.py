@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from datetime import datetime, UTC
+from typing import Any, TextIO
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ WRITE_BUFFER = 1 << 20
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventLog:

@@ -12,7 +12,7 @@ import asyncio
 import errno
 import ipaddress
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from asyncssh.misc import ChannelOpenError
 
@@ -66,6 +66,6 @@ async def dial(ip: str, port: int, protocol_factory: Callable[[], asyncio.BasePr
     loop = asyncio.get_running_loop()
     try:
         _, protocol = await asyncio.wait_for(loop.create_connection(protocol_factory, ip, port), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise _dial_error(exc) from None
     return protocol

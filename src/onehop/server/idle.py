@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 #: When the timeout is 0 (no limit), look again this much later: the rules may change.
 RECHECK_WITHOUT_LIMIT = 60.0
@@ -16,7 +16,7 @@ class IdleTimer:
     and re-arms for the remainder, so busy relays cost one timer per timeout period.
     """
 
-    __slots__ = ("last_activity", "_timeout", "_on_idle", "_timer", "_loop")
+    __slots__ = ("_loop", "_on_idle", "_timeout", "_timer", "last_activity")
 
     def __init__(self, timeout: Callable[[], float], on_idle: Callable[[], None]) -> None:
         self._loop = asyncio.get_running_loop()

@@ -20,11 +20,11 @@ class Decision:
     reason: ForwardReason
 
     @classmethod
-    def allow(cls) -> "Decision":
+    def allow(cls) -> Decision:
         return cls(True, ForwardReason.ALLOWED)
 
     @classmethod
-    def deny(cls, reason: ForwardReason) -> "Decision":
+    def deny(cls, reason: ForwardReason) -> Decision:
         return cls(False, reason)
 
 

@@ -34,7 +34,7 @@ DEFAULT_QUEUE = 1024
 class RelaySide(CountingForwarder):
     """One end of a TCP relay: 'up' faces the SSH channel, 'down' the destination."""
 
-    def __init__(self, relay: "TCPRelay", peer: "RelaySide | None" = None, *, direction: str) -> None:
+    def __init__(self, relay: TCPRelay, peer: RelaySide | None = None, *, direction: str) -> None:
         super().__init__(peer, counter=relay.session.counters.tcp_bytes, direction=direction)
         self.relay = relay
         self.reader = PausableReader()
@@ -71,9 +71,9 @@ class RelaySide(CountingForwarder):
 class TCPRelay:
     """A forward's idle timer and bookkeeping; the data moves through its RelaySides."""
 
-    __slots__ = ("session", "manager", "idle", "_down", "_closed")
+    __slots__ = ("_closed", "_down", "idle", "manager", "session")
 
-    def __init__(self, manager: "PortForwards") -> None:
+    def __init__(self, manager: PortForwards) -> None:
         self.session = manager.session
         self.manager = manager
         self.idle = IdleTimer(lambda: self.session.rules.idle_tcp_timeout, self.close)
@@ -147,7 +147,7 @@ class DialGate:
 class PortForwards:
     """Every TCP forward of one client; counted in the session's ``counters.tcp_forwards``."""
 
-    def __init__(self, session: "ForwardingSession") -> None:
+    def __init__(self, session: ForwardingSession) -> None:
         self.session = session
         self.relays: dict[TCPRelay, None] = {}
         self.gate = DialGate()
@@ -181,7 +181,7 @@ class PortForwards:
             self._make_room(rules.max_tcp)
             relay = TCPRelay(self)
             down = await dial(ip, port, lambda: RelaySide(relay, direction="down"), remaining())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ChannelOpenError(OPEN_CONNECT_FAILED, "connection timed out") from None
         finally:
             self.gate.release()

@@ -19,7 +19,8 @@ answer with a plain attribute. This module imports only records, never a part.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
 
 if TYPE_CHECKING:
     from ..core.trafficrules import ClientFacts, EffectiveRules
@@ -45,11 +46,11 @@ class TunnelView(Protocol):
     @property
     def started(self) -> float: ...
     @property
-    def geoip(self) -> "GeoIPData": ...
+    def geoip(self) -> GeoIPData: ...
     @property
-    def handshake(self) -> "HandshakeState | None": ...
+    def handshake(self) -> HandshakeState | None: ...
     @property
-    def counters(self) -> "TunnelCounters": ...
+    def counters(self) -> TunnelCounters: ...
 
 
 class APIClient(TunnelView, Protocol):
@@ -58,9 +59,9 @@ class APIClient(TunnelView, Protocol):
     @property
     def peer_address(self) -> tuple[str, int]: ...
     @property
-    def rules(self) -> "EffectiveRules": ...
+    def rules(self) -> EffectiveRules: ...
 
-    def complete_handshake(self, state: "HandshakeState", split_regions: frozenset[str]) -> None:
+    def complete_handshake(self, state: HandshakeState, split_regions: frozenset[str]) -> None:
         """Keep the handshake and re-select the traffic rules with what it said."""
 
     def admit_records(self, valid: Sequence[T], invalid: int, skipped: int) -> list[T]:
@@ -73,7 +74,7 @@ class APIClient(TunnelView, Protocol):
 
 class APIHost(Protocol):
     @property
-    def psinet_snapshot(self) -> "PsinetSnapshot": ...
+    def psinet_snapshot(self) -> PsinetSnapshot: ...
 
     def discover(self, client_ip: str) -> list[str]:
         """Server entries to give this client (the discovery algorithm's pick)."""
@@ -96,14 +97,14 @@ class APIResponder(Protocol):
 # -- what a session asks of the server process ---------------------------------------------
 
 class GeoLookup(Protocol):
-    def lookup(self, ip: str) -> "GeoIPData": ...
+    def lookup(self, ip: str) -> GeoIPData: ...
 
 
 class DestinationPolicy(Protocol):
     """The server-wide rules: bogons, the server's own listeners, configured TCP ports."""
 
-    def check(self, ip_text: str, port: int) -> "Decision": ...
-    def check_address(self, ip_text: str, port: int) -> "Decision": ...
+    def check(self, ip_text: str, port: int) -> Decision: ...
+    def check_address(self, ip_text: str, port: int) -> Decision: ...
 
 
 class TunnelEvents(Protocol):
@@ -132,7 +133,7 @@ class SessionHost(Protocol):
     @property
     def events(self) -> TunnelEvents: ...
 
-    def select_rules(self, facts: "ClientFacts") -> "EffectiveRules": ...
+    def select_rules(self, facts: ClientFacts) -> EffectiveRules: ...
     def is_udpgw_address(self, host: str, port: int) -> bool: ...
 
     def register_session(self, session_id: str, close: Callable[[], None]) -> None:
@@ -150,15 +151,15 @@ class SessionHost(Protocol):
 
 class ForwardingSession(Protocol):
     @property
-    def rules(self) -> "EffectiveRules":
+    def rules(self) -> EffectiveRules:
         """Limits: forward counts, dial and idle timeouts."""
     @property
-    def counters(self) -> "TunnelCounters":
+    def counters(self) -> TunnelCounters:
         """Where the forwards count bytes and forwards."""
     @property
     def closing(self) -> bool: ...
 
-    def forward_decision(self, kind: str, ip: str, port: int, *, dns: bool = False) -> "Decision": ...
+    def forward_decision(self, kind: str, ip: str, port: int, *, dns: bool = False) -> Decision: ...
 
     def in_split_region(self, ip: str) -> bool:
         """True when the client wants ``ip`` reached directly, not through the tunnel."""

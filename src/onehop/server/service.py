@@ -18,7 +18,8 @@ import hashlib
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable
 
 import asyncssh
 
@@ -102,7 +103,7 @@ class TunnelServer:
             own_endpoints=frozenset((ip, p) for p in ports.values()
                                     for ip in (config.server_ip_address, config.listen_ip_address)),
         )
-        self.clients: set["ServedClient"] = set()
+        self.clients: set[ServedClient] = set()
         self.api = APIHandler(self, self.events)
         self.discovery = ServerDiscovery(config.discovery_value_hmac_key)
         self._servers: list[GatedServer] = []
@@ -123,7 +124,7 @@ class TunnelServer:
     def ssh_credentials(self) -> tuple[str, str]:
         return self.config.ssh_username, self.config.ssh_password
 
-    def select_rules(self, facts: "ClientFacts") -> "EffectiveRules":
+    def select_rules(self, facts: ClientFacts) -> EffectiveRules:
         return self.traffic_rules.rules.select(facts)
 
     def register_session(self, session_id: str, close: Callable[[], None]) -> None:
@@ -132,14 +133,14 @@ class TunnelServer:
     def unregister_session(self, session_id: str, close: Callable[[], None]) -> None:
         self.sessions.unregister(session_id, close)
 
-    def client_opened(self, client: "ServedClient") -> None:
+    def client_opened(self, client: ServedClient) -> None:
         self.clients.add(client)
 
-    def client_closed(self, client: "ServedClient") -> None:
+    def client_closed(self, client: ServedClient) -> None:
         self.clients.discard(client)
 
     @property
-    def psinet_snapshot(self) -> "PsinetSnapshot":
+    def psinet_snapshot(self) -> PsinetSnapshot:
         return self.psinet.snapshot
 
     def own_server_entry(self, tag: str) -> str | None:

@@ -19,7 +19,8 @@ import hmac
 import ipaddress
 import logging
 import time
-from typing import TYPE_CHECKING, Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Sequence
 
 import asyncssh
 
@@ -54,7 +55,7 @@ _IRREGULAR_CODES = {asyncssh.DISC_PROTOCOL_ERROR: SSHReason.PROTOCOL_ERROR,
 class ClientSession:
     """One client connection; ``conn`` needs only ``get_extra_info`` and ``close``."""
 
-    def __init__(self, host: "SessionHost", conn: asyncssh.SSHServerConnection) -> None:
+    def __init__(self, host: SessionHost, conn: asyncssh.SSHServerConnection) -> None:
         self._host = host
         self._conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)

@@ -55,7 +55,7 @@ class SharedSeedHistory:
             raise ValueError("not a shared seed history")
 
     @classmethod
-    def create(cls, buckets: int = DEFAULT_BUCKETS, ttl_seconds: float = DEFAULT_TTL_SECONDS) -> "SharedSeedHistory":
+    def create(cls, buckets: int = DEFAULT_BUCKETS, ttl_seconds: float = DEFAULT_TTL_SECONDS) -> SharedSeedHistory:
         fd = _anonymous_file()
         os.ftruncate(fd, HEADER.size + buckets * BUCKET_SIZE)
         os.pwrite(fd, HEADER.pack(MAGIC, os.urandom(16), buckets), 0)

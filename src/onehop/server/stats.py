@@ -12,8 +12,9 @@ may log at most ``MAX_RECORDS_PER_TUNNEL`` client records (counted by the tunnel
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import datetime, UTC
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from ..core.redact import redact_addresses
 from .tunnelstate import MAX_RECORDS_PER_TUNNEL  # noqa: F401 (the budget belongs to the tunnel's counts)
@@ -37,7 +38,7 @@ _REGION = re.compile(r"[A-Z]{2}|None")
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def truncate_timestamp(text: Any) -> str | None:
@@ -49,8 +50,8 @@ def truncate_timestamp(text: Any) -> str | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:00:00Z")
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
 
 
 def redact_ips(text: str) -> str:
@@ -147,7 +148,7 @@ def handshake_fields(params: dict) -> dict:
 
 # -- events ----------------------------------------------------------------------------
 
-def server_tunnel_fields(session: "TunnelView", now: float) -> dict:
+def server_tunnel_fields(session: TunnelView, now: float) -> dict:
     hs, counters = session.handshake, session.counters
     fields = dict(hs.fields) if hs else {}
     tcp, udp = counters.tcp_bytes, counters.udp_bytes
@@ -173,7 +174,7 @@ def server_tunnel_fields(session: "TunnelView", now: float) -> dict:
     return fields
 
 
-def unique_user_fields(session: "TunnelView", last_connected: Any) -> dict:
+def unique_user_fields(session: TunnelView, last_connected: Any) -> dict:
     hs = session.handshake
     fields = {k: v for k, v in (hs.fields if hs else {}).items()
               if k in INHERITED or k in ("relay_protocol", "device_region", "network_type")}
@@ -221,7 +222,7 @@ def parse_status_records(status_data: dict, inherited: dict) -> ParsedRecords:
     return valid, invalid, skipped
 
 
-def with_client_geoip(records: list[tuple[str, dict]], geoip: "GeoIPData") -> list[tuple[str, dict]]:
+def with_client_geoip(records: list[tuple[str, dict]], geoip: GeoIPData) -> list[tuple[str, dict]]:
     """Client records as logged: each with the reporting client's GeoIP fields."""
     names = geoip.log_fields()
     return [(event, {**fields, **names}) for event, fields in records]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: Seconds of traffic the bucket may save up while a reader is idle.
 BURST_SECONDS = 0.1
@@ -71,7 +71,7 @@ class TokenBucket:
 class PausableReader:
     """Pauses a transport for throttling without undoing a flow-control pause."""
 
-    __slots__ = ("_transport", "_flow_paused", "_throttle_timer")
+    __slots__ = ("_flow_paused", "_throttle_timer", "_transport")
 
     def __init__(self) -> None:
         self._transport: asyncio.BaseTransport | None = None

@@ -9,7 +9,7 @@ problem, and a ``traffic_rules_error`` event) and the rules in force stay in for
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ..configtools import read_json_file
 from ..core.trafficrules import TrafficRulesSet, parse_traffic_rules

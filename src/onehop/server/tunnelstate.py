@@ -9,7 +9,8 @@ one owner, ``TunnelCounters``, and changes only through its methods or through t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Sequence
 
 from ..tunnel.relay import ByteCounter
 

@@ -58,7 +58,7 @@ def first_nameserver(path: str = "/etc/resolv.conf") -> tuple[str, int] | None:
 class UdpFlow(asyncio.DatagramProtocol):
     """One conn_id: a connected UDP socket to its destination (or the resolver)."""
 
-    def __init__(self, channel: "UdpgwChannel", packet: PacketReceived, dial: tuple[str, int]) -> None:
+    def __init__(self, channel: UdpgwChannel, packet: PacketReceived, dial: tuple[str, int]) -> None:
         self.channel = channel
         self.conn_id = packet.conn_id
         self.address = packet.address  # replies carry the address the client asked for
@@ -127,7 +127,7 @@ class UdpFlow(asyncio.DatagramProtocol):
 class UdpgwChannel(asyncssh.SSHTCPSession):
     """The server end of one client's udpgw channel."""
 
-    def __init__(self, session: "UdpgwSession") -> None:
+    def __init__(self, session: UdpgwSession) -> None:
         self.session = session
         self.parser = UdpgwParser()
         self.flows: dict[int, UdpFlow] = {}

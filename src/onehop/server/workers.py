@@ -40,7 +40,8 @@ import math
 import signal
 import socket
 import sys
-from typing import Callable, TextIO
+from typing import TextIO
+from collections.abc import Callable
 
 from ..errors import ConfigError, ConfigProblem
 from ..stopsignals import on_reload_signal, on_stop_signals, remove_handlers
@@ -195,7 +196,7 @@ class Supervisor:
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _keep_running(self, worker_id: int) -> None:

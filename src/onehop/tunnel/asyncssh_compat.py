@@ -21,7 +21,8 @@ import asyncio
 import copy
 import os
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncssh
 from asyncssh.connection import SSHConnection

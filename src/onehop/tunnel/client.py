@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncssh
 from asyncssh.constants import MSG_REQUEST_SUCCESS
@@ -93,7 +93,7 @@ class TunnelClient:
         try:
             pkttype, packet = await asyncio.wait_for(
                 asyncssh_compat.send_global_request(self.conn, name.encode("ascii"), payload), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TunnelError("api", f"{name}: no reply within {timeout:g}s") from None
         if pkttype != MSG_REQUEST_SUCCESS:
             raise TunnelError("api", f"{name}: the server refused the request")
@@ -129,7 +129,7 @@ async def open_tunnel(target: DialTarget, open_socket: SocketOpener, *,
             gss_auth=False, kbdint_auth=False, public_key_auth=False,
             keepalive_interval=keepalive_interval, keepalive_count_max=keepalive_count_max,
             connect_timeout=None, login_timeout=timeout), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise TunnelError("connect", f"no SSH session within {timeout:g}s") from None
     except asyncssh.PermissionDenied:
         raise TunnelError("ssh-auth", "the server refused our credentials") from None

@@ -27,7 +27,7 @@ class CountingForwarder(SSHForwarder):
     socket in one send() instead of one each, which under load cost more than the join.
     """
 
-    def __init__(self, peer: "CountingForwarder | None" = None, *,
+    def __init__(self, peer: CountingForwarder | None = None, *,
                  counter: ByteCounter | None = None, direction: str = "up") -> None:
         super().__init__(peer)
         self.counter = counter if counter is not None else ByteCounter()

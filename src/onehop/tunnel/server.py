@@ -16,7 +16,8 @@ import logging
 import os
 import secrets
 import time
-from typing import Any, Awaitable, Protocol
+from typing import Any, Protocol
+from collections.abc import Awaitable
 
 import asyncssh
 from asyncssh.misc import ChannelOpenError

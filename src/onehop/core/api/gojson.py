@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from onehop.core.canonicaljson import encode_string as go_json_str
 from onehop.core.canonicaljson import format_go_float

@@ -12,7 +12,8 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from onehop.core.cbor import dumps as cbor_dumps
 from onehop.core.cbor import loads as cbor_loads

@@ -17,7 +17,8 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
+from collections.abc import Callable, Collection, Mapping
 
 from .names import DECIMAL
 from .protocols import KNOWN_TUNNEL_PROTOCOLS

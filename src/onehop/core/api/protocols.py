@@ -19,7 +19,7 @@ class TunnelProtocol(StrEnum):
     SSH = "SSH"
 
     @property
-    def relay_protocol(self) -> "TunnelProtocol":
+    def relay_protocol(self) -> TunnelProtocol:
         """The name on the wire (handshake ``relay_protocol``, entry capability, server port)."""
         return TunnelProtocol.OSSH if self is TunnelProtocol.OSSH_PREFIX else self
 

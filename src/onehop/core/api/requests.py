@@ -8,7 +8,8 @@ typed request records on these.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from typing import Any
+from collections.abc import Collection, Mapping
 
 from onehop.core.cbor import dumps as cbor_dumps
 from onehop.core.cbor import loads as cbor_loads

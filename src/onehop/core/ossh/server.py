@@ -9,7 +9,7 @@ RemoteProtocolError; the adapter must then stay silent (see ``net.ossh``).
 from __future__ import annotations
 
 import struct
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from ...errors import LocalProtocolError, OSSHReason, RemoteProtocolError
 from ..prng import SeededPRNG

@@ -46,7 +46,7 @@ async def _wait_for_port(host: str, port: int, timeout: float) -> None:
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3)
             writer.close()
             return
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if loop.time() > deadline:
                 raise OnehopError(f"nothing accepts connections on {host}:{port} after {timeout:g}s ({exc})") from None
             await asyncio.sleep(0.25)
@@ -56,7 +56,7 @@ async def _silent_probe(host: str, port: int) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         data = await asyncio.wait_for(reader.read(100), SILENCE)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return  # silent, as it must be
     finally:
         writer.close()
@@ -85,7 +85,7 @@ async def check_server(server_id: str, encoded_entry: str, timeout: float = 60.0
         if protocol is P.OSSH:
             await _silent_probe(entry.ip_address, port)
         await asyncio.wait_for(_handshake(entry, protocol, min(timeout, 30.0)), timeout)
-    except (OnehopError, OSError, asyncio.TimeoutError, socket.gaierror) as exc:
+    except (TimeoutError, OnehopError, OSError, socket.gaierror) as exc:
         return CheckResult(server_id, False, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
     elapsed = int((time.monotonic() - started) * 1000)
     return CheckResult(server_id, True, f"{protocol} handshake completed on {entry.ip_address}:{port}", elapsed)

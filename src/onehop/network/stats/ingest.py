@@ -65,7 +65,7 @@ class ServerMap:
             self.by_host.setdefault(server.host.lower(), []).append(server)
 
     @classmethod
-    def load(cls, db: Database) -> "ServerMap":
+    def load(cls, db: Database) -> ServerMap:
         with db.transaction() as session:
             rows = session.execute(select(Server.id, Host.name, Server.ossh_port, Server.ssh_port,
                                           Server.created_at, Server.retired_at).join(Host)).all()

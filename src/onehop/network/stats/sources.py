@@ -70,7 +70,7 @@ class LocalLogSource:
         self.root = root.expanduser().resolve()
         self.description = str(self.root)
         self.host_name = None
-        self._hashers: dict[str, tuple[int, "hashlib._Hash"]] = {}
+        self._hashers: dict[str, tuple[int, hashlib._Hash]] = {}
         if not self.root.is_dir():
             raise NetworkError(f"{self.root} is not a directory")
 
