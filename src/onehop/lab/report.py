@@ -5,15 +5,40 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ..core.api.protocols import TunnelProtocol
 from .fet import FullyEncryptedTrafficRule
 from .flows import Chain
 
 if TYPE_CHECKING:
-    from .runner import RowRun
+    from .flows import Censor, FlowTracker
+    from .probing import ProberDriver
+
+
+class RowSpec(Protocol):
+    """What the notes read of a scenario row."""
+
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def split_delay(self) -> float | None: ...
+
+
+class RowFacts(Protocol):
+    """What the notes read of a row that ran (the runner's ``RowRun``)."""
+
+    @property
+    def row(self) -> RowSpec: ...
+    @property
+    def censor(self) -> Censor: ...
+    @property
+    def tracker(self) -> FlowTracker: ...
+    @property
+    def driver(self) -> ProberDriver | None: ...
+    @property
+    def via(self) -> str: ...
 
 JSON_KEYS = ("scenario", "censor", "protocol", "expected", "observed", "seconds_to_tunnel", "bytes")
 
@@ -43,7 +68,7 @@ def _censors(censor) -> tuple:
     return censor.censors if isinstance(censor, Chain) else (censor,)
 
 
-def _probe_summary(run: RowRun) -> list[str]:
+def _probe_summary(run: RowFacts) -> list[str]:
     if run.driver is None:
         return []
     lines = []
@@ -64,7 +89,7 @@ def _probe_summary(run: RowRun) -> list[str]:
     return lines
 
 
-def _fet_summary(run: RowRun) -> list[str]:
+def _fet_summary(run: RowFacts) -> list[str]:
     lines = []
     for censor in _censors(run.censor):
         if isinstance(censor, FullyEncryptedTrafficRule) and censor.analyses:
@@ -73,7 +98,7 @@ def _fet_summary(run: RowRun) -> list[str]:
     return lines
 
 
-def row_notes(run: RowRun) -> str:
+def row_notes(run: RowFacts) -> str:
     notes = []
     if run.row.protocol == TunnelProtocol.OSSH_PREFIX:
         notes.append("prefix " + (f"split {run.row.split_delay * 1000:.0f} ms" if run.row.split_delay else "unsplit"))
