@@ -11,8 +11,6 @@ The server's channels now gather consecutive packets into one entry while paused
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncssh
 from asyncssh.constants import MSG_CHANNEL_DATA
 from asyncssh.packet import String, UInt32
@@ -26,7 +24,7 @@ PIECE = b"ab"
 
 
 class Recording(asyncssh.SSHTCPSession):
-    def __init__(self, policy: "RecordingPolicy") -> None:
+    def __init__(self, policy: RecordingPolicy) -> None:
         self.policy = policy
 
     def connection_made(self, chan) -> None:

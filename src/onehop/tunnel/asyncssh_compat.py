@@ -197,7 +197,7 @@ def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
         buf.append((bytearray(data), datatype))
 
     chan._deliver_data = deliver_returning_window
-    chan._accept_data = accept_data_coalescing
+    chan._accept_data = accept_data_coalescing  # type: ignore[method-assign]
     quiet_packet_log(chan)
 
 
