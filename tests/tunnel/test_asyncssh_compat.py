@@ -45,6 +45,7 @@ def _params(func) -> list[str]:
     (SSHServerConnection, "_process_direct_tcpip_open", ["self", "packet"]),
     (SSHServerConnection, "choose_server_host_key", ["self", "peer_host_key_algs"]),
     (SSHChannel, "_deliver_data", ["self", "data", "datatype"]),
+    (SSHChannel, "_accept_data", ["self", "data", "datatype"]),
     (SSHChannel, "send_packet", ["self", "pkttype", "args"]),
     (SSHPacketLogger, "log_received_packet", ["self", "pkttype", "pktid", "packet", "note"]),
     (SSHPacketLogger, "log_sent_packet", ["self", "pkttype", "pktid", "packet", "note"]),

@@ -20,5 +20,7 @@ class SessionRegistry:
         self._closers[session_id] = close
 
     def unregister(self, session_id: str, close: Callable[[], None]) -> None:
-        if self._closers.get(session_id) is close:
+        # ==, not is: a session passes its bound method ``self.close``, a new object at
+        # each access; equal when bound to the same session
+        if self._closers.get(session_id) == close:
             del self._closers[session_id]

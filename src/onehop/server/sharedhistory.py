@@ -49,14 +49,21 @@ class SharedSeedHistory:
         """Attach to the table in ``fd`` (made by :meth:`create`; this object owns ``fd``)."""
         self.fd = fd
         self.ttl_seconds = ttl_seconds
-        self._map = mmap.mmap(fd, os.fstat(fd).st_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        size = os.fstat(fd).st_size
+        if size < HEADER.size:
+            raise ValueError("not a shared seed history")
+        self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         magic, self._key, self.buckets = HEADER.unpack_from(self._map, 0)
-        if magic != MAGIC or self.buckets < 1:
+        # a bucket count the file cannot hold (a corrupt header) would make every check
+        # read past the mapping: refuse it here, where the worker can still just stop
+        if magic != MAGIC or not 1 <= self.buckets <= (size - HEADER.size) // BUCKET_SIZE:
+            self._map.close()
             raise ValueError("not a shared seed history")
 
     @classmethod
     def create(cls, buckets: int = DEFAULT_BUCKETS, ttl_seconds: float = DEFAULT_TTL_SECONDS) -> SharedSeedHistory:
         fd = _anonymous_file()
+        os.fchmod(fd, 0o600)  # a memfd starts as 0777; only its owner needs it
         os.ftruncate(fd, HEADER.size + buckets * BUCKET_SIZE)
         os.pwrite(fd, HEADER.pack(MAGIC, os.urandom(16), buckets), 0)
         return cls(fd, ttl_seconds)

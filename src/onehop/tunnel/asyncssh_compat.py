@@ -141,6 +141,10 @@ def choose_own_host_key(conn: asyncssh.SSHServerConnection, peer_host_key_algs) 
 # -- channel window ------------------------------------------------------------------------
 
 
+#: The most bytes one buffered entry of a paused channel gathers from consecutive packets.
+COALESCE_LIMIT = 64 * 1024
+
+
 def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
     """Make ``chan`` send WINDOW_ADJUST once ``after`` bytes have reached its session.
 
@@ -176,9 +180,31 @@ def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
             pending = True
             loop.call_soon(send_adjust)
         if chan._session is not None:  # asyncssh's own delivery, without its window rule
+            if type(data) is bytearray:  # coalesced while paused: the session gets bytes
+                data = bytes(data)
             chan._session.data_received(data, datatype)
 
+    def accept_data_coalescing(data, datatype=None):
+        # asyncssh's _accept_data keeps one list entry per packet while the session is
+        # paused (and pops them from the front): a full window of 2-byte packets cost
+        # about 50 bytes of memory per byte of window, and quadratic time on resume.
+        # Consecutive packets share an entry here, up to COALESCE_LIMIT bytes each.
+        if not data or chan._send_state in ("close_pending", "closed"):
+            return
+        chan._recv_window -= len(data)
+        if not chan._recv_paused:
+            chan._deliver_data(data, datatype)
+            return
+        buf = chan._recv_buf
+        if buf:
+            last, last_type = buf[-1]
+            if type(last) is bytearray and last_type == datatype and len(last) < COALESCE_LIMIT:
+                last += data
+                return
+        buf.append((bytearray(data), datatype))
+
     chan._deliver_data = deliver_returning_window  # type: ignore[method-assign]  # (this module's purpose)
+    chan._accept_data = accept_data_coalescing  # type: ignore[method-assign]  # (this module's purpose)
     quiet_packet_log(chan)
 
 
