@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from _common import (
-    BenchError, NoticeReader, Processes, descendants, free_port, onehop_cli, port_accepts, signals_raise_keyboard_interrupt,
+    BenchError, NoticeReader, Processes, descendants, free_port, onehop_cli, port_accepts,
+    signals_raise_keyboard_interrupt,
     start_onehop_server, start_private_sshd, summarize_collapsed, transfer, tree_cpu_seconds, via_socks5,
     direct, wait_until,
 )

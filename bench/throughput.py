@@ -522,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             roles = {"openssh": ssh_pids, "onehop": {"client": pids["client"], "server": pids["server"]}}
             algs: dict = {}
             if len(args.paths) > len(BASE_PATHS):
-                ports, psiphon_roles, algs, args.notices = start_psiphon_paths(procs, root, onehop_server, pids["runner"],
-                                                                 args.psiphon_cipher, args.psiphon_redraws)
+                ports, psiphon_roles, algs, args.notices = start_psiphon_paths(
+                    procs, root, onehop_server, pids["runner"], args.psiphon_cipher, args.psiphon_redraws)
                 roles.update(psiphon_roles)
                 for path, label in PSIPHON_PATHS:
                     connectors[path] = via_socks5(ports[path], SINK_HOST, sink_port)

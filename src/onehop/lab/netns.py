@@ -122,7 +122,8 @@ class NetnsTopology(Topology):
             self._fds[name] = os.open(f"/run/netns/{name}", os.O_RDONLY)
         cli, cen, srv = self.names["cli"], self.names["cen"], self.names["srv"]
         links = self.links
-        for a, a_ns, b, b_ns in ((links["cli"], cli, links["cen-cli"], cen), (links["srv"], srv, links["cen-srv"], cen)):
+        pairs = ((links["cli"], cli, links["cen-cli"], cen), (links["srv"], srv, links["cen-srv"], cen))
+        for a, a_ns, b, b_ns in pairs:
             _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
             _run("ip", "link", "set", a, "netns", a_ns)
             _run("ip", "link", "set", b, "netns", b_ns)

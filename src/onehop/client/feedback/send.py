@@ -137,7 +137,8 @@ def _notify(notices: Any) -> Callable[[str, dict], None]:
     return on_event
 
 
-def preview_from(controller: FeedbackClient, message: str, *, email: str = "", include_diagnostics: bool = True) -> dict:
+def preview_from(controller: FeedbackClient, message: str, *, email: str = "",
+                 include_diagnostics: bool = True) -> dict:
     """What :func:`send_feedback_from` would send now (its ID is chosen when sending)."""
     notices = getattr(controller, "notices", None)
     return feedback_preview(controller.config, message, email=email, include_diagnostics=include_diagnostics,
