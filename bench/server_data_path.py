@@ -77,7 +77,8 @@ def start_ssh_clients(procs: Processes, root: str, n: int, sink_port: int) -> tu
             "-o", "Ciphers=aes128-gcm@openssh.com", "-o", "Compression=no", "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-i", sshd.client_key,
             "-p", str(sshd.port), f"{sshd.user}@127.0.0.1"])
-        wait_until(lambda: port_accepts("127.0.0.1", lport), 20, "ssh -L", lambda: procs.check_alive(f"ssh-{i}", proc))
+        wait_until(lambda lport=lport: port_accepts("127.0.0.1", lport), 20, "ssh -L",
+                   lambda i=i, proc=proc: procs.check_alive(f"ssh-{i}", proc))
         ports.append(lport)
     return sshd.proc.pid, ports
 

@@ -301,7 +301,7 @@ def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> t
                         why += "; client notices since the start of the transfer: " + " ".join(seen)
                     if reader.tunnels < 1:
                         try:
-                            wait_until(lambda: reader.tunnels >= 1, 60, "the tunnel to come back")
+                            wait_until(lambda reader=reader: reader.tunnels >= 1, 60, "the tunnel to come back")
                             why += "; the client re-established its tunnel"
                         except BenchError:
                             why += "; no tunnel again within 60 s"
