@@ -236,7 +236,7 @@ class Profiler:
 
     def stop(self) -> list[str]:
         paths = []
-        for proc, path in self._running:
+        for proc, _path in self._running:
             proc.send_signal(signal.SIGINT)
         for proc, path in self._running:
             try:

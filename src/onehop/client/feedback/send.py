@@ -95,7 +95,11 @@ async def flush_feedback(config: Any, get_opener: Callable[[], Any] | None = Non
     targets = _targets(config)
     if get_opener is None:
         opener = socket_opener(config.upstream_proxy)
-        get_opener = lambda: opener
+
+        def direct_opener() -> Any:
+            return opener
+
+        get_opener = direct_opener
     return await upload_pending(FeedbackQueue(config.data_dir), targets, get_opener, policy=policy,
                                 rng=rng, sleep=sleep, on_event=on_event)
 
