@@ -21,6 +21,7 @@ first deletes those left behind by processes that no longer exist.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import itertools
@@ -83,6 +84,11 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _delete_namespaces(names: list[str]) -> None:
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
 
 
 def remove_stale_namespaces() -> list[str]:
@@ -159,8 +165,8 @@ class NetnsTopology(Topology):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-            for name in self.names.values():
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+            # In one thread, so that a cancelled close still deletes every namespace.
+            await asyncio.to_thread(_delete_namespaces, list(self.names.values()))
 
     # -- sockets in a namespace ----------------------------------------------------------
 
