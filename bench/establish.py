@@ -62,7 +62,7 @@ def start_good_servers(procs: Processes, root: str, count: int) -> list:
                                           "--config", os.path.join(out, "server.json")])
         with open(os.path.join(out, "server-entry.dat")) as f:
             entry = decode_server_entry(f.read().strip())
-        wait_until(lambda: port_accepts(ip, port), 20, f"server {ip}")
+        wait_until(lambda ip=ip, port=port: port_accepts(ip, port), 20, f"server {ip}")
         entries.append((entry, proc))
     return entries
 

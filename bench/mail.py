@@ -240,7 +240,10 @@ def run_case(procs: Processes, root: str, name: str, sink_kind: str, config: str
              requests: int, clients: int) -> Result:
     arrivals, relay_port = start_sink(procs, name, sink_kind)
     proc, port = start_responder(procs, root, name, config, relay_port, dkim_key)
-    alive = lambda: procs.check_alive(f"responder-{name}", proc)
+
+    def alive() -> None:
+        procs.check_alive(f"responder-{name}", proc)
+
     with ThreadPoolExecutor(clients) as pool:
         warm = list(pool.map(lambda i: send_one(port, i, f"warm-{name}"), range(clients)))
         wait_until(lambda: arrivals.count >= 2 * len(warm), 120, "the warm-up replies", alive)

@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from _common import (
-    BenchError, NoticeReader, Processes, descendants, free_port, onehop_cli, port_accepts, signals_raise_keyboard_interrupt,
+    BenchError, NoticeReader, Processes, descendants, free_port, onehop_cli, port_accepts,
+    signals_raise_keyboard_interrupt,
     start_onehop_server, start_private_sshd, summarize_collapsed, transfer, tree_cpu_seconds, via_socks5,
     direct, wait_until,
 )
@@ -76,7 +77,8 @@ def start_ssh_clients(procs: Processes, root: str, n: int, sink_port: int) -> tu
             "-o", "Ciphers=aes128-gcm@openssh.com", "-o", "Compression=no", "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-i", sshd.client_key,
             "-p", str(sshd.port), f"{sshd.user}@127.0.0.1"])
-        wait_until(lambda: port_accepts("127.0.0.1", lport), 20, "ssh -L", lambda: procs.check_alive(f"ssh-{i}", proc))
+        wait_until(lambda lport=lport: port_accepts("127.0.0.1", lport), 20, "ssh -L",
+                   lambda i=i, proc=proc: procs.check_alive(f"ssh-{i}", proc))
         ports.append(lport)
     return sshd.proc.pid, ports
 

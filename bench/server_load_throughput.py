@@ -46,7 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (
     BenchError, Connector, Processes, descendants, direct, free_port, onehop_cli, port_accepts,
-    process_cpu_seconds, signals_raise_keyboard_interrupt, start_private_sshd, transfer_each, tree_cpu_seconds, via_socks5,
+    process_cpu_seconds, signals_raise_keyboard_interrupt, start_private_sshd, transfer_each, tree_cpu_seconds,
+    via_socks5,
     wait_until,
 )
 from _common import OPENSSH_INSTALL as INSTALL
@@ -337,7 +338,8 @@ def report(args, systems: list[System], summaries: dict[str, Summary], notes: li
 # -- the run ---------------------------------------------------------------------------
 
 def onehop_run_help() -> str:
-    done = subprocess.run(onehop_cli("server", "run", "--help"), capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(onehop_cli("server", "run", "--help"), capture_output=True, text=True, timeout=120,
+                          check=False)
     return done.stdout + done.stderr
 
 

@@ -236,7 +236,7 @@ class Profiler:
 
     def stop(self) -> list[str]:
         paths = []
-        for proc, path in self._running:
+        for proc, _path in self._running:
             proc.send_signal(signal.SIGINT)
         for proc, path in self._running:
             try:
@@ -301,7 +301,7 @@ def run_all(args, connectors: dict, roles: dict, profiler: Profiler | None) -> t
                         why += "; client notices since the start of the transfer: " + " ".join(seen)
                     if reader.tunnels < 1:
                         try:
-                            wait_until(lambda: reader.tunnels >= 1, 60, "the tunnel to come back")
+                            wait_until(lambda reader=reader: reader.tunnels >= 1, 60, "the tunnel to come back")
                             why += "; the client re-established its tunnel"
                         except BenchError:
                             why += "; no tunnel again within 60 s"
@@ -522,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             roles = {"openssh": ssh_pids, "onehop": {"client": pids["client"], "server": pids["server"]}}
             algs: dict = {}
             if len(args.paths) > len(BASE_PATHS):
-                ports, psiphon_roles, algs, args.notices = start_psiphon_paths(procs, root, onehop_server, pids["runner"],
-                                                                 args.psiphon_cipher, args.psiphon_redraws)
+                ports, psiphon_roles, algs, args.notices = start_psiphon_paths(
+                    procs, root, onehop_server, pids["runner"], args.psiphon_cipher, args.psiphon_redraws)
                 roles.update(psiphon_roles)
                 for path, label in PSIPHON_PATHS:
                     connectors[path] = via_socks5(ports[path], SINK_HOST, sink_port)

@@ -43,7 +43,8 @@ def pip_download(requirements: list[str], dest: Path, platform: str | None, pyth
     if not deps:
         command.append("--no-deps")
     if platform:
-        command += ["--platform", platform, "--python-version", python or f"{sys.version_info[0]}.{sys.version_info[1]}"]
+        version = python or f"{sys.version_info[0]}.{sys.version_info[1]}"
+        command += ["--platform", platform, "--python-version", version]
     subprocess.run(command + requirements, check=True, timeout=1800)
 
 

@@ -32,7 +32,7 @@ def add_target(parser: argparse.ArgumentParser, dest: str, metavar: str, help_te
 
 def check_targets(args: argparse.Namespace) -> None:
     """Exit with the usage error argparse would give when a target is missing."""
-    for parser, dest, metavar, old_flags in getattr(args, TARGETS, ()):
+    for parser, dest, metavar, _old_flags in getattr(args, TARGETS, ()):
         if getattr(args, dest, None) is None:
             parser.error(f"the following arguments are required: {metavar}")
 

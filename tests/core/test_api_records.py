@@ -218,7 +218,8 @@ def test_connected_params_round_trip(record, packed):
 _RECORDS = [HandshakeParams, ConnectedParams, StatusParams]
 _NAMES = sorted({name for record in _RECORDS for name in record._wire_names()} | {"tls_profile"})
 _json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False),
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+              st.floats(allow_nan=False, allow_infinity=False),
               st.text(max_size=16), st.sampled_from(["", "None", "OSSH", "0123456789ABCDEF", "1"])),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
     max_leaves=8,

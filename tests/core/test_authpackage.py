@@ -79,7 +79,8 @@ def test_gzip_and_zlib_writers_round_trip():
     assert ap.read_package(two_members, PUBLIC, compression="gzip") == VALID["data"]
 
 
-@pytest.mark.parametrize("cut", [1, 2, 10, 100, 1000, len(PACKAGE_ZLIB) // 2, len(PACKAGE_ZLIB) - 4, len(PACKAGE_ZLIB) - 1])
+@pytest.mark.parametrize("cut", [1, 2, 10, 100, 1000,
+                                 len(PACKAGE_ZLIB) // 2, len(PACKAGE_ZLIB) - 4, len(PACKAGE_ZLIB) - 1])
 def test_truncated_zlib_is_reported_as_truncated(cut):
     with pytest.raises(RemoteProtocolError) as info:
         ap.read_package(PACKAGE_ZLIB[:cut], PUBLIC)

@@ -2,6 +2,7 @@
 
 import bisect
 import ipaddress
+import json
 import math
 from datetime import datetime, timedelta, timezone, UTC
 
@@ -162,6 +163,16 @@ def test_window_filtering_and_boundaries():
     assert dv.discoverable(servers, 25 * day) == ()
     assert dv.window_boundaries(servers, 7 * day) == (dv.to_datetime(5 * day), dv.to_datetime(10 * day))
     assert dv.window_boundaries(servers, 50 * day) == (dv.to_datetime(40 * day), None)
+
+
+@pytest.mark.parametrize("name", ["classic", "consistent"])
+def test_a_strategy_is_its_settings_string(name):
+    """Settings and psinet carry the strategy as a plain string; the enum must stand for it."""
+    strategy = dv.Strategy(name)
+    assert strategy == name and strategy.value == name and isinstance(strategy, str)
+    assert json.dumps({"strategy": strategy}) == json.dumps({"strategy": name})
+    assert {name: 1}[strategy] == 1
+    assert dv.Discovery([], strategy, hmac_key="key").strategy is strategy
 
 
 @pytest.mark.parametrize("strategy", list(dv.Strategy))

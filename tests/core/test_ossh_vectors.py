@@ -132,7 +132,9 @@ def test_server_accepts_prefixed_client(case):
     writes = server.writes_to_send()
     prefix_len = len(h(case["server_prefix"]))
     assert len(writes[0]) == prefix_len
-    assert writes[1][:16].hex() == make_terminator(case["keyword"].encode(), writes[0][:24] if prefix_len >= 24 else (writes[0] + writes[1])[:24], b"server_to_client").hex()
+    first_24 = writes[0][:24] if prefix_len >= 24 else (writes[0] + writes[1])[:24]
+    terminator = make_terminator(case["keyword"].encode(), first_24, b"server_to_client")
+    assert writes[1][:16].hex() == terminator.hex()
     if not case["server_prefix_is_random"]:
         assert writes[0].hex() == case["server_prefix"]
         assert writes[1][:16].hex() == case["server_terminator"]

@@ -102,8 +102,9 @@ async def test_sigkill_mid_transfer_loses_no_stats_already_written(tmp_path, cli
                                 log_filename="events.log")
     config_path, _ = write_server_dir(tmp_path / "server", generated)
     log_path = tmp_path / "server" / "events.log"
-    proc = subprocess.Popen([sys.executable, "-m", "onehop.cli", "server", "run", "--config", str(config_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = await asyncio.to_thread(subprocess.Popen,
+                                   [sys.executable, "-m", "onehop.cli", "server", "run", "--config", str(config_path)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     source, source_port = await endless_source()
     try:
         entry = decode_server_entry(generated.encoded_entry)

@@ -171,7 +171,8 @@ async def test_tunnels_through_both_workers_and_whole_event_lines(server, tmp_pa
     for worker_id in (0, 1):
         with server.only(worker_id):
             await tunnel_fetch(tmp_path, server.entry, page, f"client{worker_id}")
-            await wait_until(lambda: any(e["worker_id"] == worker_id for e in server.events("server_tunnel")), 30)
+            await wait_until(lambda worker_id=worker_id: any(e["worker_id"] == worker_id
+                                                             for e in server.events("server_tunnel")), 30)
     served = {e["worker_id"] for e in server.events("server_tunnel")}
     assert served == {0, 1}
     assert all(e["host_id"] == "multi" and e["worker_id"] in (0, 1) for e in server.events())

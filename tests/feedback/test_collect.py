@@ -95,7 +95,8 @@ def test_bad_uploads_are_rejected_and_every_good_one_is_stored(tmp_path, feedbac
     uploads = tmp_path / "uploads"
     good = [encrypt(psiphon_document(f"good {i}"), public, os.urandom) for i in range(3)]
     fields = json.loads(good[0])
-    fields["contentCiphertext"] = ("B" if fields["contentCiphertext"][0] != "B" else "C") + fields["contentCiphertext"][1:]
+    ciphertext = fields["contentCiphertext"]
+    fields["contentCiphertext"] = ("B" if ciphertext[0] != "B" else "C") + ciphertext[1:]
     write(uploads, "good/1", good[0])
     write(uploads, "good/2", good[1])
     write(uploads, "good/3", good[2])

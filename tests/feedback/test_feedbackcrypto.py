@@ -48,9 +48,11 @@ def test_round_trip_and_field_format(plaintext):
 
 
 def test_randomness_is_a_parameter():
-    fixed = lambda n: b"\x01" * n
+    def fixed(n: int) -> bytes:
+        return b"\x01" * n
+
     a, b = json.loads(fc.encrypt(b"same", PUBLIC_B64, fixed)), json.loads(fc.encrypt(b"same", PUBLIC_B64, fixed))
-    assert a["iv"] == b["iv"] and a["contentCiphertext"] == b["contentCiphertext"] and a["contentMac"] == b["contentMac"]
+    assert (a["iv"], a["contentCiphertext"], a["contentMac"]) == (b["iv"], b["contentCiphertext"], b["contentMac"])
     with pytest.raises(LocalProtocolError):
         fc.encrypt(b"x", PUBLIC_B64, lambda n: b"short")
 

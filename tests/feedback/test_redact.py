@@ -104,7 +104,8 @@ def test_fuzz_no_valid_address_token_remains(text):
 
 
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    lambda inner: (st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.text(max_size=12), inner, max_size=4)),
                     max_leaves=20))
 def test_fuzz_json_values_stay_json(value):
     out = redact(value)

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.e2e
 async def test_feedback_goes_through_the_tunnel(network, make_client, feedback_keys, upload_server):  # noqa: F811
     private, public = feedback_keys
     server = await network.add()
-    controller = await make_client([server.entry], feedback_upload_urls=(encode_transfer_url(upload_server.url("/fb")),),
+    controller = await make_client([server.entry],
+                                   feedback_upload_urls=(encode_transfer_url(upload_server.url("/fb")),),
                                    feedback_encryption_public_key=public)
     opened = record_channel_opens(controller)
     result = await send_feedback_from(controller, f"slow on {server.entry.ip_address}",

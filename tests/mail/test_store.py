@@ -75,7 +75,10 @@ def test_delivered_rows_leave_no_trace_of_the_requester(tmp_path):
     store = Store(tmp_path)
     for i in range(20):
         store.enqueue(bytes([i]) * 32, T0, 3, "get@example.org", [reply(i)])
-    files = lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+    def files() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
     assert SECRET.encode() in files()  # queued: the address is needed to deliver
     for row in store.due(T0 + 1, 100):
         store.mark_sent(row, T0 + 2)

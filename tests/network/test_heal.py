@@ -174,7 +174,7 @@ async def test_heal_replaces_two_blocked_servers_end_to_end(sqlite_cli, tmp_path
         stopped = await run(*heal)
         assert stopped.rc == 1 and stopped.json()["errors"][0]["quota"]
         assert len(cli.ok("host", "list")) == 3  # nothing half-recorded
-        assert all(not l["unreleased"] for l in cli.ok("host", "launches") if l["state"] == "failed")
+        assert all(not row["unreleased"] for row in cli.ok("host", "launches") if row["state"] == "failed")
         monkeypatch.setattr(AwsProvider, "_call", real_call)
 
         second = await run(*heal)  # the rerun finishes the job

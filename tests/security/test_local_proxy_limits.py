@@ -65,7 +65,7 @@ async def test_connections_over_the_cap_are_closed_at_once(controller, kind):
     await asyncio.sleep(0.05)
     extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", port)
     assert await _closed_within(extra_reader, 0.4)  # before the request timeout could act
-    for reader, writer in held:
+    for _reader, writer in held:
         writer.close()
     extra_writer.close()
     await asyncio.sleep(0.1)

@@ -48,7 +48,8 @@ def full_package(build: bytes, version: str, keys, **kw) -> bytes:
 async def offer(tmp_path, keys, mirror, build: bytes, offered: str = "42"):
     path = installed_client(tmp_path, build)
     controller = FakeController(upgrade_config(tmp_path, keys[1], [mirror.url(FULL)]))
-    result = await check_and_download_upgrade(controller, offered, installation=Installation("single-file", path, "python3"),
+    result = await check_and_download_upgrade(controller, offered,
+                                              installation=Installation("single-file", path, "python3"),
                                               policy=FAST, terminal=False, rng=random.Random(0))
     return result, path, controller
 

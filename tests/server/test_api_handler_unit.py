@@ -121,6 +121,7 @@ async def test_status_records_are_charged_to_the_tunnel_and_logged_with_its_regi
     answer = decode_status_response(await apih.handle(client, api.REQUEST_STATUS, request(status)))
     assert answer.invalid_server_entry_tags == ("gone",)
     ((name, fields),) = events.records
-    assert name == "failed_tunnel" and fields["client_region"] == "DE" and fields["tunnel_error"] == "dial [ip]:443 refused"
+    assert name == "failed_tunnel"
+    assert fields["client_region"] == "DE" and fields["tunnel_error"] == "dial [ip]:443 refused"
     records = client.counters.records
     assert (records.logged, records.dropped, records.invalid) == (records.budget, 1, 1)

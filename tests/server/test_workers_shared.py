@@ -60,7 +60,8 @@ def test_another_process_sees_the_seeds_and_its_own_are_seen(table):
     assert table.add_new(first, 1000.0)
     code = ("import sys; from onehop.server.sharedhistory import SharedSeedHistory\n"
             f"t = SharedSeedHistory({table.fd})\n"
-            f"print(t.add_new(bytes.fromhex('{first.hex()}'), 1001.0), t.add_new(bytes.fromhex('{second.hex()}'), 1001.0))")
+            f"print(t.add_new(bytes.fromhex('{first.hex()}'), 1001.0),"
+            f" t.add_new(bytes.fromhex('{second.hex()}'), 1001.0))")
     done = subprocess.run([sys.executable, "-c", code], pass_fds=(table.fd,), capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.split() == ["False", "True"], done.stderr

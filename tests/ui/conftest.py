@@ -78,7 +78,7 @@ class RunningUI:
 
 
 @pytest.fixture
-async def start_ui(tmp_path, make_client):
+async def start_ui(tmp_path, make_client):  # noqa: F811 (pytest passes the fixture imported above; not a redefinition)
     servers: list[UIServer] = []
 
     async def start(entries, *, config_keys: dict | None = None, **overrides) -> RunningUI:

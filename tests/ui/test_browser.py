@@ -91,7 +91,8 @@ async def test_other_origins_and_requests_without_the_token_are_refused(browser,
       window.done = (async () => {{
         const out = {{}};
         try {{ await fetch("{origin}/api/disconnect", {{method: "POST", mode: "no-cors", body: "{{}}",
-                                                        headers: {{"Content-Type": "text/plain"}}}}); out.simple = "sent"; }}
+                  headers: {{"Content-Type": "text/plain"}}}});
+              out.simple = "sent"; }}
         catch (e) {{ out.simple = "blocked"; }}
         try {{ const r = await fetch("{origin}/api/disconnect", {{method: "POST", body: "{{}}",
                   headers: {{"Content-Type": "application/json", "X-Onehop-Token": "{token}"}}}});

@@ -22,13 +22,14 @@ from onehop.client.ui.settings import SettingsFile, check, overlay_path
 from onehop.errors import ConfigError
 
 
+NO_WHOLE_DEVICE = WholeDeviceSupport(False, "needs root")
 EXTERNAL = re.compile(rb"""(src|href)\s*=\s*["']?(https?:)?//|url\(|@import|fetch\(["']https?:""")
 
 
 class FakeControl:
     """A ClientControl with no client behind it."""
 
-    def __init__(self, support: WholeDeviceSupport = WholeDeviceSupport(False, "needs root")) -> None:
+    def __init__(self, support: WholeDeviceSupport = NO_WHOLE_DEVICE) -> None:
         self.notices = Notices(None)
         self.current = Settings()
         self.wanted, self.connected, self.support = True, False, support

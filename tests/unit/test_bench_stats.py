@@ -5,6 +5,7 @@ concurrent transfer through several connectors. Nothing here times anything."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -16,13 +17,14 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
+# The bench scripts import each other as top-level modules, so bench/ goes on the path
+# before they are imported (by name, as the imports cannot sit above this line).
 sys.path.insert(0, str(BENCH))
-
-import _common
-import _pinning
-import _stats
-import server_load_throughput as slt
-import throughput
+_common = importlib.import_module("_common")
+_pinning = importlib.import_module("_pinning")
+_stats = importlib.import_module("_stats")
+slt = importlib.import_module("server_load_throughput")
+throughput = importlib.import_module("throughput")
 
 GIB = 1 << 30
 MIB = 1 << 20

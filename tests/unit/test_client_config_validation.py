@@ -227,7 +227,8 @@ def test_ids_must_be_sixteen_hex_digits():
 
 
 def test_the_two_local_proxies_need_different_ports():
-    assert problem_keys(problems_of({"LocalSocksProxyPort": 9000, "LocalHttpProxyPort": 9000})) == ["LocalHttpProxyPort"]
+    problems = problems_of({"LocalSocksProxyPort": 9000, "LocalHttpProxyPort": 9000})
+    assert problem_keys(problems) == ["LocalHttpProxyPort"]
 
 
 @pytest.mark.parametrize("urls_key, signing_key", [

@@ -24,7 +24,7 @@ class ConnectedServer:
 
     async def api_request(self, name: str, payload: bytes) -> bytes:
         self.sent.append(api.decode_request_params(payload))
-        return ('{"connected_timestamp": "%s"}' % self.timestamp).encode()
+        return f'{{"connected_timestamp": "{self.timestamp}"}}'.encode()
 
 
 def _config(tmp_path):

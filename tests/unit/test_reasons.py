@@ -85,7 +85,7 @@ def test_every_reason_is_snake_case(vocabulary):
 def test_gojson_names_only_reasons_that_exist():
     """``gojson`` builds ``invalid_<what>``: every ``what`` in the source must be an APIReason."""
     whats = set()
-    for path, tree in _sources():
+    for _path, tree in _sources():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and _call_name(node) in WHAT_ARGUMENT:
                 index = WHAT_ARGUMENT[_call_name(node)]

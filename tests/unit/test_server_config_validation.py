@@ -92,7 +92,8 @@ def test_non_rsa_host_key_is_rejected_because_psiphon_pins_ssh_rsa():
     assert "RSA" in error.problems[0].message
 
 
-@pytest.mark.parametrize("value", ["garbage", "", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"])
+@pytest.mark.parametrize("value", ["garbage", "",
+                                   "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"])
 def test_garbage_host_key(value):
     error = parse_problems(valid_server_config(SSHPrivateKey=value))
     assert problem_keys(error) == ["SSHPrivateKey"]

@@ -105,7 +105,7 @@ async def test_a_tampered_package_is_rejected_and_the_client_stays(tmp_path, upg
     assert os.stat(path).st_ino == before.st_ino and not os.path.exists(path + ".previous")
     assert sorted(os.listdir(os.path.dirname(path))) == ["onehop-client.pyz"]
     assert os.listdir(os.path.join(controller.config.data_dir, "upgrade")) == []  # the bad package is gone
-    assert [n["data"]["message"] for n in controller.of_type("Alert")][0] == "upgrade package rejected"
+    assert next(n["data"]["message"] for n in controller.of_type("Alert")) == "upgrade package rejected"
 
 
 async def test_a_package_signed_with_another_key_is_rejected(tmp_path, builds, published, mirror):

@@ -79,9 +79,11 @@ class Net:
         for name in self.ns.values():
             sh("ip", "netns", "add", name)
             sh("ip", "-n", name, "link", "set", "lo", "up")
-        for a, a_ns, b, b_ns in ((self.uplink, dev, self.uplink + "w", wld), (self.lan_link, dev, self.lan_link + "h", lan)):
+        veth_pairs = ((self.uplink, dev, self.uplink + "w", wld), (self.lan_link, dev, self.lan_link + "h", lan))
+        for a, a_ns, b, b_ns in veth_pairs:
             sh("ip", "link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns)
-        for ns, link, v4, v6 in ((dev, self.uplink, DEVICE_IP, DEVICE_IP6), (wld, self.uplink + "w", SERVER_IP, SERVER_IP6)):
+        addresses = ((dev, self.uplink, DEVICE_IP, DEVICE_IP6), (wld, self.uplink + "w", SERVER_IP, SERVER_IP6))
+        for ns, link, v4, v6 in addresses:
             sh("ip", "-n", ns, "addr", "add", v4 + "/24", "dev", link)
             sh("ip", "-n", ns, "addr", "add", v6 + "/64", "dev", link, "nodad")
             sh("ip", "-n", ns, "link", "set", link, "up")

@@ -56,7 +56,8 @@ def leaks(net: Net, pcap: str) -> list[str]:
     IPv6 housekeeping: router solicitations, neighbour discovery, multicast listener reports,
     sent from link-local or unspecified addresses as the links come up)."""
     out = sh("tcpdump", "-n", "-r", str(net.tmp / pcap),
-             f"(ip or ip6) and not (host {SERVER_IP} and tcp port {OSSH_PORT}) and not (ip6 src net fe80::/10) and not (ip6 src host ::)",
+             f"(ip or ip6) and not (host {SERVER_IP} and tcp port {OSSH_PORT})"
+             " and not (ip6 src net fe80::/10) and not (ip6 src host ::)",
              check=False)
     return [line for line in out.stdout.splitlines() if line.strip()]
 

@@ -50,7 +50,8 @@ def whole_device_line(state) -> str:
 
 
 class TerminalView:
-    def __init__(self, controller: StatusSource, console: Console | None = None, notices_path: str | None = None) -> None:
+    def __init__(self, controller: StatusSource, console: Console | None = None,
+                 notices_path: str | None = None) -> None:
         self._controller = controller
         self._console = console or Console()
         self.notices_path = notices_path

@@ -105,7 +105,8 @@ def generate_rsa_keypair(key_size: int = 4096, public_exponent: int = 65537) -> 
 
 # ----------------------------------------------------------------------- writing
 
-def make_package(data: str, private_key: str | bytes | rsa.RSAPrivateKey, public_key_b64: str, *, streamable: bool = True) -> bytes:
+def make_package(data: str, private_key: str | bytes | rsa.RSAPrivateKey, public_key_b64: str, *,
+                 streamable: bool = True) -> bytes:
     """Sign ``data`` and return the package JSON exactly as Go's json.Marshal writes it.
 
     With ``streamable`` (default) data that Psiphon's streaming reader cannot handle

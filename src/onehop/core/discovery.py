@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
-from enum import Enum
+from enum import StrEnum
 
 from onehop.core.serverentry import parse_ip
 from onehop.core.xxhash64 import xxhash64
@@ -37,7 +37,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Moment = datetime | int
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     CLASSIC = "classic"
     CONSISTENT = "consistent"
 

@@ -188,9 +188,7 @@ class Filter:
         version = client.client_version
         if self.min_client_version is not None and (version is None or version < self.min_client_version):
             return False
-        if self.max_client_version is not None and (version is None or version > self.max_client_version):
-            return False
-        return True
+        return self.max_client_version is None or (version is not None and version <= self.max_client_version)
 
 
 @dataclass(frozen=True)

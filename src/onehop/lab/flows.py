@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
 from collections.abc import Iterable
 
 
@@ -73,7 +72,7 @@ class FlowClosed:
     at: float
 
 
-FlowEvent = Union[FlowOpened, DataSeen, FlowClosed]
+FlowEvent = FlowOpened | DataSeen | FlowClosed
 
 
 class Action(Enum):

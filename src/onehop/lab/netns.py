@@ -21,6 +21,7 @@ first deletes those left behind by processes that no longer exist.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import itertools
@@ -85,6 +86,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _delete_namespaces(names: list[str]) -> None:
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
 def remove_stale_namespaces() -> list[str]:
     """Delete lab namespaces whose process is gone; return their names."""
     try:
@@ -122,7 +128,8 @@ class NetnsTopology(Topology):
             self._fds[name] = os.open(f"/run/netns/{name}", os.O_RDONLY)
         cli, cen, srv = self.names["cli"], self.names["cen"], self.names["srv"]
         links = self.links
-        for a, a_ns, b, b_ns in ((links["cli"], cli, links["cen-cli"], cen), (links["srv"], srv, links["cen-srv"], cen)):
+        pairs = ((links["cli"], cli, links["cen-cli"], cen), (links["srv"], srv, links["cen-srv"], cen))
+        for a, a_ns, b, b_ns in pairs:
             _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
             _run("ip", "link", "set", a, "netns", a_ns)
             _run("ip", "link", "set", b, "netns", b_ns)
@@ -158,8 +165,8 @@ class NetnsTopology(Topology):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-            for name in self.names.values():
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+            # In one thread, so that a cancelled close still deletes every namespace.
+            await asyncio.to_thread(_delete_namespaces, list(self.names.values()))
 
     # -- sockets in a namespace ----------------------------------------------------------
 

@@ -105,8 +105,9 @@ def judge(reactions: Mapping[str, Reaction], tolerance: float) -> Judgement:
     closes = [r.seconds for r in reactions.values() if r.close in ("fin", "rst")]
     if closes and max(closes) - min(closes) > tolerance:
         return Judgement(True, f"close time depends on the probe ({min(closes):.2f}-{max(closes):.2f} s)")
-    what = {"refused": "a closed port", "timeout": "a silent server"}.get(kinds[0] if kinds else "",
-                                                                          f"a silent server that closes ({kinds[0] if kinds else '-'})")
+    kind = kinds[0] if kinds else ""
+    what = {"refused": "a closed port", "timeout": "a silent server"}.get(
+        kind, f"a silent server that closes ({kind or '-'})")
     return Judgement(False, f"{len(reactions)} probes, uniform: like {what}")
 
 

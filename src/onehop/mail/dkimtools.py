@@ -27,7 +27,7 @@ SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"mime-ver
 MAX_SIGNATURES_CHECKED = 5
 MIN_KEY_BITS = 1024
 
-_QUIET = logging.Logger("onehop.mail.dkimpy")
+_QUIET = logging.getLogger("onehop.mail.dkimpy")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 _QUIET.disabled = True

@@ -39,7 +39,8 @@ class LanguageTemplates:
     subjects: Mapping[str, str]       # kind -> subject
     text: Mapping[str, Template]      # kind -> plain text body
     html: Mapping[str, Template]      # kind -> HTML body
-    install: Mapping[str, Template] = field(default_factory=lambda: MappingProxyType({}))  # build format -> how to run it ($filename)
+    # build format -> how to run it ($filename)
+    install: Mapping[str, Template] = field(default_factory=lambda: MappingProxyType({}))
 
     def install_text(self, build_format: str | None, filename: str) -> str:
         template = self.install.get(build_format or DEFAULT_BUILD_FORMAT)
@@ -126,7 +127,8 @@ def _install_texts(path: Path, meta: dict, problems: list[ConfigProblem]) -> dic
             continue
         texts[name] = template
     for name in set(raw) - set(BUILD_FORMATS):
-        problems.append(ConfigProblem(f"{path}:install.{name}", f"unknown build format (known: {', '.join(BUILD_FORMATS)})"))
+        problems.append(ConfigProblem(f"{path}:install.{name}",
+                                      f"unknown build format (known: {', '.join(BUILD_FORMATS)})"))
     return texts
 
 

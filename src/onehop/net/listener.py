@@ -182,9 +182,9 @@ class OSSHListener:
         """``sock``: an already listening socket to accept on instead of binding ``host:port``."""
         if self.gate is None:
             self.gate = AcceptGate()
-        self.server = await GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
-                                        TunnelProtocol.OSSH, hold_for=self.handshake_timeout).start(host, port, backlog=1024,
-                                                                                      sock=sock)
+        gated = GatedServer(lambda admission: ProbeSilentConnection(self, admission), self.gate,
+                            TunnelProtocol.OSSH, hold_for=self.handshake_timeout)
+        self.server = await gated.start(host, port, backlog=1024, sock=sock)
         return self.server
 
     def close(self) -> None:

@@ -95,9 +95,10 @@ def host_destroy(args) -> int:
 def launches_list(args) -> int:
     from sqlalchemy import select
     with session_for(args) as session:
-        rows = [{"host": l.host_name, "provider": l.provider.name, "region": l.region, "state": l.state,
-                 "error": l.error, "unreleased": [f"{r.kind} {r.resource_id}" for r in launch.unreleased(session, l.id)]}
-                for l in session.scalars(select(Launch).order_by(Launch.id))]
+        rows = [{"host": row.host_name, "provider": row.provider.name, "region": row.region, "state": row.state,
+                 "error": row.error,
+                 "unreleased": [f"{r.kind} {r.resource_id}" for r in launch.unreleased(session, row.id)]}
+                for row in session.scalars(select(Launch).order_by(Launch.id))]
     output(args.json, rows, table(rows, [("HOST", "host"), ("PROVIDER", "provider"), ("REGION", "region"),
                                          ("STATE", "state"), ("UNRELEASED", "unreleased")]))
     return 0

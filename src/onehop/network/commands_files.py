@@ -111,7 +111,8 @@ def build_client(args) -> int:
     spec = build_spec(state, EntryBook.build(state.servers, state.keys), channel.id, sponsor.id, remote, upgrade)
     with Builder(_cache(args), _wheels(args)) as builder:
         result = builder.build(spec, state.keys, Path(args.out).expanduser(), fmt)
-    data = {"path": str(result.path), "format": fmt, "channel": channel.id, "sponsor": sponsor.id, "sha256": result.sha256,
+    data = {"path": str(result.path), "format": fmt, "channel": channel.id, "sponsor": sponsor.id,
+            "sha256": result.sha256,
             "size": result.size, "client_version": spec.client_version, "servers": len(spec.server_list),
             "remote_server_list_urls": list(spec.remote_list_urls), "upgrade_urls": list(spec.upgrade_urls),
             "cached": result.cached}

@@ -159,7 +159,8 @@ class Database:
             raise SchemaError(f"{self.where} is at schema revision {current}, this onehop needs {head}: "
                               "run onehop network init")
 
-    def upgrade(self, audit_change: Callable[[Session, str | None, str], object] | None = None) -> tuple[str | None, str]:
+    def upgrade(self, audit_change: Callable[[Session, str | None, str], object] | None = None
+                ) -> tuple[str | None, str]:
         """Migrate to head in one transaction, with ``audit_change`` (if the revision
         changed) in that same transaction; returns (revision before, head)."""
         with self.translated_errors(), self.engine.begin() as connection:

@@ -30,7 +30,8 @@ class _HostPublicKey:
 
 def base_config(server: ServerRecord) -> dict:
     """The server.json keys that describe the server itself (secrets included)."""
-    ports = {name: port for name, port in ((TunnelProtocol.OSSH, server.ossh_port), (TunnelProtocol.SSH, server.ssh_port)) if port}
+    candidates = ((TunnelProtocol.OSSH, server.ossh_port), (TunnelProtocol.SSH, server.ssh_port))
+    ports = {name: port for name, port in candidates if port}
     config = {
         "ServerIPAddress": server.ip_address,
         "TunnelProtocolPorts": ports,

@@ -300,9 +300,9 @@ def cleanup_failed(db: Database, ctx: audit.Context) -> list[str]:
                          error="interrupted while pending", quota=False, unreleased=[
                              f"{r.kind} {r.resource_id}" for r in unreleased(session, stale.id)])
     with db.transaction() as session:
-        failed = [(l.id, open_provider(session, l.provider)) for l in session.scalars(
+        failed = [(row.id, open_provider(session, row.provider)) for row in session.scalars(
             select(Launch).where(Launch.state == "failed"))
-            if unreleased(session, l.id)]
+            if unreleased(session, row.id)]
     left = []
     for launch_id, provider in failed:
         left += _release(db, provider, launch_id, ctx)

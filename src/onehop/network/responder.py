@@ -44,9 +44,10 @@ def latest_builds(state: NetworkState, campaign: CampaignRecord) -> list[Publica
     """The newest client-build publication of ``campaign`` on each target."""
     newest: dict[str, PublicationRecord] = {}
     for item in state.publications:
-        if item.kind == "client-build" and item.campaign_id == campaign.id:
-            if item.target not in newest or item.published_at >= newest[item.target].published_at:
-                newest[item.target] = item
+        if item.kind != "client-build" or item.campaign_id != campaign.id:
+            continue
+        if item.target not in newest or item.published_at >= newest[item.target].published_at:
+            newest[item.target] = item
     return sorted(newest.values(), key=lambda p: p.published_at, reverse=True)
 
 

@@ -239,7 +239,7 @@ def verify_standalone(data: bytes, files: dict[str, bytes] | None = None) -> int
     pkg = data[start:end]
     entries = read_toc(pkg, cookie[2], cookie[3])
     found: dict[str, bytes] = {}
-    for offset, stored, length, flag, code, name in entries:
+    for offset, stored, length, flag, _code, name in entries:
         if offset + stored > cookie[2]:
             raise BuildError(f"standalone build: entry {name} lies outside the archive")
         raw = pkg[offset:offset + stored]

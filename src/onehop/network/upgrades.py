@@ -1,9 +1,9 @@
 """Client versions with builds: signed upgrade packages made once, published to mirrors.
 
 ``client-version add --platform P --file BUILD`` signs the full upgrade package of BUILD
-(Psiphon's envelope, with the version and P signed in) with the network's upgrade key and, when the platform's previous version was added
-with a build too, a bsdiff4 delta from it (kept only when smaller than the full package;
-``onehop.upgrade.artifacts``). The build and the packages are stored with the version, in
+(Psiphon's envelope, with the version and P signed in) with the network's upgrade key and, when the
+platform's previous version was added with a build too, a bsdiff4 delta from it (kept only when
+smaller than the full package; ``onehop.upgrade.artifacts``). The build and the packages are stored with the version, in
 the same transaction, so the next version can diff against this build and ``publish``
 can upload the packages without the file.
 

@@ -21,7 +21,7 @@ import asyncio
 import copy
 import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Awaitable, Callable
 
 import asyncssh
@@ -81,8 +81,8 @@ class Handlers:
     gives each entry the name it looks for.
     """
 
-    GLOBAL_REQUESTS: dict[str, str] = {}
-    CHANNEL_OPENS: dict[str, str] = {}
+    GLOBAL_REQUESTS: ClassVar[dict[str, str]] = {}
+    CHANNEL_OPENS: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

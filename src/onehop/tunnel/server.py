@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import time
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from collections.abc import Awaitable
 
 import asyncssh
@@ -116,14 +116,14 @@ class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriti
     The receive buffer and packet logging are tuned as tuning.py describes.
     """
 
-    GLOBAL_REQUESTS = {
+    GLOBAL_REQUESTS: ClassVar[dict[str, str]] = {
         REQUEST_HANDSHAKE: "_answer_handshake",
         REQUEST_CONNECTED: "_answer_connected",
         REQUEST_STATUS: "_answer_status",
         REQUEST_CLIENT_VERIFICATION: "_answer_client_verification",
         "keepalive@openssh.com": "_answer_keepalive",
     }
-    CHANNEL_OPENS = {
+    CHANNEL_OPENS: ClassVar[dict[str, str]] = {
         "direct-tcpip-no-split-tunnel@psiphon.ca": "_open_no_split_forward",
         "random@psiphon.ca": "_open_random_stream",
     }
@@ -182,7 +182,7 @@ class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriti
             upstream = int(request.get("u", 0))
             downstream = int(request.get("d", 0))
         except (ValueError, TypeError, AttributeError):
-            raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
+            raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited") from None
         open_streams = getattr(self, "_open_random_streams", 0)
         policy = compat.server_object(self).policy
         if not (0 <= upstream <= RANDOM_STREAM_MAX_BYTES and 0 <= downstream <= RANDOM_STREAM_MAX_BYTES) \

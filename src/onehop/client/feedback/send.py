@@ -95,7 +95,11 @@ async def flush_feedback(config: Any, get_opener: Callable[[], Any] | None = Non
     targets = _targets(config)
     if get_opener is None:
         opener = socket_opener(config.upstream_proxy)
-        get_opener = lambda: opener
+
+        def direct_opener() -> Any:
+            return opener
+
+        get_opener = direct_opener
     return await upload_pending(FeedbackQueue(config.data_dir), targets, get_opener, policy=policy,
                                 rng=rng, sleep=sleep, on_event=on_event)
 
@@ -137,7 +141,8 @@ def _notify(notices: Any) -> Callable[[str, dict], None]:
     return on_event
 
 
-def preview_from(controller: FeedbackClient, message: str, *, email: str = "", include_diagnostics: bool = True) -> dict:
+def preview_from(controller: FeedbackClient, message: str, *, email: str = "",
+                 include_diagnostics: bool = True) -> dict:
     """What :func:`send_feedback_from` would send now (its ID is chosen when sending)."""
     notices = getattr(controller, "notices", None)
     return feedback_preview(controller.config, message, email=email, include_diagnostics=include_diagnostics,

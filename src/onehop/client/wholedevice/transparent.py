@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 
 from ...net.redirect import abort_with_reset, original_destination
 from ..splice import OpenFailure, splice
@@ -64,7 +63,10 @@ class TransparentConnection(asyncio.Protocol):
 async def listen(service, port: int = 0) -> tuple[list[asyncio.AbstractServer], int]:
     """Listen on 0.0.0.0 and, when available, [::] on one port (any free one for 0)."""
     loop = asyncio.get_running_loop()
-    factory: Callable[[], asyncio.Protocol] = lambda: TransparentConnection(service)
+
+    def factory() -> asyncio.Protocol:
+        return TransparentConnection(service)
+
     v4 = await loop.create_server(factory, "0.0.0.0", port, reuse_address=True, backlog=512)
     port = v4.sockets[0].getsockname()[1]
     servers: list[asyncio.AbstractServer] = [v4]

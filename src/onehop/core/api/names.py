@@ -15,7 +15,8 @@ REQUEST_STATUS = "psiphon-status"
 REQUEST_CLIENT_VERIFICATION = "psiphon-client-verification"  # legacy no-op
 
 CAPABILITY_SSH_API_REQUESTS = "ssh-api-requests"  # server entry capability
-CLIENT_CAPABILITY_SERVER_REQUESTS = "server-requests"  # SSH password ClientCapabilities: may send psiphon-osl/psiphon-alert
+# SSH password ClientCapabilities: the client may be sent psiphon-osl/psiphon-alert
+CLIENT_CAPABILITY_SERVER_REQUESTS = "server-requests"
 
 PARAM_AUTHORIZATIONS = "authorizations"
 PARAM_PADDING = "padding"

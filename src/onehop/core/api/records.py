@@ -212,7 +212,8 @@ class ConnectedParams(RequestParams):
 class StatusParams(RequestParams):
     """``psiphon-status``: persistent stats and server entry tags to check, in ``statusData``."""
 
-    status_data: dict[str, Any] = _required(JSON, wire=PARAM_STATUS_DATA)
+    # RUF009 is wrong here: _required returns a dataclasses.field(), so no default object is shared.
+    status_data: dict[str, Any] = _required(JSON, wire=PARAM_STATUS_DATA)  # noqa: RUF009
 
     @classmethod
     def problems(cls, params: Mapping[str, Any], relay_protocols: Collection[str] | None = None) -> list[str]:

@@ -92,8 +92,8 @@ class ServerMap:
             return (live or servers)[0].id
         port = event.get("dial_port_number")
         protocol = values["relay_protocol"]
-        matches = [s for s in live or servers
-                   if isinstance(port, int) and port == (s.ossh_port if protocol == TunnelProtocol.OSSH else s.ssh_port)]
+        port_field = "ossh_port" if protocol == TunnelProtocol.OSSH else "ssh_port"
+        matches = [s for s in live or servers if isinstance(port, int) and port == getattr(s, port_field)]
         return matches[0].id if len(matches) == 1 else None
 
 

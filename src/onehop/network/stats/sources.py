@@ -162,7 +162,8 @@ class SshLogSource:
         return lines
 
     async def first_lines(self, paths: Sequence[str]) -> dict[str, bytes]:
-        template = "{{ head -n 1 -- {f} | head -c %d | base64 -w0; echo; }}" % FIRST_LINE_MAX
+        # Only {f} is filled in by _per_file; {{ }} are the shell's braces.
+        template = "{{ head -n 1 -- {f} | head -c " + str(FIRST_LINE_MAX) + " | base64 -w0; echo; }}"
         encoded = await self._per_file(list(paths), template, "reading first lines")
         return {p: first_line_of(base64.b64decode(e)) for p, e in zip(paths, encoded, strict=True)}
 
