@@ -4,7 +4,7 @@ The controller (``client/controller.py``) is handed to the upgrade and feedback
 channels, the terminal view, the web UI's control and the DNS forwarder. Each of them
 names here the little it uses, so a test can hand it a small fake and a reader can see
 what the controller owes it; :class:`~onehop.client.controller.Controller` satisfies all
-of them (``tests/unit/test_client_ports.py`` checks that it still does).
+of them (``tests/client/test_client_ports.py`` checks that it still does).
 
 * :class:`OutboundClient`: upgrade downloads and feedback uploads (the settings, the
   notices, and the way out: through the tunnel when one is up, else direct or through
