@@ -391,51 +391,24 @@ def transfer(connect: Connector, direction: str, streams: int, total: int) -> fl
     all are ready and stops when the last stream has finished.
     """
     sizes = [total // streams + (1 if i < total % streams else 0) for i in range(streams)]
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(streams):
-            sock = connect()
-            sock.settimeout(IO_TIMEOUT)
-            socks.append(sock)
-        states = [_Stream(s, n) for s, n in zip(socks, sizes)]
-        barrier = threading.Barrier(streams + 1)
-
-        def run(state: _Stream) -> None:
-            try:
-                barrier.wait()
-                if direction == "download":
-                    _download(state)
-                else:
-                    _upload(state, _PAYLOAD)
-            except BaseException as exc:  # reported by the caller
-                state.error = exc
-
-        threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in states]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        start = time.perf_counter()
-        for t in threads:
-            t.join()
-        for s in states:
-            if s.error is not None:
-                raise BenchError(f"{direction} stream failed: {type(s.error).__name__}: {s.error}")
-        return max(s.end for s in states) - start
-    finally:
-        for sock in socks:
-            sock.close()
+    return _run_streams([(connect, n) for n in sizes], direction)
 
 
 def transfer_each(connectors: Sequence[Connector], direction: str, nbytes: int) -> float:
     """One stream of ``nbytes`` through each connector at once (say, one per tunnel client
     process); return the seconds from all streams connected to the last one finished."""
+    return _run_streams([(connect, nbytes) for connect in connectors], direction)
+
+
+def _run_streams(plan: Sequence[tuple[Connector, int]], direction: str) -> float:
+    """Connect every (connector, bytes) stream, then move them all at once, one thread each."""
     socks: list[socket.socket] = []
     try:
-        for connect in connectors:
+        for connect, _ in plan:
             sock = connect()
             sock.settimeout(IO_TIMEOUT)
             socks.append(sock)
-        states = [_Stream(s, nbytes) for s in socks]
+        states = [_Stream(sock, nbytes) for sock, (_, nbytes) in zip(socks, plan)]
         barrier = threading.Barrier(len(states) + 1)
 
         def run(state: _Stream) -> None:
