@@ -110,3 +110,22 @@ def test_decrypt_a_tampered_blob_fails_clearly(tmp_path, capsys):
 def test_a_missing_key_file_is_a_config_error(tmp_path, capsys):
     assert main(["feedback", "decrypt", "--key", str(tmp_path / "nope"), "-"]) == 2
     assert "--key" in capsys.readouterr().err
+
+
+def test_db_is_refused_in_words_before_or_after_a_verb_that_does_not_use_it(tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'network.db'}"
+    for argv in (["feedback", "--db", db, "flush"], ["feedback", "flush", "--db", db],
+                 ["feedback", "decrypt", "--key", "k.pem", "blob", "--db", db],
+                 ["feedback", "receive", "--listen", "127.0.0.1:0", "--to", str(tmp_path), "--db", db]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "--db: only collect and list use the network database" in err, (argv, err)
+        assert "unrecognized arguments" not in err
+
+
+def test_list_on_an_empty_database_says_so(tmp_path, capsys):
+    db = sqlite_db(tmp_path)
+    assert main(["network", "--db", db, "init", "--rsa-bits", "2048"]) == 0
+    capsys.readouterr()
+    assert main(["feedback", "list", "--db", db]) == 0
+    assert capsys.readouterr().out == "no feedback stored\n"

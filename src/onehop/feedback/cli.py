@@ -35,8 +35,8 @@ from ..errors import ConfigError, ConfigProblem
 DB_HELP = ("network database URL, for collect and list (default: the network's default database); "
            "accepted before or after the verb")
 
-#: Verbs that have no use for ``--db`` (given before the verb, it is refused).
-NO_DB = ("send", "flush", "decrypt")
+#: Verbs that have no use for ``--db`` (given before or after the verb, it is refused).
+NO_DB = ("send", "flush", "decrypt", "receive")
 
 
 def _dispatch(name: str):
@@ -53,6 +53,12 @@ def _dispatch(name: str):
     return run
 
 
+def _refused_db(parser) -> None:
+    """Accept ``--db`` after a verb that has no use for it, so that it is refused in words
+    (by ``_dispatch``) rather than by argparse's "unrecognized arguments"."""
+    add_after_verb(parser, "--db", metavar="URL", help_text="not used by this verb (refused)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("feedback", help="send feedback; collect, decrypt and list it (operators)")
     p.add_argument("--db", metavar="URL", help=DB_HELP)
@@ -61,9 +67,11 @@ def register(sub) -> None:
     s.add_argument("--message", required=True, help="what went wrong, in your words")
     s.add_argument("--email", default="", help="where the operators may answer (optional)")
     s.add_argument("--no-diagnostics", action="store_true", help="send the message only")
+    _refused_db(s)
     _client_flags(s)
     s.set_defaults(func=_dispatch("commands_user.send"))
     f = fsub.add_parser("flush", help="upload feedback saved earlier and not uploaded yet")
+    _refused_db(f)
     _client_flags(f)
     f.set_defaults(func=_dispatch("commands_user.flush"))
     c = fsub.add_parser("collect", help="decrypt and store uploaded feedback, then delete the uploads")
@@ -88,11 +96,13 @@ def register(sub) -> None:
     r.add_argument("--max-size", type=int, default=8 * 1024 * 1024, metavar="BYTES",
                    help="larger uploads get 413 (default 8 MiB, what collect accepts)")
     r.add_argument("--quiet", action="store_true", help="print no start line")
+    _refused_db(r)
     r.set_defaults(func=_dispatch("commands_operator.receive"))
     d = fsub.add_parser("decrypt", help="decrypt one feedback blob (MAC checked first)")
     d.add_argument("--key", required=True, help="the feedback private key (PEM or base64 DER file)")
     d.add_argument("blob", help="blob file, or - for standard input")
     d.add_argument("--raw", action="store_true", help="print the plaintext without redacting it")
+    _refused_db(d)
     d.set_defaults(func=_dispatch("commands_operator.decrypt_blob"))
     ls = fsub.add_parser("list", help="list stored feedback (decrypted, redacted)")
     add_after_verb(ls, "--db", metavar="URL", help_text=DB_HELP)

@@ -115,6 +115,9 @@ def list_records(args) -> int:
     if args.json:
         print(json.dumps([r.as_dict() for r in records], ensure_ascii=False))
         return 0
+    if not records:
+        print("no feedback stored")
+        return 0
     for r in records:
         servers = ",".join(r.server_ids) or "-"
         print(f"{r.stored_at:%Y-%m-%d %H:%M} {r.upload_id} {r.platform or '-'} v{r.client_version or '?'} "

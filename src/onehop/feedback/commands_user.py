@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -26,7 +27,7 @@ EX_TEMPFAIL = 75
 CLI_BACKOFF = (2.0, 10.0)
 
 
-def client_config(args):
+def client_config(args: argparse.Namespace) -> ClientConfig:
     """The config file, else a client build's embedded config, else the defaults."""
     config: ClientConfig
     embedded = None

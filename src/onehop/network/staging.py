@@ -33,8 +33,9 @@ try:
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
 except ImportError:  # pragma: no cover - pip always vendors it
-    from pip._vendor.packaging.markers import default_environment
-    from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]
+    # pip's vendored copy is typed as its release's packaging was: older ones differ
+    from pip._vendor.packaging.markers import default_environment  # type: ignore[assignment,unused-ignore]
+    from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment,unused-ignore]
 
 OPERATOR_ONLY = ("network", "mail", "lab")
 ENTRY_POINT = "onehop.cli:main"

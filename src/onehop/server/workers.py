@@ -235,6 +235,7 @@ class Supervisor:
 
     def reload(self) -> None:
         """SIGHUP to every worker; one still starting gets it once it is ready."""
+        log.warning("SIGHUP: %d worker(s) reload their changed files", len(self.running))
         for worker in list(self.running.values()):
             if worker.ready.is_set():
                 worker.signal(signal.SIGHUP)
