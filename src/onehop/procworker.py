@@ -9,6 +9,7 @@ many bytes. Functions travel by name, so they must be module-level.
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import sys
@@ -41,8 +42,14 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
             data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # an unpicklable result or exception
             data = pickle.dumps((call_id, False, RuntimeError(f"worker answer not picklable: {exc!r}")))
-        stdout.write(frame(data))
-        stdout.flush()
+        try:
+            stdout.write(frame(data))
+            stdout.flush()
+        except BrokenPipeError:
+            # the parent stopped reading (it closed the pool or exited): nothing to answer, and
+            # nothing left for the interpreter to flush at exit (Python's documented recipe)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+            return
 
 
 if __name__ == "__main__":

@@ -94,3 +94,20 @@ def test_workers_die_with_a_killed_parent():
         parent.kill()
         parent.wait()
     poll_until(lambda: not any(pid_alive(p) for p in pids), 10, "the workers to exit")
+
+
+def test_a_worker_whose_parent_stopped_reading_exits_quietly():
+    # the demo's last key derivation answered after the pool was closed: a traceback on stderr
+    import pickle
+    import subprocess
+    import sys
+
+    from onehop.procworker import frame
+    call = frame(pickle.dumps((1, len, ("abc",))))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read the answer
+    done = subprocess.run([sys.executable, "-m", "onehop.procworker"], input=call, stdout=write_end,
+                          stderr=subprocess.PIPE, timeout=30)
+    os.close(write_end)
+    assert done.returncode == 0
+    assert done.stderr == b""
