@@ -29,6 +29,7 @@ import ctypes
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import struct
@@ -190,6 +191,16 @@ def process_cpu_seconds(pid: int) -> dict[int, float]:
 
 # Benchmark the tunnel's data path with one cipher on both sides.
 SSHD_BENCH_CONFIG = "Ciphers aes128-gcm@openssh.com\n"
+
+
+def finish_run(procs: Processes, root: str, keep_temp: bool) -> None:
+    """Stop every process the run started, then remove its temporary folder (or say where
+    it was kept)."""
+    procs.stop_all()
+    if keep_temp:
+        print(f"kept {root}", file=sys.stderr)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def onehop_cli(*args: str) -> list[str]:

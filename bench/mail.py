@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import smtplib
 import statistics
@@ -46,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (
     BenchError,
     Processes,
+    finish_run,
     free_port,
     port_accepts,
     signals_raise_keyboard_interrupt,
@@ -336,11 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        procs.stop_all()
-        if args.keep_temp:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        finish_run(procs, root, args.keep_temp)
 
 
 if __name__ == "__main__":

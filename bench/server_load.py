@@ -43,7 +43,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from _common import (
-    SSHD, BenchError, Processes, descendants, signals_raise_keyboard_interrupt, start_onehop_server,
+    SSHD, BenchError, Processes, descendants, finish_run, signals_raise_keyboard_interrupt, start_onehop_server,
     start_private_sshd, summarize_collapsed, tree_cpu_seconds,
 )
 from _common import OPENSSH_INSTALL as INSTALL
@@ -203,11 +203,7 @@ def run(args) -> list[dict]:
                                                                  "--key", sshd.client_key],
                                    args.tunnels, args.concurrency, None))
     finally:
-        procs.stop_all()
-        if args.keep_temp:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        finish_run(procs, root, args.keep_temp)
     return results
 
 

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (
-    BenchError, Connector, Processes, descendants, direct, free_port, onehop_cli, port_accepts,
+    BenchError, Connector, Processes, descendants, direct, finish_run, free_port, onehop_cli, port_accepts,
     process_cpu_seconds, signals_raise_keyboard_interrupt, start_private_sshd, transfer_each, tree_cpu_seconds,
     via_socks5,
     wait_until,
@@ -400,11 +399,7 @@ def run(args, workers: list[int | None], notes: list[str], build_has_workers: bo
                            "headline": lines}, f, indent=2)
         return 0
     finally:
-        procs.stop_all()
-        if args.keep_temp:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        finish_run(procs, root, args.keep_temp)
 
 
 def main(argv: list[str] | None = None) -> int:

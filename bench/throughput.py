@@ -61,7 +61,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import (
-    SSHD, BenchError, NoticeReader, Processes, direct, free_port, onehop_cli, port_accepts,
+    SSHD, BenchError, NoticeReader, Processes, direct, finish_run, free_port, onehop_cli, port_accepts,
     signals_raise_keyboard_interrupt, start_onehop_server, start_private_sshd, summarize_collapsed,
     transfer, tree_cpu_seconds, via_socks5, wait_until,
 )
@@ -557,11 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"throughput: {exc}", file=sys.stderr)
             status = 1
         finally:
-            procs.stop_all()
-            if args.keep_temp:
-                print(f"kept {root}", file=sys.stderr)
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+            finish_run(procs, root, args.keep_temp)
     return status
 
 
