@@ -11,7 +11,8 @@ adds contention that a single stream never sees).
 
     python bench/server_data_path.py                          # 4 clients x 128 MiB upload, 3 rounds
     python bench/server_data_path.py --direction download --sshd
-    python bench/server_data_path.py --profile /tmp/prof      # py-spy raw samples of one round
+    python bench/server_data_path.py --profile /tmp/prof      # py-spy raw samples of one round (workers too)
+    python bench/server_data_path.py --workers 1 --sshd       # one worker process instead of one per core
     python bench/server_data_path.py --strace /tmp/strace.txt # syscall counts of one round
 
 The median of the rounds is printed last. py-spy and strace slow the server: their
@@ -137,6 +138,8 @@ def main() -> int:
     p.add_argument("--profile", metavar="DIR", help="an extra round under py-spy (raw samples, --native)")
     p.add_argument("--strace", metavar="FILE", help="an extra round under strace -c -f")
     p.add_argument("--perf", metavar="FILE", help="an extra round under perf record -e cpu-clock -g")
+    p.add_argument("--workers", type=int, default=None,
+                   help="the onehop server's --workers (default: its own default, one per core)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args()
     nbytes = args.mib << 20
@@ -146,7 +149,8 @@ def main() -> int:
     try:
         with signals_raise_keyboard_interrupt():
             sink_port = start_sink(procs)
-            server = start_onehop_server(procs, root, ONEHOP_IP, "ossh" if args.protocol == "OSSH" else "ssh")
+            server = start_onehop_server(procs, root, ONEHOP_IP, "ossh" if args.protocol == "OSSH" else "ssh",
+                                         workers=args.workers)
             socks = [start_client(procs, root, f"client-{i}", server.entry_file, args.protocol)
                      for i in range(args.clients)]
             onehop = [via_socks5(port, SINK_HOST, sink_port) for port in socks]
@@ -171,7 +175,7 @@ def main() -> int:
                 os.makedirs(args.profile, exist_ok=True)
                 raw = os.path.join(args.profile, "server.txt")
                 spy = subprocess.Popen(["py-spy", "record", "--native", "--format", "raw", "--rate", "200",
-                                        "-o", raw, "--pid", str(server.proc.pid)],
+                                        "--subprocesses", "-o", raw, "--pid", str(server.proc.pid)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
                 concurrent_round(onehop, args.direction, nbytes, server.proc.pid)
@@ -179,7 +183,8 @@ def main() -> int:
                 spy.wait(30)
                 print(summarize_collapsed(raw, top=30))
             if args.strace:
-                st = subprocess.Popen(["strace", "-c", "-f", "-o", args.strace, "-p", str(server.proc.pid)],
+                st = subprocess.Popen(["strace", "-c", "-f", "-o", args.strace,
+                                       *[a for pid in descendants(server.proc.pid) for a in ("-p", str(pid))]],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
                 concurrent_round(onehop, args.direction, nbytes, server.proc.pid)
@@ -188,8 +193,9 @@ def main() -> int:
                 with open(args.strace) as f:
                     print(f"strace -c ({args.clients} x {args.mib} MiB):\n" + f.read())
             if args.perf:
+                server_pids = ",".join(map(str, descendants(server.proc.pid)))  # the supervisor and its workers
                 pf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-o", args.perf,
-                                       "-p", str(server.proc.pid)],
+                                       "-p", server_pids],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
                 concurrent_round(onehop, args.direction, nbytes, server.proc.pid)
