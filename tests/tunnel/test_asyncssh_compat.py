@@ -18,7 +18,9 @@ import pytest
 from asyncssh.channel import SSHChannel
 from asyncssh.connection import SSHConnection, SSHServerConnection
 from asyncssh.crypto.cipher import GCMCipher
-from asyncssh.constants import MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST, MSG_KEXINIT, MSG_REQUEST_SUCCESS
+from asyncssh.constants import (
+    MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST, MSG_KEXINIT, MSG_REQUEST_SUCCESS,
+)
 from asyncssh.encryption import GCMEncryption
 from asyncssh.logging import SSHLogger
 from asyncssh.packet import SSHPacketLogger
@@ -41,6 +43,9 @@ def _params(func) -> list[str]:
     (SSHConnection, "_service_next_global_request", ["self"]),
     (SSHConnection, "_recv_data", ["self"]),
     (SSHConnection, "_recv_pkthdr", ["self"]),
+    (SSHConnection, "_recv_packet", ["self"]),
+    (SSHConnection, "_reset_keepalive_timer", ["self"]),
+    (SSHConnection, "_keepalive_timer_callback", ["self"]),
     (SSHConnection, "data_received", ["self", "data", "datatype"]),
     (SSHServerConnection, "_process_direct_tcpip_open", ["self", "packet"]),
     (SSHServerConnection, "choose_server_host_key", ["self", "peer_host_key_algs"]),
@@ -118,12 +123,13 @@ class Loopback:
         self.policy = Policy()
         self.server_conns: list[PsiphonServerConnection] = []
 
-    async def start(self, cipher: str = GCM, rekey_bytes: int = 1 << 30) -> TunnelClient:
+    async def start(self, cipher: str = GCM, rekey_bytes: int = 1 << 30,
+                    keepalive_interval: float = 0) -> TunnelClient:
         loop = asyncio.get_running_loop()
         key = asyncssh.generate_private_key("ssh-ed25519")
         options = asyncssh.SSHServerConnectionOptions(
             server_host_keys=[key], server_factory=lambda: TunnelSSHServer(lambda conn: self.policy),
-            config=None, encryption_algs=[cipher], rekey_bytes=rekey_bytes)
+            config=None, encryption_algs=[cipher], rekey_bytes=rekey_bytes, keepalive_interval=keepalive_interval)
 
         def accept():
             conn = new_server_connection(options)
@@ -184,8 +190,12 @@ async def test_live_connections_and_channels_have_the_attributes_relied_on(loopb
                            ("_rekey_bytes", int), ("_rekey_seconds", (int, float)), ("_rekey_time", float),
                            ("_send_blocksize", int), ("_send_enchdrlen", int), ("_send_seq", int),
                            ("_global_request_queue", list), ("_inpbuf", (bytes, memoryview)),
-                           ("_packet", bytes)):
+                           ("_packet", bytes), ("_recv_seq", int), ("_recv_blocksize", int),
+                           ("_max_recv_pktlen", int), ("_pktlen", int), ("_channels", dict),
+                           ("_auth_final", bool), ("_keepalive_interval", (int, float)),
+                           ("_loop", asyncio.AbstractEventLoop)):
             assert isinstance(getattr(conn, name), kind), name
+        assert conn._decompressor is None and conn._keepalive_timer is None  # no keepalives asked for
         assert conn._compressor is None and conn._transport is not None
         cipher = conn._send_encryption._cipher
         assert isinstance(cipher, GCMCipher) and len(cipher._key) == 16 and len(cipher._iv) == 12
@@ -194,6 +204,8 @@ async def test_live_connections_and_channels_have_the_attributes_relied_on(loopb
     assert chan._encoding is None and chan._session is not None and chan._conn is server_conn
     assert isinstance(chan._init_recv_window, int) and isinstance(chan._recv_window, int)
     assert isinstance(chan._recv_buf, list) and chan._send_state in ("open", "close_pending", "closed")
+    assert chan._recv_state in ("open", "eof_pending", "eof", "close_pending", "closed")
+    assert server_conn._channels[chan._recv_chan] is chan
 
 
 async def test_api_requests_travel_as_raw_payloads_and_are_answered_later(loopback):
@@ -306,10 +318,10 @@ async def test_host_key_choice_is_per_connection(loopback):
 
 @pytest.mark.parametrize("rekey_bytes", [1 << 30, 200_000])
 async def test_gcm_channel_data_skips_asyncssh_send_packet_and_still_rekeys(loopback, monkeypatch, rekey_bytes):
-    """Channel data goes through send_data_fast (asyncssh's own send_packet sees none of it
-    until a rekey is due), its bytes still count towards the rekey limit, and the peer
-    decrypts every packet."""
-    stock = {MSG_CHANNEL_DATA: 0, MSG_KEXINIT: 0}
+    """Channel data and window updates go through send_data_fast (asyncssh's own send_packet
+    sees none of them until a rekey is due), their bytes still count towards the rekey
+    limit, and the peer decrypts every packet."""
+    stock = {MSG_CHANNEL_DATA: 0, MSG_CHANNEL_WINDOW_ADJUST: 0, MSG_KEXINIT: 0}
     send_packet = SSHConnection.send_packet
 
     def counting(self, pkttype, *args, handler=None):
@@ -322,7 +334,8 @@ async def test_gcm_channel_data_skips_asyncssh_send_packet_and_still_rekeys(loop
     payload = os.urandom(1_500_000)
     assert await loopback.echo(payload) == payload
     if rekey_bytes > 2 * len(payload):
-        assert stock == {MSG_CHANNEL_DATA: 0, MSG_KEXINIT: 2}  # one each way, at the start
+        # one KEXINIT each way, at the start; window updates took the fast path too
+        assert stock == {MSG_CHANNEL_DATA: 0, MSG_CHANNEL_WINDOW_ADJUST: 0, MSG_KEXINIT: 2}
     else:
         # rekeys (a KEXINIT each way) at least every two limits' worth: without counting the
         # fast path's bytes there would be none
@@ -358,3 +371,162 @@ async def test_a_tampered_packet_fails_the_mac_check(loopback):
     chan.write(b"x" * 100_000)
     await asyncio.wait_for(loopback.policy.closed.wait(), 10)
     assert isinstance(loopback.policy.closed_with, asyncssh.MACError)
+
+
+class DispatchCount:
+    """Channel packets that went through asyncssh's dispatch (process_packet), by type."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.by_type: dict[int, int] = {}
+        process_packet = SSHChannel.process_packet
+
+        def counting(chan, pkttype, pktid, packet):
+            self.by_type[pkttype] = self.by_type.get(pkttype, 0) + 1
+            return process_packet(chan, pkttype, pktid, packet)
+
+        monkeypatch.setattr(SSHChannel, "process_packet", counting)
+
+
+@pytest.mark.parametrize("cipher", [GCM, "chacha20-poly1305@openssh.com"])
+async def test_gcm_tunnel_channel_data_skips_asyncssh_dispatch(loopback, monkeypatch, cipher):
+    """Under GCM a tunnel channel's data goes from the read to the channel directly; under
+    any other cipher (the control: the count works) through asyncssh's dispatch."""
+    dispatched = DispatchCount(monkeypatch)
+    await loopback.start(cipher)
+    payload = os.urandom(2_000_000)
+    assert await loopback.echo(payload) == payload
+    data_packets = dispatched.by_type.get(MSG_CHANNEL_DATA, 0)
+    if cipher == GCM:
+        assert data_packets == 0
+        assert dispatched.by_type.get(MSG_CHANNEL_WINDOW_ADJUST, 0) >= 1  # other channel packets still go there
+    else:
+        assert data_packets >= 2 * len(payload) // (64 * 1024)
+
+
+async def test_packets_split_anywhere_across_reads_arrive_intact(loopback, monkeypatch):
+    """Reads cut inside the length field, inside the tag, a byte after a packet: packets
+    begun in one read are completed from the next, and still skip asyncssh's dispatch."""
+    dispatched = DispatchCount(monkeypatch)
+    await loopback.start()
+    (server_conn,) = loopback.server_conns
+    data_received = server_conn.data_received
+    cuts = [1, 2, 3, 17, 4093, 65_571, 70_001, 150_000]
+    reads = 0
+
+    reads_seen: set[int] = set()  # ids of the bytes objects handed to data_received
+    kept: list[bytes] = []  # (alive, so that no copy can be given one of their ids)
+    from_the_read = from_a_copy = 0
+    whole_packet = asyncssh_compat._receive_whole_gcm_packet
+
+    def spy(conn, enc, buf):
+        nonlocal from_the_read, from_a_copy
+        done = whole_packet(conn, enc, buf)
+        if done and conn is server_conn:
+            if id(buf.obj) in reads_seen:
+                from_the_read += 1
+            else:
+                from_a_copy += 1
+        return done
+
+    def fragmenting(data, datatype=None):
+        nonlocal reads
+        view = memoryview(data)
+        while view:
+            size = cuts[reads % len(cuts)]
+            reads += 1
+            piece = bytes(view[:size])
+            reads_seen.add(id(piece))
+            kept.append(piece)
+            data_received(piece, datatype)
+            view = view[size:]
+
+    monkeypatch.setattr(asyncssh_compat, "_receive_whole_gcm_packet", spy)
+    server_conn.data_received = fragmenting
+    payload = os.urandom(3_000_000)
+    assert await loopback.echo(payload) == payload
+    assert reads > 100
+    assert dispatched.by_type.get(MSG_CHANNEL_DATA, 0) == 0
+    # a packet begun in one read is completed alone: the packets after it are decrypted
+    # from the read itself, not from a copy of the read joined onto the remainder
+    assert from_the_read > from_a_copy > 0
+
+
+async def test_other_packets_in_the_same_read_as_data_reach_asyncssh(loopback):
+    """An API request written right behind channel data (one read at the server) is decrypted
+    with the data and answered by asyncssh's own handling; the data arrives intact."""
+    client = await loopback.start()
+    got = bytearray()
+    payload = os.urandom(300_000)
+
+    class Collect(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype) -> None:
+            got.extend(data)
+
+    chan, _ = await client.open_channel(Collect, "127.0.0.1", 9)
+    chan.write(payload)
+    answer = await asyncio.wait_for(client.api_request("psiphon-status", b"{}"), 10)
+    chan.write_eof()
+    assert answer == b"answer to {}"
+    for _ in range(200):
+        if len(got) >= len(payload):
+            break
+        await asyncio.sleep(0.01)
+    assert bytes(got) == payload
+
+
+async def test_keepalive_timer_is_not_rescheduled_on_every_read(loopback, monkeypatch):
+    resets = 0
+    stock_reset = SSHConnection._reset_keepalive_timer
+
+    def counting(self):
+        nonlocal resets
+        if isinstance(self, PsiphonServerConnection) and self._auth_complete:
+            resets += 1
+        stock_reset(self)
+
+    monkeypatch.setattr(SSHConnection, "_reset_keepalive_timer", counting)
+    await loopback.start(keepalive_interval=30)
+    (server_conn,) = loopback.server_conns
+    first_timer = server_conn._keepalive_timer
+    reads = 0
+    data_received = server_conn.data_received
+
+    def counting_reads(data, datatype=None):
+        nonlocal reads
+        reads += 1
+        data_received(data, datatype)
+
+    server_conn.data_received = counting_reads
+    payload = os.urandom(2_000_000)
+    assert await loopback.echo(payload) == payload
+    assert reads >= 8
+    assert resets <= 1  # asyncssh's own reset ran at most once (not once per read)
+    assert server_conn._keepalive_timer is first_timer and first_timer is not None
+    assert first_timer.when() > asyncio.get_running_loop().time() + 20
+
+
+async def test_keepalives_go_out_after_silence_and_not_during_traffic(loopback, monkeypatch):
+    sent: list[float] = []
+    make_request = SSHConnection._make_keepalive_request
+
+    async def recording(self):
+        if isinstance(self, PsiphonServerConnection):
+            sent.append(asyncio.get_running_loop().time())
+        await make_request(self)
+
+    monkeypatch.setattr(SSHConnection, "_make_keepalive_request", recording)
+    interval = 0.3
+    client = await loopback.start(keepalive_interval=interval)
+    loop = asyncio.get_running_loop()
+    chan, _ = await client.open_channel(asyncssh.SSHTCPSession, "127.0.0.1", 9)
+    busy_until = loop.time() + 4 * interval
+    while loop.time() < busy_until:  # data every 50 ms: the server never goes quiet
+        chan.write(b"k" * 1000)
+        last_write = loop.time()
+        await asyncio.sleep(0.05)
+    assert sent == []
+    await asyncio.sleep(3.5 * interval)
+    assert sent, "no keepalive after silence"
+    assert sent[0] >= last_write + interval * 0.9
+    (server_conn,) = loopback.server_conns
+    assert asyncssh_compat.is_attached(server_conn)  # the client answered: still connected

@@ -34,8 +34,9 @@ from asyncssh.packet import SSHPacket, UInt32
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-#: An asyncssh connection as this module sees it: through private attributes that carry
-#: no types to rely on (tests/tunnel/test_asyncssh_compat.py checks that they exist).
+#: An asyncssh connection (or its GCMEncryption) as this module sees it: through private
+#: attributes that carry no types to rely on (tests/tunnel/test_asyncssh_compat.py checks
+#: that they exist).
 PrivateConn = Any
 
 # -- global requests -----------------------------------------------------------------------
@@ -204,8 +205,59 @@ def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
         buf.append((bytearray(data), datatype))
 
     chan._deliver_data = deliver_returning_window  # type: ignore[method-assign]  # (this module's purpose)
+    # its data may skip asyncssh's dispatch (_receive_whole_gcm_packet)
+    chan._onehop_tunnel_channel = True  # type: ignore[attr-defined]
     chan._accept_data = accept_data_coalescing  # type: ignore[method-assign]  # (this module's purpose)
     quiet_packet_log(chan)
+
+
+# -- keepalive timer -----------------------------------------------------------------------
+
+
+def reset_keepalive_lazily(conn: PrivateConn, stock_reset: Callable[[], None]) -> None:
+    """``_reset_keepalive_timer``: note the time of this read while the armed timer is due
+    no later than a full interval from now; otherwise asyncssh's own reset."""
+    timer = conn._keepalive_timer
+    if timer is not None and conn._auth_complete and conn._keepalive_interval:
+        now = conn._loop.time()
+        if timer.when() <= now + conn._keepalive_interval:
+            conn._onehop_input_at = now
+            return
+    stock_reset()
+
+
+def keepalive_when_due(conn: PrivateConn, stock_callback: Callable[[], None]) -> None:
+    """``_keepalive_timer_callback``: re-arm for the real deadline if input came since the
+    timer was set; otherwise asyncssh's own (count a miss, send a keepalive request)."""
+    due = conn.__dict__.get("_onehop_input_at", float("-inf")) + conn._keepalive_interval
+    if conn._keepalive_interval and due > conn._loop.time():
+        conn._keepalive_timer = conn._loop.call_at(due, conn._keepalive_timer_callback)
+        return
+    stock_callback()
+
+
+class LazyKeepaliveTimer:
+    """Mixin: received data moves the keepalive deadline without a new timer per read.
+
+    asyncssh cancels its keepalive timer and schedules a new one (a TimerHandle, a heap
+    push, and a cancelled entry left in the loop's heap) on every read once login is
+    complete. Here a read only notes the time, and a timer that fires before the deadline
+    re-arms for it: the keepalive goes out when asyncssh's own would, after
+    ``keepalive_interval`` of silence.
+    """
+
+    def _reset_keepalive_timer(self) -> None:
+        reset_keepalive_lazily(self, super()._reset_keepalive_timer)  # type: ignore[misc]
+
+    def _keepalive_timer_callback(self) -> None:
+        keepalive_when_due(self, super()._keepalive_timer_callback)  # type: ignore[misc]
+
+
+def lazy_keepalive_timer(conn: PrivateConn) -> None:
+    """``LazyKeepaliveTimer`` for one connection instance (the client's)."""
+    stock_reset, stock_callback = conn._reset_keepalive_timer, conn._keepalive_timer_callback
+    conn._reset_keepalive_timer = lambda: reset_keepalive_lazily(conn, stock_reset)
+    conn._keepalive_timer_callback = lambda: keepalive_when_due(conn, stock_callback)
 
 
 # -- packet logging ------------------------------------------------------------------------
@@ -267,7 +319,22 @@ def receive(conn: PrivateConn, data: bytes, data_received: Callable) -> None:
     if type(data) is not bytes:
         data = bytes(data)  # a view must not see its buffer change under it
     buf = conn._inpbuf
-    conn._inpbuf = memoryview(b"".join((buf, data)) if buf else data)
+    if buf:
+        # A packet begun in the last read: complete it alone (one packet's copy) and
+        # process it before the rest of this read, instead of joining all of this read
+        # onto it.
+        need = conn.__dict__.pop("_onehop_partial_end", 0) - len(buf)
+        if 0 < need < len(data):
+            rest = memoryview(data)[need:]
+            conn._inpbuf = memoryview(b"".join((buf, memoryview(data)[:need])))
+            conn._onehop_packet_view = None
+            conn._recv_data()
+            buf = conn._inpbuf
+            conn._inpbuf = memoryview(b"".join((buf, rest))) if buf else rest
+        else:
+            conn._inpbuf = memoryview(b"".join((buf, data)))
+    else:
+        conn._inpbuf = memoryview(data)
     conn._onehop_packet_view = None  # a packet begun in an earlier read is not in this one
     conn._recv_data()
     if not conn._inpbuf:
@@ -275,10 +342,20 @@ def receive(conn: PrivateConn, data: bytes, data_received: Callable) -> None:
 
 
 def recv_header_as_bytes(conn: PrivateConn, recv_pkthdr: Callable) -> bool:
-    """asyncssh's ``_recv_pkthdr`` (unbound, given) for a buffer that may be a memoryview."""
+    """asyncssh's ``_recv_pkthdr`` (unbound, given) for a buffer that may be a memoryview.
+
+    Under AES-GCM the packet at the front of the buffer is decrypted here once it is all
+    there (``_receive_whole_gcm_packet``); until then it waits, header included.
+    """
     whole = conn._inpbuf
-    if type(whole) is memoryview and not isinstance(conn._recv_encryption, GCMEncryption):
-        conn._inpbuf = whole = whole.tobytes()  # keys changed to a cipher that wants bytes
+    if type(whole) is memoryview:
+        enc = conn._recv_encryption
+        if not isinstance(enc, GCMEncryption):
+            conn._inpbuf = whole = whole.tobytes()  # keys changed to a cipher that wants bytes
+        else:
+            handled = _receive_whole_gcm_packet(conn, enc, whole)
+            if handled is not None:
+                return handled
     parsed = recv_pkthdr(conn)
     if type(conn._packet) is memoryview:
         conn._packet = conn._packet.tobytes()
@@ -287,7 +364,67 @@ def recv_header_as_bytes(conn: PrivateConn, recv_pkthdr: Callable) -> bool:
     return parsed
 
 
-def _decrypt_in_place(conn: PrivateConn, enc: GCMEncryption) -> None:
+#: GCM: the 4-byte length (authenticated, not encrypted), at least one 16-byte block, the tag.
+_GCM_LENGTH, _GCM_MIN_PACKET, _GCM_TAG = 4, 16, 16
+#: Channel data: padding length, message type, recipient channel, data length.
+_DATA_HEADER = 10
+
+
+def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryview) -> bool | None:
+    """Decrypt the packet at the front of ``buf``: True when done, False when it is not all
+    there yet, None to leave it to asyncssh's header parsing (a length out of bounds, a
+    failed tag: asyncssh reaches its own verdict and closes the connection its own way).
+
+    A CHANNEL_DATA packet for a tunnel channel (one ``return_window_early`` tuned) that is
+    well formed and within the window goes to the channel's ``_accept_data`` here, which is
+    all asyncssh's _recv_packet, process_packet and _process_data would do with it after
+    their checks, without the SSHPacket, the handler lookups, the log calls and two copies
+    of the payload. Any other packet is left to asyncssh's _recv_packet as if its header had
+    just been read, with the plaintext waiting for ``decrypt_packet``.
+    """
+    size = len(buf)
+    if size < _GCM_LENGTH:
+        return False
+    pktlen = int.from_bytes(buf[:_GCM_LENGTH], "big")
+    if pktlen < _GCM_MIN_PACKET or pktlen > conn._max_recv_pktlen:
+        return None
+    end = _GCM_LENGTH + pktlen + _GCM_TAG
+    if size < end:
+        conn._onehop_partial_end = end  # for receive(): how much completes it
+        return False
+    if "decrypt_packet" not in enc.__dict__:
+        _decrypt_in_place(conn, enc)  # keys changed in the middle of this read
+    cipher = enc._cipher
+    try:
+        plain = enc._onehop_aesgcm.decrypt(cipher._iv, buf[_GCM_LENGTH:end], buf[:_GCM_LENGTH])
+    except InvalidTag:
+        return None
+    cipher._update_iv()
+    if (plain[1] == MSG_CHANNEL_DATA and conn._auth_complete and conn._decompressor is None
+            and SSHLogger._debug_level < 3):  # packet logging on: asyncssh's path logs it
+        datalen = int.from_bytes(plain[6:_DATA_HEADER], "big")
+        if _DATA_HEADER + datalen + plain[0] == len(plain):
+            chan = conn._channels.get(int.from_bytes(plain[2:6], "big"))
+            if (chan is not None and "_onehop_tunnel_channel" in chan.__dict__
+                    and chan._recv_state == "open" and datalen <= chan._recv_window):
+                seq = conn._recv_seq
+                conn._inpbuf = buf[end:]
+                conn._auth_final = True
+                chan._accept_data(plain[_DATA_HEADER:_DATA_HEADER + datalen])
+                if conn._transport:
+                    conn._recv_seq = (seq + 1) & 0xffffffff
+                return True
+    # where asyncssh's _recv_pkthdr would have left things; its _recv_packet goes on from here
+    blocksize = conn._recv_blocksize
+    conn._packet = buf[:blocksize].tobytes()
+    conn._pktlen = pktlen
+    conn._inpbuf = buf[blocksize:]
+    conn._onehop_plaintext = plain
+    conn._recv_handler = conn._recv_packet
+    return True
+
+
+def _decrypt_in_place(conn: PrivateConn, enc: PrivateConn) -> None:
     """Give ``enc`` a decrypt_packet that reads the packet where it lies in the read.
 
     asyncssh's joins the header block, the body and the tag into new bytes (two copies)
@@ -296,10 +433,13 @@ def _decrypt_in_place(conn: PrivateConn, enc: GCMEncryption) -> None:
     an AESGCM kept for this key. Otherwise (a packet spread over reads) asyncssh's own.
     """
     cipher = enc._cipher
-    aesgcm = AESGCM(cipher._key)
+    aesgcm = enc._onehop_aesgcm = AESGCM(cipher._key)
     stock = enc.decrypt_packet
 
     def decrypt_packet(seq, first, rest, header_len, mac):
+        plain = conn.__dict__.pop("_onehop_plaintext", None)
+        if plain is not None:  # decrypted already by _receive_whole_gcm_packet
+            return plain
         whole = conn._onehop_packet_view
         conn._onehop_packet_view = None
         end = len(first) + len(rest) + len(mac)
@@ -312,7 +452,7 @@ def _decrypt_in_place(conn: PrivateConn, enc: GCMEncryption) -> None:
         cipher._update_iv()
         return plain
 
-    enc.decrypt_packet = decrypt_packet  # type: ignore[method-assign]  # (this module's purpose)
+    enc.decrypt_packet = decrypt_packet  # (this module's purpose)
 
 
 class ZeroCopyReceive:
@@ -341,15 +481,20 @@ def zero_copy_receive(conn: PrivateConn) -> None:
 #
 # asyncssh's send_packet copies a data packet's bytes about seven times (payload, padding,
 # ciphertext and tag split and joined again) and builds a new AESGCM object for each. For
-# channel data under AES-GCM, once keys and login are complete and no rekey is due, this
+# channel data and window updates under AES-GCM, once keys and login are complete and no rekey is due, this
 # builds the same packet with one join, one encryption and one header join, with an
 # AESGCM object kept per key. Everything else goes through asyncssh's own send_packet.
 
 
+#: What send_data_fast sends: a tunnel's bulk data and the window updates that pace it.
+_FAST_TYPES = frozenset((MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST))
+
+
 def send_data_fast(conn: PrivateConn, pkttype: int, args: tuple, handler) -> bool:
-    """Send a CHANNEL_DATA packet the cheap way; False (nothing sent) when not eligible."""
+    """Send a CHANNEL_DATA or CHANNEL_WINDOW_ADJUST packet the cheap way; False (nothing
+    sent) when not eligible."""
     enc = conn._send_encryption
-    if (pkttype != MSG_CHANNEL_DATA or type(enc) is not GCMEncryption or not conn._kex_complete
+    if (pkttype not in _FAST_TYPES or type(enc) is not GCMEncryption or not conn._kex_complete
             or not conn._auth_complete or conn._compressor is not None
             or conn._rekey_bytes_sent >= conn._rekey_bytes
             or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):

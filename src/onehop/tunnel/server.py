@@ -108,12 +108,12 @@ class TunnelSSHServer(asyncssh.SSHServer):
 
 
 class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriting, compat.ZeroCopyReceive,
-                              compat.QuietPacketLog, asyncssh.SSHServerConnection):
+                              compat.LazyKeepaliveTimer, compat.QuietPacketLog, asyncssh.SSHServerConnection):
     """An asyncssh server connection with Psiphon's API requests and random channel.
 
     Global requests already read wait while the client leaves our answers unread
     (``GlobalRequestsWaitForWriting``): each answer may be far larger than its request.
-    The receive buffer and packet logging are tuned as tuning.py describes.
+    The receive buffer, keepalive timer and packet logging are tuned as tuning.py describes.
     """
 
     GLOBAL_REQUESTS: ClassVar[dict[str, str]] = {

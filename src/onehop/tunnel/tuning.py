@@ -17,6 +17,8 @@
   (``asyncssh_compat.receive``).
 * asyncssh's send_packet copies a data packet about seven times and builds an AESGCM object
   for each; channel data under AES-GCM goes through ``asyncssh_compat.send_data_fast``.
+* asyncssh replaces its keepalive timer (cancel one, schedule one) on every read; a read
+  now only notes the time, and the timer re-arms itself for the deadline when it fires.
 * asyncssh formats a log message for every packet sent and received even when nothing
   is logged; unless packet logging is on (debug level 3) those calls are skipped.
 * Window updates. asyncssh returns a channel's window only once half of it is consumed
@@ -53,8 +55,9 @@ def return_window_early(chan) -> None:
 
 
 def tune_client_connection(conn):
-    """No filler IGNOREs, cheaper data packets, a zero-copy receive buffer, no per-packet log calls: for one
-    client connection (the server's connection class overrides the same methods instead).
+    """No filler IGNOREs, cheaper data packets, a zero-copy receive buffer, a lazy keepalive timer, no
+    per-packet log calls: for one client connection (the server's connection class overrides the same
+    methods instead).
     """
     send_packet = conn.send_packet
 
@@ -64,5 +67,6 @@ def tune_client_connection(conn):
 
     conn.send_packet = send_packet_without_filler
     asyncssh_compat.zero_copy_receive(conn)
+    asyncssh_compat.lazy_keepalive_timer(conn)
     asyncssh_compat.quiet_packet_log(conn)
     return conn
