@@ -13,6 +13,7 @@ from ..configtools import parse_json_text
 from ..core.serverentry import (ServerEntry, decode_server_entry, decode_server_list, rfc3339_timestamp,
                                 verify_server_entry_signature)
 from ..errors import ConfigError, ConfigProblem, OnehopError, ServerEntryError
+from ..net.bulkreads import keep_read_buffers_in_heap
 from ..stopsignals import on_stop_signals
 from .candidates import TargetStore
 from .config import (ClientConfig, apply_flags, default_data_dir, embedded_resource, load_client_config,
@@ -216,6 +217,7 @@ def run_client(args) -> int:
         config = replace(config, open_home_page=False)
     # On a terminal the view shows alerts and errors as sentences; JSON goes to the notice file.
     notices = Notices(None if terminal else sys.stdout)
+    keep_read_buffers_in_heap()
     return asyncio.run(run_controller(config, notices, terminal=terminal, ui=ui, config_file=args.config,
                                       open_browser=not getattr(args, "no_browser", False)))
 

@@ -18,6 +18,7 @@ from ..core.ossh import DataReceived, EOFReceived, PreambleReceived
 from ..core.ossh.stream import ObfuscatedStream
 from ..core.sansio import drain
 from ..errors import ProtocolError
+from .bulkreads import read_in_bulk
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class ObfuscatedWire(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        read_in_bulk(transport)
         self.upstream_transport = ObfuscatedTransport(transport, self._obfuscator, self._split_delay)
         if self._upstream is not None:
             self.upstream_transport.set_protocol(self._upstream)

@@ -48,6 +48,7 @@ def _generate(args) -> int:
 def _run(args) -> int:
     import asyncio
 
+    from ..net.bulkreads import keep_read_buffers_in_heap
     from .config import load_server_config
     from .service import TunnelServer
     config = load_server_config(args.config)
@@ -55,6 +56,7 @@ def _run(args) -> int:
     workers = config.workers if args.workers is None else args.workers
     if workers != 1:
         return _run_workers(args, config, workers, events)
+    keep_read_buffers_in_heap()
     server = TunnelServer(config, event_stream=events)
     started = None if args.quiet else (lambda: print(server.start_line(), file=sys.stderr, flush=True))
     asyncio.run(server.serve_until_signalled(on_started=started))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import asyncssh
 
+from ..net.bulkreads import read_in_bulk
 from ..tunnel.server import PsiphonServerConnection
 from .throttle import PausableReader
 
@@ -32,6 +33,7 @@ class ServerConnection(PsiphonServerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._upstream_reader = PausableReader()
         self._upstream_reader.attach(transport)
+        read_in_bulk(transport)
         super().connection_made(transport)
 
     def pause_writing(self) -> None:

@@ -20,6 +20,7 @@ import socket
 import sys
 
 from ..errors import ConfigError
+from ..net.bulkreads import keep_read_buffers_in_heap
 from ..stopsignals import stop_event
 from .config import load_server_config
 from .service import TunnelServer
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # server.json changed under a running server
         print(f"onehop server worker {args.worker_id}: {exc}", file=sys.stderr)
         return 2
+    keep_read_buffers_in_heap()
     server = TunnelServer(config, event_stream=None if args.quiet else sys.stdout)
     server.listen_sockets = {protocol: socket.socket(fileno=fd) for protocol, fd in args.listen}
     server.seed_history = SharedSeedHistory(args.seed_history_fd)

@@ -18,6 +18,7 @@ from asyncssh.constants import MSG_REQUEST_SUCCESS
 
 from ..core.ossh import ClientObfuscator, PrefixSpec
 from ..errors import TunnelError
+from ..net.bulkreads import read_in_bulk
 from ..net.ossh import ObfuscatedWire
 from . import asyncssh_compat
 from .algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
@@ -66,7 +67,10 @@ class _StreamConnector:
         sock = await self._open_socket(self._target.host, self._target.port)
         params = self._target.obfuscation
         if params is None:
-            return await loop.create_connection(lambda: tune_client_connection(session_factory()), sock=sock)
+            transport, conn = await loop.create_connection(lambda: tune_client_connection(session_factory()),
+                                                           sock=sock)
+            read_in_bulk(transport)
+            return transport, conn
         self.obfuscator = ClientObfuscator(params.keyword, seed=params.seed,
                                            padding_prng_seed=params.padding_prng_seed,
                                            prefix=params.prefix, prefix_seed=params.prefix_seed)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from asyncssh import SSHForwarder
 
+from ..net.bulkreads import read_in_bulk
+
 
 @dataclass
 class ByteCounter:
@@ -39,6 +41,7 @@ class CountingForwarder(SSHForwarder):
         super().connection_made(transport)
         if isinstance(transport, asyncio.WriteTransport):  # an SSH channel packetizes anyway
             self._loop = asyncio.get_running_loop()
+            read_in_bulk(transport)
 
     def data_received(self, data: bytes, datatype=None) -> None:
         if self._direction == "up":
