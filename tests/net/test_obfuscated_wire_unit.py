@@ -13,6 +13,7 @@ from onehop.core.ossh import DataReceived, PreambleReceived, ServerObfuscator
 from onehop.core.sansio import drain
 from onehop.errors import OSSHReason, RemoteProtocolError
 from onehop.net.ossh import ObfuscatedTransport, ObfuscatedWire
+from onehop.net.ownedbuffer import OwnedBuffer
 from tests.helpers.virtualtime import run_in_virtual_time
 from tests.net.adapter_fakes import (CLIENT_LINE, KEXINIT, KEXINIT_PAYLOAD, KEYWORD, NEWKEYS, PEER_IP,
                                      SERVER_LINE, FakeSeedHistory, FakeSSH, FakeWire, first_flight,
@@ -125,6 +126,20 @@ async def test_passthrough_writes_of_one_loop_turn_go_out_as_one_write_counted_u
     assert transport.get_write_buffer_size() == 100
     client.receive_data(wire.writes[-1])
     assert plaintext(client) == b"alphabetagamma"  # passthrough: the SSH cipher is the only one
+
+
+@run_in_virtual_time
+async def test_an_owned_buffer_waits_for_the_flush_uncopied():
+    server, _ = established()
+    transport, wire = server.transport, server.wire
+    owned, mutable = OwnedBuffer(b"batch"), bytearray(b"reused")
+    transport.write(owned)
+    transport.write(mutable)
+    pending = transport._pending
+    assert pending is not None and pending[0] is owned  # handed over: kept as it is
+    assert type(pending[1]) is bytes  # a plain bytearray may change after write(): copied
+    await asyncio.sleep(0)
+    assert wire.writes[-1] == b"batchreused"
 
 
 @run_in_virtual_time

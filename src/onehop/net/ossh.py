@@ -19,6 +19,7 @@ from ..core.ossh.stream import ObfuscatedStream
 from ..core.sansio import drain
 from ..errors import ProtocolError
 from .bulkreads import read_in_bulk
+from .ownedbuffer import OwnedBuffer
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ class ObfuscatedTransport(asyncio.Transport):
     def write(self, data) -> None:
         obfuscator = self._obfuscator
         if obfuscator.write_passthrough and self._held is None:
-            if type(data) is not bytes:  # only immutable bytes may wait for the flush
-                data = bytes(data)
+            if type(data) is not bytes and type(data) is not OwnedBuffer:
+                data = bytes(data)  # only bytes nobody changes may wait for the flush
             if self._pending is None:
                 self._pending = [data]
                 asyncio.get_running_loop().call_soon(self._flush)

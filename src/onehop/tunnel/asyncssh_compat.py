@@ -34,6 +34,8 @@ from asyncssh.packet import SSHPacket, UInt32
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..net.ownedbuffer import OwnedBuffer
+
 #: An asyncssh connection (or its GCMEncryption) as this module sees it: through private
 #: attributes that carry no types to rely on (tests/tunnel/test_asyncssh_compat.py checks
 #: that they exist).
@@ -520,3 +522,88 @@ def send_data_fast(conn: PrivateConn, pkttype: int, args: tuple, handler) -> boo
     if packet_logging_on():
         (handler or conn).log_sent_packet(pkttype, seq, plain[1:1 + payload_len])
     return True
+
+
+# -- writing channel data --------------------------------------------------------------------
+#
+# asyncssh's SSHChannel.write copies what it is given into a bytearray, slices a packet's
+# worth off it (a copy), wraps it as an SSH string (a copy), and send_data_fast then joins
+# the plaintext (a copy) and the header onto the ciphertext (a copy); the transport joins
+# the packets of a loop turn (a copy). ``write_in_batches`` builds every packet the window
+# allows for one write straight into one buffer: the plaintext of each packet is joined
+# once from a view of the data, and encrypted into its place in the buffer.
+
+
+def write_in_batches(chan: asyncssh.SSHTCPChannel) -> None:
+    """Give ``chan`` a write that sends what the window takes as one batch of packets."""
+    stock_write = chan.write
+
+    def write(data, datatype=None):
+        if datatype is None and not chan._send_buf and chan._send_state == "open":
+            sent = _send_data_batch(chan, data)
+            if sent:
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]  # beyond the window: asyncssh buffers it
+        stock_write(data, datatype)
+
+    chan.write = write  # type: ignore[method-assign]  # (this module's purpose)
+
+
+#: Bytes of a CHANNEL_DATA packet's payload before the data: type, recipient, data length.
+_DATA_PAYLOAD_HEADER = 9
+_MAX_PADDING = 4 + 15  # at least 4, up to one cipher block more
+
+
+def _send_data_batch(chan: PrivateConn, data: bytes) -> int:
+    """Send as much of ``data`` as the channel's window allows as CHANNEL_DATA packets under
+    AES-GCM, in one write to the transport; the bytes sent (0: not eligible, nothing sent)."""
+    conn = chan._conn
+    if conn is None or chan._send_window <= 0 or not data:
+        return 0
+    enc = conn._send_encryption
+    if (type(enc) is not GCMEncryption or not conn._kex_complete or not conn._auth_complete
+            or conn._compressor is not None or packet_logging_on()
+            or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):
+        return 0
+    n = min(len(data), chan._send_window)
+    pktsize = chan._send_pktsize
+    count = -(-n // pktsize)
+    if conn._rekey_bytes_sent + n + count * (_DATA_PAYLOAD_HEADER + 1 + _MAX_PADDING) >= conn._rekey_bytes:
+        return 0  # a rekey falls due in this batch: asyncssh's own path starts it
+    cipher = enc._cipher
+    cached = conn.__dict__.get("_onehop_gcm")
+    if cached is None or cached[0] is not cipher:
+        cached = conn._onehop_gcm = (cipher, AESGCM(cipher._key))
+    aesgcm = cached[1]
+    blocksize, enchdrlen = conn._send_blocksize, conn._send_enchdrlen
+    layout = []
+    total = 0
+    for start in range(0, n, pktsize):
+        size = min(pktsize, n - start)
+        payload_len = _DATA_PAYLOAD_HEADER + size
+        padlen = -(enchdrlen + payload_len) % blocksize
+        if padlen < 4:
+            padlen += blocksize
+        pktlen = 1 + payload_len + padlen
+        layout.append((start, size, padlen, pktlen))
+        total += _GCM_LENGTH + pktlen + _GCM_TAG
+    out = OwnedBuffer(total)
+    view, source = memoryview(out), memoryview(data)
+    recipient = UInt32(chan._send_chan)
+    padding = os.urandom(count * _MAX_PADDING)
+    pos = 0
+    for i, (start, size, padlen, pktlen) in enumerate(layout):
+        header = pktlen.to_bytes(4, "big")
+        view[pos:pos + _GCM_LENGTH] = header
+        plain = b"".join((bytes((padlen, MSG_CHANNEL_DATA)), recipient, size.to_bytes(4, "big"),
+                          source[start:start + size], padding[i * _MAX_PADDING:i * _MAX_PADDING + padlen]))
+        end = pos + _GCM_LENGTH + pktlen + _GCM_TAG
+        aesgcm.encrypt_into(cipher._iv, plain, header, view[pos + _GCM_LENGTH:end])
+        cipher._update_iv()
+        pos = end
+        conn._rekey_bytes_sent += pktlen
+    conn._send_seq = (conn._send_seq + count) & 0xffffffff
+    chan._send_window -= n
+    conn._send(out)
+    return n

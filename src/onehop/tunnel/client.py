@@ -22,7 +22,7 @@ from ..net.bulkreads import read_in_bulk
 from ..net.ossh import ObfuscatedWire
 from . import asyncssh_compat
 from .algorithms import COMPRESSION_ALGS, ENCRYPTION_ALGS, KEX_ALGS, MAC_ALGS
-from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, return_window_early, tune_client_connection
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, tune_tunnel_channel, tune_client_connection
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class TunnelClient:
         """Open a direct-tcpip channel to (host, port); raises asyncssh.ChannelOpenError."""
         chan, session = await self.conn.create_connection(session_factory, host, port, window=CHANNEL_WINDOW,
                                                           max_pktsize=CHANNEL_MAX_PACKET)
-        return_window_early(chan)  # see tuning.py: Go peers may believe a smaller window
+        tune_tunnel_channel(chan)  # see tuning.py: Go peers may believe a smaller window
         return chan, session
 
     def close(self) -> None:

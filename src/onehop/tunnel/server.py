@@ -26,7 +26,7 @@ from asyncssh.packet import SSHPacket
 from ..core.api.keepalive import MAX_KEEPALIVE_PADDING, encode_keepalive_response
 from ..core.api.names import REQUEST_CLIENT_VERIFICATION, REQUEST_CONNECTED, REQUEST_HANDSHAKE, REQUEST_STATUS
 from . import asyncssh_compat as compat
-from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, return_window_early
+from .tuning import CHANNEL_MAX_PACKET, CHANNEL_WINDOW, is_filler_ignore, tune_tunnel_channel
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class TunnelSSHServer(asyncssh.SSHServer):
         # Our own channel: asyncssh's would have 32 KiB packets whatever the options say.
         assert self._conn is not None
         chan = self._conn.create_tcp_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PACKET)
-        return_window_early(chan)
+        tune_tunnel_channel(chan)
         no_split = getattr(self._conn, "opening_no_split_forward", False)
         return chan, self.policy.open_forward(dest_host, dest_port, no_split=no_split)
 
@@ -190,7 +190,7 @@ class PsiphonServerConnection(compat.Handlers, compat.GlobalRequestsWaitForWriti
             raise ChannelOpenError(OPEN_ADMINISTRATIVELY_PROHIBITED, "administratively prohibited")
         self._open_random_streams = open_streams + 1
         chan = self.create_tcp_channel()
-        return_window_early(chan)
+        tune_tunnel_channel(chan)
         return chan, RandomStreamSession(upstream, downstream, policy, on_closed=self._random_stream_closed)
 
     def _random_stream_closed(self) -> None:
