@@ -15,6 +15,7 @@ import pytest
 
 from onehop.demo import serve_page
 from onehop.errors import ConfigError
+from onehop.net.bulkreads import THROTTLED_READ_SIZE
 from onehop.server import service
 from tests.helpers.waiting import wait_until
 from tests.e2e.proxyclient import http_get_via_socks, socks5_connect
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.e2e
 
 RATE = 400_000
 ALLOWANCE = 200_000
-#: A reader pays for a chunk after reading it, so the last chunk (asyncio reads at most
-#: 256 KiB) goes unpaid: the shortest possible transfer is that much quicker.
-LAST_CHUNK = 256 * 1024
+#: A reader pays for a chunk after reading it, so the last chunk (a throttled reader reads
+#: at most THROTTLED_READ_SIZE) goes unpaid: the shortest possible transfer is that much quicker.
+LAST_CHUNK = THROTTLED_READ_SIZE
 
 
 def write_rules(path, rules: dict) -> str:

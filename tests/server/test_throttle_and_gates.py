@@ -10,6 +10,9 @@ from asyncssh.misc import ChannelOpenError
 
 from onehop.server.idle import IdleTimer
 from onehop.server.portforwards import DialGate
+from onehop.core.ossh import ClientObfuscator
+from onehop.net.bulkreads import BULK_READ_SIZE, THROTTLED_READ_SIZE
+from onehop.net.ossh import ObfuscatedWire
 from onehop.server.throttle import BURST_SECONDS, PausableReader, TokenBucket
 from tests.helpers.waiting import wait_until
 
@@ -90,6 +93,27 @@ async def test_throttle_pause_ends_but_a_flow_control_pause_stays():
     reader.throttle(10)
     reader.close()  # cancels the timer; the transport is no longer touched
     assert not transport.reading
+
+
+async def test_a_throttled_reader_reads_small_chunks_through_the_obfuscation_layer_too():
+    """A throttled transport's reads shrink to THROTTLED_READ_SIZE (the burst a limit lets
+    through); the OSSH transport passes the size on to its socket's transport."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = ObfuscatedWire(ClientObfuscator("k" * 32, seed=b"s" * 16, padding_prng_seed=b"p" * 32))
+    socket_transport, _ = await loop.create_connection(lambda: wire, "127.0.0.1", port)
+    assert wire.upstream_transport is not None
+    reader = PausableReader()
+    reader.attach(wire.upstream_transport)
+    reader.throttle(0)  # not in debt: nothing changes
+    assert socket_transport.max_size == BULK_READ_SIZE
+    reader.throttle(0.01)
+    assert socket_transport.max_size == THROTTLED_READ_SIZE
+    assert wire.upstream_transport.max_size == THROTTLED_READ_SIZE
+    reader.close()
+    socket_transport.close()
+    server.close()
 
 
 async def test_dial_gate_queues_in_order_and_rejects_when_full():

@@ -604,3 +604,120 @@ async def test_packet_logging_turns_batches_off(loopback, monkeypatch, caplog):
     finally:
         asyncssh.set_debug_level(1)
     assert batches.server == batches.client == 0
+
+
+class Producer(asyncssh.SSHTCPSession):
+    """A forward's destination that sends as fast as its channel lets it: one 256 KiB write
+    per loop turn (as a socket read would), stopping while paused."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, total: int) -> None:
+        self.total, self.sent = total, 0
+        self.paused = False
+        self.pauses = 0
+        self.largest_buffer = 0
+
+    def connection_made(self, chan) -> None:
+        self.chan = chan
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume_writing(self) -> None:
+        if self.paused:
+            self.paused = False
+            asyncio.get_running_loop().call_soon(self.produce)
+
+    def produce(self) -> None:
+        if self.paused or self.sent >= self.total:
+            return
+        self.chan.write(b"p" * self.CHUNK)
+        self.sent += self.CHUNK
+        transport = self.chan.get_extra_info("connection")._transport
+        self.largest_buffer = max(self.largest_buffer, transport.get_write_buffer_size())
+        asyncio.get_running_loop().call_soon(self.produce)
+
+
+async def test_a_full_transport_pauses_tunnel_channel_sources(loopback):
+    """The client stops reading: the server's channel source is paused once its transport's
+    buffer is full, rather than filling it up to the channel's 8 MiB window; once the client
+    reads again every byte arrives."""
+    total = 12 * 1024 * 1024
+    producer = Producer(total)
+
+    async def open_forward(host, port, *, no_split=False):
+        return producer
+
+    loopback.policy.open_forward = open_forward
+    client = await loopback.start()
+    got = 0
+    done = asyncio.Event()
+
+    class Count(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype) -> None:
+            nonlocal got
+            got += len(data)
+            if got >= total:
+                done.set()
+
+    await client.open_channel(Count, "127.0.0.1", 9)
+    client.conn._transport.pause_reading()
+    producer.produce()
+    for _ in range(200):  # until the kernel's buffers are full and the source has stopped
+        await asyncio.sleep(0.01)
+        if producer.paused and producer.sent < total:
+            break
+    await asyncio.sleep(0.2)
+    assert producer.paused and producer.pauses >= 1
+    assert producer.largest_buffer < 2 * 1024 * 1024  # without the hold: several MiB
+    client.conn._transport.resume_reading()
+    await asyncio.wait_for(done.wait(), 30)
+    assert got == total
+
+
+async def test_holding_respects_a_channels_own_pause(loopback):
+    """Resuming the transport resumes only sources it paused; a channel whose own send
+    buffer keeps its source paused stays paused."""
+    await loopback.start()
+    assert await loopback.echo(b"warm") == b"warm"
+    (server_conn,) = loopback.server_conns
+    calls: list[str] = []
+    payload = b"x"
+    task = asyncio.ensure_future(loopback.echo(payload))
+    while len(loopback.policy.channels) < 2:
+        await asyncio.sleep(0)
+    chan = loopback.policy.channels[1]
+    session = chan._session
+    session.pause_writing = lambda: calls.append("pause")
+    session.resume_writing = lambda: calls.append("resume")
+    server_conn.pause_writing()
+    assert calls == ["pause"]
+    chan._pause_resume_writing()  # asyncssh's own check while the connection is paused: held still
+    assert calls[-1] == "pause"
+    chan._send_paused = True  # as if its own send buffer were over its high-water mark
+    server_conn.resume_writing()
+    assert "resume" not in calls
+    chan._send_paused = False
+    server_conn.pause_writing()
+    server_conn.resume_writing()
+    assert calls[-1] == "resume"
+    assert await task == payload
+
+
+async def test_the_tuned_client_connection_holds_its_channels_too(loopback):
+    client = await loopback.start()
+    calls: list[str] = []
+
+    class Recording(asyncssh.SSHTCPSession):
+        def pause_writing(self) -> None:
+            calls.append("pause")
+
+        def resume_writing(self) -> None:
+            calls.append("resume")
+
+    await client.open_channel(Recording, "127.0.0.1", 9)
+    client.conn.pause_writing()
+    client.conn.resume_writing()
+    assert calls == ["pause", "resume"]

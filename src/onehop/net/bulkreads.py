@@ -8,8 +8,9 @@ about a tenth (bench/server_data_path.py). A read takes only what is there, so i
 interactive connections are unaffected; the buffer is allocated per read and shrunk to
 the bytes received.
 
-``max_size`` is an attribute of asyncio's selector transports, not a documented API: a
-transport without it (an SSL transport, the obfuscation layer's own) is left as it is.
+``max_size`` is an attribute of asyncio's selector transports, not a documented API (the
+obfuscation layer's transport passes it through to its socket's): a transport without it
+(an SSL transport) is left as it is. A rate-limited reader reads THROTTLED_READ_SIZE.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ import ctypes
 
 #: The most bytes one ``recv`` takes from a tunnel's socket.
 BULK_READ_SIZE = 1 << 20
+#: ... and from a rate-limited one: a reader pays for a read after it, so the read size is
+#: the burst a limit lets through (and the unit of its pauses).
+THROTTLED_READ_SIZE = 64 * 1024
 
 
 def read_in_bulk(transport: asyncio.BaseTransport) -> None:
     """Let ``transport`` read up to BULK_READ_SIZE bytes at a time, if it reads in chunks."""
+    read_in_chunks_of(transport, BULK_READ_SIZE)
+
+
+def read_in_chunks_of(transport: asyncio.BaseTransport | None, size: int) -> None:
+    """Make ``transport`` read at most ``size`` bytes at a time, if it reads in chunks."""
     if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = BULK_READ_SIZE  # type: ignore[attr-defined]
+        transport.max_size = size  # type: ignore[union-attr]
 
 
 # glibc's mallopt parameters (malloc.h)

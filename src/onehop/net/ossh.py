@@ -76,6 +76,16 @@ class ObfuscatedTransport(asyncio.Transport):
     def is_reading(self) -> bool:
         return self._wire.is_reading()
 
+    @property
+    def max_size(self) -> int | None:
+        """The socket transport's read size, if it has one (see net/bulkreads.py)."""
+        return getattr(self._wire, "max_size", None)
+
+    @max_size.setter
+    def max_size(self, size: int) -> None:
+        if hasattr(self._wire, "max_size"):
+            self._wire.max_size = size
+
     # -- asyncio.WriteTransport -----------------------------------------------------
 
     def write(self, data) -> None:

@@ -15,6 +15,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from ..net.bulkreads import THROTTLED_READ_SIZE, read_in_chunks_of
+
 #: Seconds of traffic the bucket may save up while a reader is idle.
 BURST_SECONDS = 0.1
 
@@ -71,11 +73,12 @@ class TokenBucket:
 class PausableReader:
     """Pauses a transport for throttling without undoing a flow-control pause."""
 
-    __slots__ = ("_flow_paused", "_throttle_timer", "_transport")
+    __slots__ = ("_flow_paused", "_reads_small", "_throttle_timer", "_transport")
 
     def __init__(self) -> None:
         self._transport: asyncio.BaseTransport | None = None
         self._flow_paused = False
+        self._reads_small = False
         self._throttle_timer: asyncio.TimerHandle | None = None
 
     def attach(self, transport: asyncio.BaseTransport | None) -> None:
@@ -102,6 +105,9 @@ class PausableReader:
         """Stop reading for ``delay`` seconds (extending a pause already running)."""
         if delay <= 0:
             return
+        if not self._reads_small:  # from now on a read is a small burst, not up to 1 MiB
+            self._reads_small = True
+            read_in_chunks_of(self._transport, THROTTLED_READ_SIZE)
         if self._throttle_timer is not None:
             self._throttle_timer.cancel()
         self._throttle_timer = asyncio.get_running_loop().call_later(delay, self._throttle_done)

@@ -96,10 +96,13 @@ class Handlers:
 
 
 class GlobalRequestsWaitForWriting:
-    """Mixin: global requests already read wait while the transport's writing is paused.
+    """Mixin: global requests already read, and tunnel channels' sources, wait while the
+    transport's writing is paused.
 
     asyncssh ignores pause_writing: a client that never reads our answers (each may be far
-    larger than its request) would have every one of them queued in the server.
+    larger than its request) would have every one of them queued in the server, and every
+    tunnel channel would go on writing up to its whole window into the transport's buffer
+    (``hold_tunnel_channels``).
     """
 
     _writing_paused = False
@@ -108,9 +111,11 @@ class GlobalRequestsWaitForWriting:
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        hold_tunnel_channels(self)
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        release_tunnel_channels(self)
         if self._global_request_deferred:
             self._global_request_deferred = False
             if self._global_request_queue and getattr(self, "_transport", None) is not None:
@@ -139,6 +144,69 @@ def choose_own_host_key(conn: asyncssh.SSHServerConnection, peer_host_key_algs) 
             conn._server_host_key = keypair
             return True
     return False
+
+
+# -- transport backpressure ----------------------------------------------------------------
+#
+# A channel's window bounds what its peer has yet to read, not what waits in our own
+# transport: with the 8 MiB windows of tunnel channels, eight busy channels could queue
+# 64 MiB there, and Python 3.11's transport buffer moves its whole content on appends
+# (8 streams through one tunnel cost several times more CPU per GiB than one stream).
+# While the transport is paused, the sessions of tunnel channels are paused instead: the
+# sockets that feed them stop being read.
+
+
+def hold_tunnel_channels(conn: PrivateConn) -> None:
+    """The transport's buffer is full: pause the sources of the connection's tunnel channels."""
+    conn._onehop_writing_paused = True
+    for chan in list(conn._channels.values()):
+        _hold(chan)
+
+
+def release_tunnel_channels(conn: PrivateConn) -> None:
+    """The transport's buffer drained: resume the sources ``hold_tunnel_channels`` paused
+    (unless a channel's own send buffer still wants its source paused)."""
+    conn._onehop_writing_paused = False
+    for chan in list(conn._channels.values()):
+        if chan.__dict__.pop("_onehop_held", False) and chan._session is not None and not chan._send_paused:
+            chan._session.resume_writing()
+
+
+def _hold(chan: PrivateConn) -> None:
+    if ("_onehop_tunnel_channel" in chan.__dict__ and chan._session is not None
+            and chan._send_state == "open" and not chan._send_paused):
+        chan._onehop_held = True
+        chan._session.pause_writing()  # idempotent: a forwarder pauses its peer's reading
+
+
+def _hold_while_connection_paused(chan: PrivateConn) -> None:
+    """Wrap ``chan._pause_resume_writing`` (asyncssh resumes a channel's source once its
+    own send buffer drains) so that the source stays paused while the connection is."""
+    stock = chan._pause_resume_writing
+
+    def pause_resume_writing() -> None:
+        stock()
+        conn = chan._conn
+        if conn is not None and conn.__dict__.get("_onehop_writing_paused"):
+            _hold(chan)
+
+    chan._pause_resume_writing = pause_resume_writing
+
+
+def pause_tunnel_channels_with_transport(conn: PrivateConn) -> None:
+    """``hold_tunnel_channels`` and ``release_tunnel_channels`` on the transport's
+    pause_writing and resume_writing, for one connection instance (the client's)."""
+    pause, resume = conn.pause_writing, conn.resume_writing
+
+    def pause_writing() -> None:
+        pause()
+        hold_tunnel_channels(conn)
+
+    def resume_writing() -> None:
+        resume()
+        release_tunnel_channels(conn)
+
+    conn.pause_writing, conn.resume_writing = pause_writing, resume_writing
 
 
 # -- channel window ------------------------------------------------------------------------
@@ -207,8 +275,10 @@ def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
         buf.append((bytearray(data), datatype))
 
     chan._deliver_data = deliver_returning_window  # type: ignore[method-assign]  # (this module's purpose)
-    # its data may skip asyncssh's dispatch (_receive_whole_gcm_packet)
+    # its data may skip asyncssh's dispatch (_receive_whole_gcm_packet), its source waits
+    # while the connection's transport is full (hold_tunnel_channels)
     chan._onehop_tunnel_channel = True  # type: ignore[attr-defined]
+    _hold_while_connection_paused(chan)
     chan._accept_data = accept_data_coalescing  # type: ignore[method-assign]  # (this module's purpose)
     quiet_packet_log(chan)
 

@@ -19,6 +19,8 @@
   for each; channel data under AES-GCM goes through ``asyncssh_compat.send_data_fast``, and
   a tunnel channel's write builds all the packets its window allows into one buffer
   (``asyncssh_compat.write_in_batches``): one copy of the data instead of about six.
+* asyncssh ignores the transport's pause_writing: tunnel channels went on writing up to
+  their whole windows into the transport's buffer. Their sources now pause with it.
 * asyncssh replaces its keepalive timer (cancel one, schedule one) on every read; a read
   now only notes the time, and the timer re-arms itself for the deadline when it fires.
 * asyncssh formats a log message for every packet sent and received even when nothing
@@ -72,5 +74,6 @@ def tune_client_connection(conn):
     conn.send_packet = send_packet_without_filler
     asyncssh_compat.zero_copy_receive(conn)
     asyncssh_compat.lazy_keepalive_timer(conn)
+    asyncssh_compat.pause_tunnel_channels_with_transport(conn)
     asyncssh_compat.quiet_packet_log(conn)
     return conn
