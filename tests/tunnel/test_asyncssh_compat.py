@@ -721,3 +721,13 @@ async def test_the_tuned_client_connection_holds_its_channels_too(loopback):
     client.conn.pause_writing()
     client.conn.resume_writing()
     assert calls == ["pause", "resume"]
+
+
+async def test_without_encrypt_into_writes_take_asyncssh_path(loopback, monkeypatch):
+    """cryptography before 47 has no AESGCM.encrypt_into: no batches, the same bytes."""
+    monkeypatch.setattr(asyncssh_compat, "CAN_ENCRYPT_INTO", False)
+    batches = BatchCount(monkeypatch)
+    await loopback.start()
+    payload = os.urandom(1_000_000)
+    assert await loopback.echo(payload) == payload
+    assert batches.server == batches.client == 0

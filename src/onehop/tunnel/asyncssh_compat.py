@@ -10,9 +10,10 @@ asyncssh object whose name starts with an underscore.
 
 What this module relies on is checked, on real loopback connections, by
 tests/tunnel/test_asyncssh_compat.py: run it after any asyncssh upgrade (written against
-asyncssh 2.24.1, the version pinned in network/constraints/client-build.txt). The data
-path functions (``receive``, ``send_data_fast``, the window and logging hooks) run once
-per packet or per read; bench/server_data_path.py measures them under load.
+asyncssh 2.24.1, the version pinned in network/constraints/client-build.txt; pyproject.toml
+allows 2.24.x only). The data path functions (``receive``, ``send_data_fast``, the batched
+write, the window, keepalive and logging hooks) run once per packet, per read or per
+write; bench/server_data_path.py measures them under load.
 """
 
 from __future__ import annotations
@@ -620,6 +621,8 @@ def write_in_batches(chan: asyncssh.SSHTCPChannel) -> None:
     chan.write = write  # type: ignore[method-assign]  # (this module's purpose)
 
 
+#: AESGCM.encrypt_into came with cryptography 47; older releases take asyncssh's write path.
+CAN_ENCRYPT_INTO = hasattr(AESGCM, "encrypt_into")
 #: Bytes of a CHANNEL_DATA packet's payload before the data: type, recipient, data length.
 _DATA_PAYLOAD_HEADER = 9
 _MAX_PADDING = 4 + 15  # at least 4, up to one cipher block more
@@ -629,7 +632,7 @@ def _send_data_batch(chan: PrivateConn, data: bytes) -> int:
     """Send as much of ``data`` as the channel's window allows as CHANNEL_DATA packets under
     AES-GCM, in one write to the transport; the bytes sent (0: not eligible, nothing sent)."""
     conn = chan._conn
-    if conn is None or chan._send_window <= 0 or not data:
+    if conn is None or chan._send_window <= 0 or not data or not CAN_ENCRYPT_INTO:
         return 0
     enc = conn._send_encryption
     if (type(enc) is not GCMEncryption or not conn._kex_complete or not conn._auth_complete
