@@ -15,6 +15,8 @@ import os
 
 import asyncssh
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from asyncssh.channel import SSHChannel
 from asyncssh.connection import SSHConnection, SSHServerConnection
 from asyncssh.crypto.cipher import GCMCipher
@@ -731,3 +733,48 @@ async def test_without_encrypt_into_writes_take_asyncssh_path(loopback, monkeypa
     payload = os.urandom(1_000_000)
     assert await loopback.echo(payload) == payload
     assert batches.server == batches.client == 0
+
+
+async def _echo_with_reads_cut(cuts: list[int], size: int) -> tuple[bytes, bytes, int]:
+    """A fresh loopback whose server gets its input cut at ``cuts`` (cycled): (sent, echoed,
+    data packets asyncssh's own dispatch saw)."""
+    lb = Loopback()
+    await lb.start()
+    seen: dict[int, int] = {}
+    process_packet = SSHChannel.process_packet
+
+    def counting(chan, pkttype, pktid, packet):
+        seen[pkttype] = seen.get(pkttype, 0) + 1
+        return process_packet(chan, pkttype, pktid, packet)
+
+    (server_conn,) = lb.server_conns
+    data_received = server_conn.data_received
+    reads = 0
+
+    def fragmenting(data, datatype=None):
+        nonlocal reads
+        view = memoryview(data)
+        while view:
+            size_now = cuts[reads % len(cuts)]
+            reads += 1
+            data_received(bytes(view[:size_now]), datatype)
+            view = view[size_now:]
+
+    server_conn.data_received = fragmenting
+    SSHChannel.process_packet = counting  # type: ignore[method-assign]
+    try:
+        payload = os.urandom(size)
+        echoed = await lb.echo(payload)
+    finally:
+        SSHChannel.process_packet = process_packet  # type: ignore[method-assign]
+        await lb.close()
+    return payload, echoed, seen.get(MSG_CHANNEL_DATA, 0)
+
+
+@settings(max_examples=25)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=200_000), min_size=1, max_size=8),
+       size=st.integers(min_value=1, max_value=400_000))
+def test_any_cutting_of_the_input_into_reads_delivers_the_stream_intact(cuts, size):
+    payload, echoed, dispatched = asyncio.run(_echo_with_reads_cut(cuts, size))
+    assert echoed == payload
+    assert dispatched == 0  # every data packet, however it was cut, took the direct path
