@@ -402,6 +402,8 @@ def receive(conn: PrivateConn, data: bytes, data_received: Callable) -> None:
             conn._inpbuf = memoryview(b"".join((buf, memoryview(data)[:need])))
             conn._onehop_packet_view = None
             conn._recv_data()
+            if conn._transport is None:
+                return  # that packet ended the connection: the rest of the read is not parsed
             buf = conn._inpbuf
             conn._inpbuf = memoryview(b"".join((buf, rest))) if buf else rest
         else:
@@ -476,7 +478,8 @@ def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryvi
     if (plain[1] == MSG_CHANNEL_DATA and conn._auth_complete and conn._decompressor is None
             and SSHLogger._debug_level < 3):  # packet logging on: asyncssh's path logs it
         datalen = int.from_bytes(plain[6:_DATA_HEADER], "big")
-        if _DATA_HEADER + datalen + plain[0] == len(plain):
+        padlen = plain[0]
+        if padlen and _DATA_HEADER + datalen + padlen == len(plain):  # no padding: asyncssh refuses it
             chan = conn._channels.get(int.from_bytes(plain[2:6], "big"))
             if (chan is not None and "_onehop_tunnel_channel" in chan.__dict__
                     and chan._recv_state == "open" and datalen <= chan._recv_window):
@@ -610,6 +613,9 @@ def write_in_batches(chan: asyncssh.SSHTCPChannel) -> None:
     stock_write = chan.write
 
     def write(data, datatype=None):
+        conn = chan._conn
+        if conn is not None and conn.__dict__.get("_onehop_writing_paused"):
+            _hold(chan)  # opened, or resumed by its own buffer, while the connection is full
         if datatype is None and not chan._send_buf and chan._send_state == "open":
             sent = _send_data_batch(chan, data)
             if sent:
