@@ -539,29 +539,38 @@ class NoticeReader:
 
 # -- profiling summaries ---------------------------------------------------------------
 
+#: Leaf functions of a thread that is waiting, not working (the event loop's epoll_wait,
+#: asyncio's child watcher in wait4, a worker blocked reading its pipe).
+IDLE_LEAVES = ("epoll_wait", "wait4", "poll", "select", "futex", "nanosleep", "clock_nanosleep", "read ")
+
+
 def summarize_collapsed(path: str, top: int = 20) -> str:
-    """Top functions by self and by inclusive samples from a py-spy ``--format raw`` file."""
+    """Top functions by self and by inclusive samples from a py-spy ``--format raw`` file;
+    samples of waiting threads (IDLE_LEAVES) are counted apart, the shares are of the rest."""
     self_counts: dict[str, int] = {}
     incl_counts: dict[str, int] = {}
-    total = 0
+    total = idle = 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             stack, _, count = line.rstrip("\n").rpartition(" ")
             if not stack or not count.isdigit():
                 continue
             n = int(count)
-            total += n
             frames = stack.split(";")
             if frames and frames[0].startswith(("process ", "thread ")):
                 frames = [fr for fr in frames if not fr.startswith(("process ", "thread "))]
             if not frames:
                 continue
+            if frames[-1].startswith(IDLE_LEAVES):
+                idle += n
+                continue
+            total += n
             self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
             for fr in set(frames):
                 incl_counts[fr] = incl_counts.get(fr, 0) + n
     if not total:
-        return "    (no samples)"
-    out = [f"    {total} samples; self time:"]
+        return f"    (no busy samples; {idle} waiting)"
+    out = [f"    {total} busy samples ({idle} more waiting, left out); self time:"]
     for name, n in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"    {100 * n / total:5.1f}%  {name}")
     out.append("    inclusive:")

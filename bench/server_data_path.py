@@ -99,8 +99,9 @@ def user_system_seconds(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def concurrent_round(connectors, direction: str, nbytes: int, server_pid: int) -> tuple[float, float]:
-    """Every connector moves ``nbytes`` at once; returns (server CPU s/GiB, wall seconds)."""
+def concurrent_round(connectors, direction: str, nbytes: int, server_pid: int) -> tuple[float, float, str]:
+    """Every connector moves ``nbytes`` at once; returns (server CPU s/GiB, wall seconds,
+    the user/system split of the server's live processes, as text)."""
     results: list[object] = [None] * len(connectors)
     us0 = user_system_seconds(server_pid)
     cpu0, t0 = tree_cpu_seconds(server_pid, include_reaped=True), time.perf_counter()
@@ -123,17 +124,18 @@ def concurrent_round(connectors, direction: str, nbytes: int, server_pid: int) -
             raise BenchError(f"a stream failed: {r!r}")
     us1 = user_system_seconds(server_pid)
     gib = nbytes * len(connectors) / GIB
-    print(f"    user {(us1[0] - us0[0]) / gib:.2f} + system {(us1[1] - us0[1]) / gib:.2f} CPU-s/GiB", flush=True)
-    return cpu / (nbytes * len(connectors) / GIB), wall
+    split = f"user {(us1[0] - us0[0]) / gib:.2f} + system {(us1[1] - us0[1]) / gib:.2f}"
+    return cpu / gib, wall, split
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--mib", type=int, default=128, help="MiB per client per round")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", type=int, default=4, help="tunnel clients, one stream each (default 4)")
+    p.add_argument("--mib", type=int, default=128,
+                   help="MiB per client per round, the profiled round's too (default 128)")
+    p.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
     p.add_argument("--direction", choices=("upload", "download"), default="upload")
-    p.add_argument("--protocol", default="OSSH", choices=("OSSH", "SSH"))
+    p.add_argument("--protocol", default="OSSH", choices=("OSSH", "SSH"), help="onehop's tunnel protocol")
     p.add_argument("--sshd", action="store_true", help="the same load through sshd too")
     p.add_argument("--profile", metavar="DIR", help="an extra round under py-spy (raw samples, --native)")
     p.add_argument("--strace", metavar="FILE", help="an extra round under strace -c -f")
@@ -142,6 +144,12 @@ def main() -> int:
                    help="the onehop server's --workers (default: its own default, one per core)")
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args()
+    tools = [name for name, wanted in (("py-spy", args.profile), ("strace", args.strace), ("perf", args.perf))
+             if wanted and shutil.which(name) is None]
+    if tools:
+        print(f"error: {', '.join(tools)} not found on PATH (py-spy: pip install py-spy; strace, perf: "
+              "apt-get install strace linux-perf)", file=sys.stderr)
+        return 2
     nbytes = args.mib << 20
     root = tempfile.mkdtemp(prefix="onehop-datapath-")
     procs = Processes(root)
@@ -158,18 +166,23 @@ def main() -> int:
             if args.sshd:
                 sshd_pid, lports = start_ssh_clients(procs, root, args.clients, sink_port)
                 paths.append(("sshd", sshd_pid, [direct("127.0.0.1", lp) for lp in lports]))
-            for _, pid, conns in paths:  # warm-up
+            for _, pid, conns in paths:  # warm-up (16 MiB each, not counted)
                 concurrent_round(conns, args.direction, 16 << 20, pid)
             figures: dict[str, list[float]] = {name: [] for name, _, _ in paths}
             for r in range(args.rounds):
                 for name, pid, conns in paths:
-                    cpu, wall = concurrent_round(conns, args.direction, nbytes, pid)
+                    cpu, wall, split = concurrent_round(conns, args.direction, nbytes, pid)
                     figures[name].append(cpu)
                     mbps = nbytes * len(conns) / wall / 1e6
-                    print(f"round {r + 1} {name:7s} {cpu:5.2f} CPU-s/GiB  {mbps:6.1f} MB/s total", flush=True)
-            for name, values in figures.items():
-                print(f"median  {name:7s} {statistics.median(values):5.2f} CPU-s/GiB "
-                      f"({args.clients} x {args.mib} MiB {args.direction}, {args.protocol})")
+                    print(f"round {r + 1} {name:7s} {cpu:5.2f} CPU-s/GiB ({split})  {mbps:6.1f} MB/s total",
+                          flush=True)
+            medians = {name: statistics.median(values) for name, values in figures.items()}
+            for name, median in medians.items():
+                how = f"onehop {args.protocol}" if name == "onehop" else "ssh -L, aes128-gcm"
+                print(f"median  {name:7s} {median:5.2f} CPU-s/GiB ({args.clients} x {args.mib} MiB "
+                      f"{args.direction}, {how})")
+            if "sshd" in medians and medians["sshd"] > 0:
+                print(f"ratio   onehop/sshd {medians['onehop'] / medians['sshd']:.2f}x server CPU per GiB")
             out["cpu_s_per_gib"] = figures
             if args.profile:
                 os.makedirs(args.profile, exist_ok=True)
@@ -178,7 +191,7 @@ def main() -> int:
                                         "--subprocesses", "-o", raw, "--pid", str(server.proc.pid)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-                concurrent_round(onehop, args.direction, nbytes, server.proc.pid)
+                concurrent_round(onehop, args.direction, nbytes, server.proc.pid)  # not counted
                 spy.send_signal(2)
                 spy.wait(30)
                 print(summarize_collapsed(raw, top=30))
@@ -187,7 +200,7 @@ def main() -> int:
                                        *[a for pid in descendants(server.proc.pid) for a in ("-p", str(pid))]],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-                concurrent_round(onehop, args.direction, nbytes, server.proc.pid)
+                concurrent_round(onehop, args.direction, nbytes, server.proc.pid)  # not counted
                 st.send_signal(2)
                 st.wait(30)
                 with open(args.strace) as f:
@@ -198,7 +211,7 @@ def main() -> int:
                                        "-p", server_pids],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-                concurrent_round(onehop, args.direction, nbytes, server.proc.pid)
+                concurrent_round(onehop, args.direction, nbytes, server.proc.pid)  # not counted
                 pf.send_signal(2)
                 pf.wait(60)
                 print(f"perf data: {args.perf} (perf report -i {args.perf} --no-children --sort dso,sym)")
