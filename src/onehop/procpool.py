@@ -29,6 +29,10 @@ class WorkerDied(ConnectionError):
     """The worker process running a call exited before answering."""
 
 
+class PoolClosed(WorkerDied):
+    """A call after ``close()``: no worker is started for it (it would outlive the pool)."""
+
+
 class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -83,6 +87,7 @@ class ProcessPool:
         self._ids = itertools.count()
         self._next = 0
         self._lock = asyncio.Lock()
+        self._closed = False
 
     @property
     def pids(self) -> list[int]:
@@ -94,6 +99,8 @@ class ProcessPool:
             await self._fill()
 
     async def _fill(self) -> None:
+        if self._closed:
+            raise PoolClosed("the pool is closed")
         self._workers = [w for w in self._workers if w.alive]
         started = []
         while len(self._workers) < self._count:
@@ -107,7 +114,10 @@ class ProcessPool:
         await asyncio.gather(*started)
 
     async def call(self, function: Callable, *args: Any) -> Any:
-        """``function(*args)`` in a worker: its result, or its exception, or ``WorkerDied``."""
+        """``function(*args)`` in a worker: its result, or its exception, or ``WorkerDied``
+        (``PoolClosed`` once the pool is closed)."""
+        if self._closed:
+            raise PoolClosed("the pool is closed")
         if len([w for w in self._workers if w.alive]) < self._count:
             async with self._lock:
                 await self._fill()
@@ -119,6 +129,7 @@ class ProcessPool:
         return await worker.send(next(self._ids), function, args)
 
     async def close(self) -> None:
+        self._closed = True
         for worker in self._workers:
             if worker.process.stdin is not None:
                 worker.process.stdin.close()

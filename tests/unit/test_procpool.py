@@ -13,7 +13,7 @@ import time
 import pytest
 
 from onehop.net.keypool import KeyDeriver, derive_inline
-from onehop.procpool import ProcessPool, WorkerDied
+from onehop.procpool import PoolClosed, ProcessPool, WorkerDied
 from tests.helpers.procs import pid_alive
 from tests.helpers.waiting import poll_until, wait_until
 
@@ -74,6 +74,26 @@ async def test_key_deriver_answers_as_inline_derivation():
         assert await deriver.derive(seed, keyword) == derive_inline(seed, keyword)
     finally:
         await deriver.close()
+
+
+async def test_a_call_after_close_starts_no_worker(caplog):
+    """A handshake still in flight when the server stops must not start a worker that
+    nobody will close (it outlived `onehop demo` and failed to import from a deleted venv)."""
+    pool = ProcessPool(1)
+    await pool.start()
+    (pid,) = pool.pids
+    await pool.close()
+    assert not pid_alive(pid)
+    with pytest.raises(PoolClosed):
+        await pool.call(divmod, 9, 4)
+    assert pool.pids == [] and pool._workers == []
+    deriver = KeyDeriver(1)
+    await deriver.start()
+    await deriver.close()
+    seed, keyword = os.urandom(16), b"obfuscation keyword"
+    assert await deriver.derive(seed, keyword) == derive_inline(seed, keyword)  # inline, quietly
+    assert deriver._pool._workers == []
+    assert "key worker unavailable" not in caplog.text
 
 
 def test_workers_die_with_a_killed_parent():

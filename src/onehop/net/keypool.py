@@ -12,7 +12,7 @@ import logging
 
 from ..core.ossh.cipher import derive_key
 from ..core.ossh.constants import CLIENT_TO_SERVER_LABEL, SERVER_TO_CLIENT_LABEL
-from ..procpool import ProcessPool
+from ..procpool import PoolClosed, ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class KeyDeriver:
     async def derive(self, seed: bytes, keyword: bytes) -> tuple[bytes, bytes]:
         try:
             return await self._pool.call(derive_inline, seed, keyword)
+        except PoolClosed:  # the server is stopping: a handshake still in flight is derived here
+            return derive_inline(seed, keyword)
         except (ConnectionError, OSError):  # WorkerDied, or no new worker could start
             log.warning("key worker unavailable, deriving on the event loop")
             return derive_inline(seed, keyword)
