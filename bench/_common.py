@@ -540,8 +540,10 @@ class NoticeReader:
 # -- profiling summaries ---------------------------------------------------------------
 
 #: Leaf functions of a thread that is waiting, not working (the event loop's epoll_wait,
-#: asyncio's child watcher in wait4, a worker blocked reading its pipe).
-IDLE_LEAVES = ("epoll_wait", "wait4", "poll", "select", "futex", "nanosleep", "clock_nanosleep", "read ")
+#: asyncio's child watcher in wait4, a worker blocked reading its pipe); the last two are
+#: the same waits as py-spy shows them without --native.
+IDLE_LEAVES = ("epoll_wait", "wait4", "poll", "select", "futex", "nanosleep", "clock_nanosleep", "read ",
+               "EpollSelector.select (", "_worker (concurrent/futures/thread.py")
 
 
 def summarize_collapsed(path: str, top: int = 20) -> str:
