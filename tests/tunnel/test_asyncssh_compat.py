@@ -30,7 +30,7 @@ from asyncssh.packet import SSHPacketLogger
 from onehop.tunnel import asyncssh_compat
 from onehop.tunnel.client import TunnelClient
 from onehop.tunnel.server import PsiphonServerConnection, TunnelSSHServer, new_server_connection
-from onehop.tunnel.tuning import WINDOW_ADJUST_AFTER, tune_client_connection
+from onehop.tunnel.tuning import CHANNEL_WINDOW, tune_client_connection
 
 GCM = "aes128-gcm@openssh.com"
 
@@ -255,11 +255,13 @@ async def test_rekeys_in_the_middle_of_a_read_keep_the_stream_intact(loopback):
 
 
 async def test_window_comes_back_once_per_read_and_only_for_delivered_bytes(loopback):
+    """Both ends opened with 8 MiB: window goes back a quarter of it at a time, at most once
+    per read, and only for bytes the session has."""
     await loopback.start()
     adjusts: list[int] = []
     reads = 0
 
-    payload = os.urandom(1_000_000)
+    payload = os.urandom(6_000_000)
     task = asyncio.ensure_future(loopback.echo(payload))
     while not loopback.policy.channels:
         await asyncio.sleep(0)  # wait for the server's channel: no time passes
@@ -282,11 +284,37 @@ async def test_window_comes_back_once_per_read_and_only_for_delivered_bytes(loop
 
     server_conn.data_received = counting_data_received
     assert await task == payload
-    assert adjusts and len(adjusts) <= reads
-    assert all(n >= WINDOW_ADJUST_AFTER for n in adjusts)
+    quarter = CHANNEL_WINDOW // 4
+    assert 2 <= len(adjusts) <= min(reads, len(payload) // quarter)
+    assert all(n >= quarter for n in adjusts)
     # every byte delivered was returned, none more: the window is whole again (or short
     # of at most one threshold's worth not yet due)
-    assert 0 <= chan._init_recv_window - chan._recv_window < WINDOW_ADJUST_AFTER
+    assert 0 <= chan._init_recv_window - chan._recv_window < quarter
+
+
+@pytest.mark.parametrize("own_window", [4 * 32768, CHANNEL_WINDOW], ids=["as-go", "large-own-window"])
+async def test_a_peer_that_believes_a_small_window_gets_window_back_in_time(loopback, own_window):
+    """Psiphon's Go code opens with a 128 KiB window of its own and believes ours to be no
+    larger: the server returns window every WINDOW_ADJUST_AFTER bytes, and an upload from
+    such a peer runs to the end instead of stalling at 128 KiB. A peer that opens with a
+    large window of its own yet believes a small one gets window back by the stall guard."""
+    client = await loopback.start()
+    got = bytearray()
+    done = asyncio.Event()
+    payload = os.urandom(1_000_000)
+
+    class Collect(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype) -> None:
+            got.extend(data)
+            if len(got) >= len(payload):
+                done.set()
+
+    go_window = 4 * 32768
+    chan, _ = await client.conn.create_connection(Collect, "127.0.0.1", 9, window=own_window, max_pktsize=32768)
+    chan._send_window = min(chan._send_window, go_window)  # what Go believes it was granted
+    chan.write(payload)
+    await asyncio.wait_for(done.wait(), 10)
+    assert bytes(got) == payload
 
 
 async def test_packets_are_logged_when_packet_logging_is_on(loopback, caplog):

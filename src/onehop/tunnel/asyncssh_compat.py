@@ -215,10 +215,23 @@ def pause_tunnel_channels_with_transport(conn: PrivateConn) -> None:
 
 #: The most bytes one buffered entry of a paused channel gathers from consecutive packets.
 COALESCE_LIMIT = 64 * 1024
+#: Seconds without data after which window due at the minimum goes back anyway.
+STALL_GUARD = 0.02
 
 
 def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
-    """Make ``chan`` send WINDOW_ADJUST once ``after`` bytes have reached its session.
+    """Make ``chan`` send WINDOW_ADJUST once ``after`` bytes, or a quarter of the smaller of
+    the two windows if that is more, have reached its session.
+
+    The peer's own window bounds what it may believe ours to be: Psiphon's Go code caps
+    the window it believes it was granted at the size of its own (128 KiB by default), so
+    ``after`` (below half of that) applies; a peer that opened with 8 MiB (onehop) or
+    2 MiB (OpenSSH) gets window back every quarter of it, not on every read (each update
+    is a packet and a send() on both sides). The peer's window is read when the first data
+    arrives, from what is left of it then (never more than it was: a safe estimate). A peer
+    that opened with a large window yet believes a small one would stall at that quarter:
+    once ``after`` bytes are due, window goes back anyway if no more data has come within
+    STALL_GUARD seconds.
 
     Replaces asyncssh's ``_deliver_data`` (whose own rule returns window at half of it, and
     also for bytes still waiting in its buffer while the session is paused, so a slow
@@ -231,26 +244,53 @@ def return_window_early(chan: asyncssh.SSHTCPChannel, after: int) -> None:
         raise ValueError("return_window_early is for byte channels")
     loop = asyncio.get_running_loop()
     pending = False
+    threshold = 0  # set at the first delivery
+    guard: asyncio.TimerHandle | None = None
 
-    def send_adjust() -> None:
-        nonlocal pending
-        pending = False
+    def return_window(minimum: int) -> None:
+        nonlocal guard
         if chan._send_state in ("close_pending", "closed") or chan._conn is None:
             return
         # Bytes still queued in the channel were counted when they arrived but have not
         # reached the session: return only what has.
         consumed = chan._init_recv_window - chan._recv_window
-        if consumed >= after:
+        if consumed >= minimum:
             consumed -= sum(len(queued) for queued, _ in chan._recv_buf)
-            if consumed >= after:
+            if consumed >= minimum:
                 chan.send_packet(MSG_CHANNEL_WINDOW_ADJUST, UInt32(consumed))
                 chan._recv_window += consumed
+                if guard is not None:
+                    guard.cancel()
+                    guard = None
+
+    def send_adjust() -> None:
+        nonlocal pending
+        pending = False
+        return_window(threshold)
+
+    def guard_fired(received_then: int) -> None:
+        nonlocal guard
+        guard = None
+        if chan._init_recv_window - chan._recv_window == received_then:  # nothing came since
+            return_window(after)
+        else:
+            arm_guard()
+
+    def arm_guard() -> None:
+        nonlocal guard
+        due = chan._init_recv_window - chan._recv_window
+        guard = loop.call_later(STALL_GUARD, guard_fired, due)
 
     def deliver_returning_window(data, datatype):
-        nonlocal pending
-        if not pending and chan._init_recv_window - chan._recv_window >= after:
+        nonlocal pending, threshold
+        if not threshold:
+            threshold = max(after, min(chan._send_window, chan._init_recv_window) // 4)
+        consumed = chan._init_recv_window - chan._recv_window
+        if not pending and consumed >= threshold:
             pending = True
             loop.call_soon(send_adjust)
+        elif guard is None and consumed >= after and threshold > after:
+            arm_guard()
         if chan._session is not None:  # asyncssh's own delivery, without its window rule
             if type(data) is bytearray:  # coalesced while paused: the session gets bytes
                 data = bytes(data)

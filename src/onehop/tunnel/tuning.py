@@ -30,7 +30,8 @@
   at 4 x 32 KiB, whatever the confirmation says, and then waits for a WINDOW_ADJUST that
   would never come: uploads from Psiphon's client stalled at 128 KiB. Our channels return
   window once ``WINDOW_ADJUST_AFTER`` bytes are consumed, as Go's own code does (it adjusts
-  after three packets), once per read rather than once per packet.
+  after three packets), once per read rather than once per packet; to a peer that opened
+  with a larger window of its own (onehop, OpenSSH), once a quarter of the smaller window.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from . import asyncssh_compat
 CHANNEL_WINDOW = 8 * 1024 * 1024
 CHANNEL_MAX_PACKET = 64 * 1024
 
-#: Consumed bytes after which a channel returns them to the peer: below half of the 128 KiB
-#: a Psiphon peer believes it has, above one 32 KiB packet of it.
+#: Consumed bytes after which a channel returns them to a Psiphon peer: below half of the
+#: 128 KiB it believes it has, above one 32 KiB packet of it (peers with larger windows of
+#: their own get window back less often: asyncssh_compat.return_window_early).
 WINDOW_ADJUST_AFTER = 48 * 1024
 
 _EMPTY_IGNORE = (b"\x00\x00\x00\x00",)  # String(b""): the only argument asyncssh's filler has
