@@ -167,6 +167,8 @@ class FakeForwardingSession:
         self.downstream_charged.append(n)
         return 0.0
 
+    downstream_limited = False
+
     def udpgw_closed(self, channel: Any) -> None:
         pass
 

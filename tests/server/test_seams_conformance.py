@@ -53,7 +53,8 @@ def assert_answers(obj: object, protocol: type) -> None:
 def test_members_are_found():
     assert members(seams.UdpgwSession) == {"rules": False, "counters": False, "closing": False,
                                            "forward_decision": True, "in_split_region": True,
-                                           "charge_downstream": True, "dns_resolver": False,
+                                           "charge_downstream": True, "downstream_limited": False,
+                                           "dns_resolver": False,
                                            "udpgw_closed": True}
 
 

@@ -11,7 +11,7 @@ from asyncssh.misc import ChannelOpenError
 from onehop.server.idle import IdleTimer
 from onehop.server.portforwards import DialGate
 from onehop.core.ossh import ClientObfuscator
-from onehop.net.bulkreads import BULK_READ_SIZE, THROTTLED_READ_SIZE
+from onehop.net.bulkreads import BULK_READ_SIZE, THROTTLED_READ_SIZE, read_in_chunks_of
 from onehop.net.ossh import ObfuscatedWire
 from onehop.server.throttle import BURST_SECONDS, PausableReader, TokenBucket
 from tests.helpers.waiting import wait_until
@@ -111,6 +111,23 @@ async def test_a_throttled_reader_reads_small_chunks_through_the_obfuscation_lay
     reader.throttle(0.01)
     assert socket_transport.max_size == THROTTLED_READ_SIZE
     assert wire.upstream_transport.max_size == THROTTLED_READ_SIZE
+    reader.close()
+    socket_transport.close()
+    server.close()
+
+
+async def test_read_small_takes_effect_before_any_pause():
+    """A rate-limited client's socket is read in small bursts from the start: the first
+    read past the allowance must not be a 1 MiB one that a limit charges only afterwards."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    socket_transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    read_in_chunks_of(socket_transport, BULK_READ_SIZE)
+    reader = PausableReader()
+    reader.attach(socket_transport)
+    reader.read_small()
+    assert socket_transport.max_size == THROTTLED_READ_SIZE and socket_transport.is_reading()
     reader.close()
     socket_transport.close()
     server.close()

@@ -36,6 +36,10 @@ class ServerConnection(PsiphonServerConnection):
         read_in_bulk(transport)
         super().connection_made(transport)
 
+    def read_small(self) -> None:
+        """The client's upstream is rate-limited: read from its socket in small bursts."""
+        self._upstream_reader.read_small()
+
     def pause_writing(self) -> None:
         # asyncssh ignores it: a client that never reads would have every answer (API
         # padding, keepalive replies) queued here. Stop reading it until they drain.

@@ -48,6 +48,8 @@ class RelaySide(CountingForwarder):
             # asyncssh's forwarder keeps bytes that arrive before its peer is connected in
             # a buffer nothing flushes (a server that speaks first lost its first bytes).
             self.reader.flow_pause()
+            if self.relay.session.downstream_limited:
+                self.reader.read_small()  # the client's downstream is rate-limited
         elif isinstance(self._peer, RelaySide):
             self._peer.reader.flow_resume()  # the channel is open: start the relay
 

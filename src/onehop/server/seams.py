@@ -167,6 +167,11 @@ class ForwardingSession(Protocol):
     def charge_downstream(self, n: int) -> float:
         """Charge ``n`` bytes to the client's downstream limit: seconds to pause reading."""
 
+    @property
+    def downstream_limited(self) -> bool:
+        """Whether the client's downstream has a rate limit (destinations are then read in
+        small bursts)."""
+
 
 class UdpgwSession(ForwardingSession, Protocol):
     @property

@@ -162,9 +162,15 @@ class ClientSession:
         closing = rules.close_after_exhausted  # then the allowance ends the tunnel, no throttling
         self.read_bucket.configure(0 if closing else rules.read_bytes_per_second, rules.read_unthrottled_bytes)
         self.write_bucket.configure(0 if closing else rules.write_bytes_per_second, rules.write_unthrottled_bytes)
+        if self.read_bucket.limited and hasattr(self._conn, "read_small"):
+            self._conn.read_small()  # before the allowance ends, so its first paid read is small too
 
     def charge_upstream(self, n: int) -> float:
         return self._charge(self.read_bucket, n)
+
+    @property
+    def downstream_limited(self) -> bool:
+        return self.write_bucket.limited
 
     def charge_downstream(self, n: int) -> float:
         return self._charge(self.write_bucket, n)

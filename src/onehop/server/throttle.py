@@ -105,13 +105,19 @@ class PausableReader:
         """Stop reading for ``delay`` seconds (extending a pause already running)."""
         if delay <= 0:
             return
-        if not self._reads_small:  # from now on a read is a small burst, not up to 1 MiB
-            self._reads_small = True
-            read_in_chunks_of(self._transport, THROTTLED_READ_SIZE)
+        self.read_small()
         if self._throttle_timer is not None:
             self._throttle_timer.cancel()
         self._throttle_timer = asyncio.get_running_loop().call_later(delay, self._throttle_done)
         self._apply()
+
+    def read_small(self) -> None:
+        """Read THROTTLED_READ_SIZE at a time from now on: a limit charges a read after it,
+        so the read size is the burst it lets through (a read of up to 1 MiB before the
+        first pause would let a whole transfer pass unpaid)."""
+        if not self._reads_small:
+            self._reads_small = True
+            read_in_chunks_of(self._transport, THROTTLED_READ_SIZE)
 
     def _throttle_done(self) -> None:
         self._throttle_timer = None
