@@ -175,6 +175,23 @@ class Loopback:
         self.server.close()
 
 
+class ReadCount:
+    count = 0
+
+
+def count_reads(conn) -> ReadCount:
+    """Count the reads handed to ``conn.data_received`` from now on."""
+    reads = ReadCount()
+    data_received = conn.data_received
+
+    def counting(data, datatype=None):
+        reads.count += 1
+        data_received(data, datatype)
+
+    conn.data_received = counting
+    return reads
+
+
 @pytest.fixture
 async def loopback():
     lb = Loopback()
@@ -259,7 +276,6 @@ async def test_window_comes_back_once_per_read_and_only_for_delivered_bytes(loop
     per read, and only for bytes the session has."""
     await loopback.start()
     adjusts: list[int] = []
-    reads = 0
 
     payload = os.urandom(6_000_000)
     task = asyncio.ensure_future(loopback.echo(payload))
@@ -275,17 +291,10 @@ async def test_window_comes_back_once_per_read_and_only_for_delivered_bytes(loop
 
     chan.send_packet = counting_send_packet
     (server_conn,) = loopback.server_conns
-    data_received = server_conn.data_received
-
-    def counting_data_received(data, datatype=None):
-        nonlocal reads
-        reads += 1
-        data_received(data, datatype)
-
-    server_conn.data_received = counting_data_received
+    reads = count_reads(server_conn)
     assert await task == payload
     quarter = CHANNEL_WINDOW // 4
-    assert 2 <= len(adjusts) <= min(reads, len(payload) // quarter)
+    assert 2 <= len(adjusts) <= min(reads.count, len(payload) // quarter)
     assert all(n >= quarter for n in adjusts)
     # every byte delivered was returned, none more: the window is whole again (or short
     # of at most one threshold's worth not yet due)
@@ -518,18 +527,10 @@ async def test_keepalive_timer_is_not_rescheduled_on_every_read(loopback, monkey
     await loopback.start(keepalive_interval=30)
     (server_conn,) = loopback.server_conns
     first_timer = server_conn._keepalive_timer
-    reads = 0
-    data_received = server_conn.data_received
-
-    def counting_reads(data, datatype=None):
-        nonlocal reads
-        reads += 1
-        data_received(data, datatype)
-
-    server_conn.data_received = counting_reads
+    reads = count_reads(server_conn)
     payload = os.urandom(2_000_000)
     assert await loopback.echo(payload) == payload
-    assert reads >= 8
+    assert reads.count >= 8
     assert resets <= 1  # asyncssh's own reset ran at most once (not once per read)
     assert server_conn._keepalive_timer is first_timer and first_timer is not None
     assert first_timer.when() > asyncio.get_running_loop().time() + 20

@@ -22,6 +22,20 @@ from onehop.tunnel import asyncssh_compat
 from tests.tunnel.test_asyncssh_compat import EchoSession, Loopback
 
 
+async def open_echoed_channel(client, first: bytes):
+    """A tunnel channel to the echo destination, once ``first`` has come back through it."""
+    got = asyncio.Event()
+
+    class Collect(asyncssh.SSHTCPSession):
+        def data_received(self, data, datatype):
+            got.set()
+
+    chan, _ = await client.open_channel(Collect, "127.0.0.1", 9)
+    chan.write(first)
+    await asyncio.wait_for(got.wait(), 5)
+    return chan
+
+
 async def _close(lb: Loopback) -> None:
     """Close a loopback whose connection the server may have dropped already."""
     try:
@@ -75,15 +89,7 @@ async def run(monkeypatch, fast: bool, case: str, eof_first: bool = False):
         m.setattr(EchoSession, "data_received", recording)
         lb = Loopback()
         client = await lb.start()
-        got = asyncio.Event()
-
-        class Collect(asyncssh.SSHTCPSession):
-            def data_received(self, data, datatype):
-                got.set()
-
-        chan, _ = await client.open_channel(Collect, "127.0.0.1", 9)
-        chan.write(b"ok")
-        await asyncio.wait_for(got.wait(), 5)
+        chan = await open_echoed_channel(client, b"ok")
         if eof_first:
             client.conn.send_packet(MSG_CHANNEL_EOF, UInt32(chan._send_chan))
         send_raw(client.conn, CASES[case](chan._send_chan))
@@ -122,15 +128,7 @@ async def test_no_packet_is_acted_on_after_a_fatal_one_split_across_reads(monkey
 
     monkeypatch.setattr(EchoSession, "data_received", recording)
     client = await loopback.start()
-    got = asyncio.Event()
-
-    class Collect(asyncssh.SSHTCPSession):
-        def data_received(self, data, datatype):
-            got.set()
-
-    chan, _ = await client.open_channel(Collect, "127.0.0.1", 9)
-    chan.write(b"before")
-    await asyncio.wait_for(got.wait(), 5)
+    chan = await open_echoed_channel(client, b"before")
     assert delivered == [b"before"]
 
     conn = client.conn
