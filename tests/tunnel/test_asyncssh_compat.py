@@ -84,6 +84,7 @@ class EchoSession(asyncssh.SSHTCPSession):
         self.policy.channels.append(chan)
 
     def data_received(self, data, datatype) -> None:
+        self.policy.kinds.add(type(data))
         self.chan.write(data)
 
 
@@ -91,6 +92,7 @@ class Policy:
     def __init__(self) -> None:
         self.api_requests: list[tuple[str, bytes]] = []
         self.channels: list = []
+        self.kinds: set[type] = set()  # of the data the echo sessions were handed
         self.closed = asyncio.Event()
         self.closed_with: Exception | None = None
 
@@ -152,17 +154,21 @@ class Loopback:
         self.client = TunnelClient(conn, None)
         return self.client
 
-    async def echo(self, payload: bytes) -> bytes:
-        """Send ``payload`` through a direct-tcpip channel to an echo session; return the echo."""
+    async def echo(self, payload: bytes, *, accepts_views: bool = False, kinds: set | None = None) -> bytes:
+        """Send ``payload`` through a direct-tcpip channel to an echo session; return the echo.
+        ``kinds`` collects the types of what the client's session was handed."""
         got = bytearray()
         done = asyncio.Event()
+        seen = kinds if kinds is not None else set()
 
         class Collect(asyncssh.SSHTCPSession):
             def data_received(self, data, datatype) -> None:
+                seen.add(type(data))
                 got.extend(data)
                 if len(got) >= len(payload):
                     done.set()
 
+        Collect.accepts_views = accepts_views  # type: ignore[attr-defined]
         chan, _ = await self.client.open_channel(Collect, "127.0.0.1", 9)
         chan.write(payload)
         await asyncio.wait_for(done.wait(), 20)
@@ -440,6 +446,21 @@ async def test_gcm_tunnel_channel_data_skips_asyncssh_dispatch(loopback, monkeyp
         assert dispatched.by_type.get(MSG_CHANNEL_WINDOW_ADJUST, 0) >= 1  # other channel packets still go there
     else:
         assert data_packets >= 2 * len(payload) // (64 * 1024)
+
+
+@pytest.mark.parametrize("cipher", [GCM, "chacha20-poly1305@openssh.com"])
+async def test_sessions_that_accept_views_get_payloads_as_views_and_others_bytes(loopback, cipher):
+    """Under GCM a session that ``accepts_views`` is handed views of the decrypted packets
+    (no copy); every other session, and every session under another cipher, gets bytes."""
+    await loopback.start(cipher)
+    payload = os.urandom(1_000_000)
+    viewer: set[type] = set()
+    assert await loopback.echo(payload, accepts_views=True, kinds=viewer) == payload
+    assert viewer == ({memoryview} if cipher == GCM else {bytes})
+    plain: set[type] = set()
+    assert await loopback.echo(payload, kinds=plain) == payload
+    assert plain == {bytes}
+    assert loopback.policy.kinds == {bytes}  # the server's echo sessions do not accept views
 
 
 async def test_packets_split_anywhere_across_reads_arrive_intact(loopback, monkeypatch):

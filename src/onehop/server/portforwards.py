@@ -53,7 +53,7 @@ class RelaySide(CountingForwarder):
         elif isinstance(self._peer, RelaySide):
             self._peer.reader.flow_resume()  # the channel is open: start the relay
 
-    def data_received(self, data: bytes, datatype=None) -> None:
+    def data_received(self, data: bytes | memoryview, datatype=None) -> None:
         self.relay.activity(self, len(data))  # charged first: it may end the tunnel
         if not self.relay.session.closing:
             super().data_received(data, datatype)

@@ -494,7 +494,8 @@ def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryvi
     well formed and within the window goes to the channel's ``_accept_data`` here, which is
     all asyncssh's _recv_packet, process_packet and _process_data would do with it after
     their checks, without the SSHPacket, the handler lookups, the log calls and two copies
-    of the payload. Any other packet is left to asyncssh's _recv_packet as if its header had
+    of the payload (three for a session that ``accepts_views``: it gets a memoryview of the
+    decrypted packet instead of a sliced copy). Any other packet is left to asyncssh's _recv_packet as if its header had
     just been read, with the plaintext waiting for ``decrypt_packet``.
     """
     size = len(buf)
@@ -526,7 +527,10 @@ def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryvi
                 seq = conn._recv_seq
                 conn._inpbuf = buf[end:]
                 conn._auth_final = True
-                chan._accept_data(plain[_DATA_HEADER:_DATA_HEADER + datalen])
+                if getattr(chan._session, "accepts_views", False):  # no copy: a view of the packet
+                    chan._accept_data(memoryview(plain)[_DATA_HEADER:_DATA_HEADER + datalen])
+                else:
+                    chan._accept_data(plain[_DATA_HEADER:_DATA_HEADER + datalen])
                 if conn._transport:
                     conn._recv_seq = (seq + 1) & 0xffffffff
                 return True
