@@ -19,6 +19,10 @@
   for each; channel data under AES-GCM goes through ``asyncssh_compat.send_data_fast``, and
   a tunnel channel's write builds all the packets its window allows into one buffer
   (``asyncssh_compat.write_in_batches``): one copy of the data instead of about six.
+* Received data reaches its socket without a user-space copy: a relay's session gets each
+  payload as a view of its decrypted packet, and the views of one read go out in one
+  ``writev`` (``net/gatherwrite.py``). Slicing and then joining them had been 13 % of the
+  client's CPU downloading.
 * asyncssh ignores the transport's pause_writing: tunnel channels went on writing up to
   their whole windows into the transport's buffer. Their sources now pause with it.
 * asyncssh replaces its keepalive timer (cancel one, schedule one) on every read; a read
