@@ -234,12 +234,43 @@ async def test_a_killed_worker_is_restarted_and_serves(server, tmp_path, page):
     assert await server.stop() == 0
 
 
+async def test_a_hung_worker_is_killed_and_restarted_and_a_quiet_one_is_not(tmp_path, page):
+    """A worker whose event loop makes no progress (SIGSTOP here; a stuck loop looks the
+    same from outside) is killed after WorkerHeartbeatTimeoutSeconds and restarted; the
+    other one, idle all along, keeps its pid: idle is not hung."""
+    running = WorkerServer(tmp_path, WorkerHeartbeatTimeoutSeconds=2)
+    await running.start()
+    try:
+        before = running.workers()
+        await asyncio.sleep(5)  # well past the timeout, with nothing to do
+        assert running.workers() == before
+        os.kill(before[1], signal.SIGSTOP)
+        await wait_until(lambda: running.workers().get(1) not in (None, before[1]), 30)
+        assert running.workers()[0] == before[0]
+        assert any("worker 1" in line and "no heartbeat" in line for line in running.stderr)
+        assert any("worker 1" in line and "killed by SIGKILL; restarting" in line for line in running.stderr)
+        with running.only(1):
+            await tunnel_fetch(tmp_path, running.entry, page, "after-hang")
+    finally:
+        assert await running.stop() == 0
+
+
 async def test_a_killed_supervisor_takes_its_workers_along(server):
     await server.start()
     family = descendants(server.proc.pid)
     server.proc.kill()
     await server.proc.wait()
     await wait_until(lambda: not [pid for pid in family if alive(pid)], 30)
+
+
+async def test_a_killed_supervisor_takes_even_a_stopped_worker_along(server):
+    """A stopped worker cannot notice the end of its stdin; the kernel kills it anyway."""
+    await server.start()
+    workers = server.workers()
+    os.kill(workers[1], signal.SIGSTOP)
+    server.proc.kill()
+    await server.proc.wait()
+    await wait_until(lambda: not alive(workers[1]) and not alive(workers[0]), 30)
 
 
 async def test_workers_must_be_a_positive_count(server):

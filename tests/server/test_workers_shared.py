@@ -13,7 +13,7 @@ from onehop.errors import ConfigError
 from onehop.net.acceptgate import default_caps
 from onehop.server.config import parse_server_config
 from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
-from onehop.server.workers import describe_exit, worker_config
+from onehop.server.workers import HEARTBEAT_INTERVAL, describe_exit, heartbeat_interval, worker_config
 from tests.helpers.builders import problem_keys, valid_server_config
 
 DAY = 24 * 60 * 60
@@ -97,6 +97,22 @@ def test_workers_key():
         with pytest.raises(ConfigError) as info:
             parse_server_config(valid_server_config(Workers=bad))
         assert problem_keys(info.value) == ["Workers"]
+
+
+def test_worker_heartbeat_timeout_key():
+    assert parse_server_config(valid_server_config()).worker_heartbeat_timeout == 60
+    assert parse_server_config(valid_server_config(WorkerHeartbeatTimeoutSeconds=0)).worker_heartbeat_timeout == 0
+    for bad in (-1, 86401, "60", 1.5):
+        with pytest.raises(ConfigError) as info:
+            parse_server_config(valid_server_config(WorkerHeartbeatTimeoutSeconds=bad))
+        assert problem_keys(info.value) == ["WorkerHeartbeatTimeoutSeconds"]
+
+
+def test_heartbeats_come_several_times_per_timeout():
+    assert heartbeat_interval(60) == HEARTBEAT_INTERVAL
+    assert heartbeat_interval(2) == 0.5
+    for timeout in (1, 2, 7, 20, 60, 86400):
+        assert heartbeat_interval(timeout) <= timeout / 4
 
 
 def test_exits_are_described():

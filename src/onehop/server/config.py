@@ -57,6 +57,7 @@ class ServerConfig:
     max_concurrent_handshakes: int = 0  # connections still in their handshake; 0: from RLIMIT_NOFILE
     max_concurrent_handshakes_per_source: int = 0  # the same per client IP address; 0: from the total
     workers: int = 1  # processes serving the ports (`onehop server run`); server.json's default: one per core
+    worker_heartbeat_timeout: int = 60  # seconds of silence after which a worker counts as hung; 0: never
     base_dir: str = "."
 
     def path(self, name: str) -> str:
@@ -153,6 +154,8 @@ def parse_server_config(raw: dict, source: str = "", base_dir: str = ".") -> Ser
         max_concurrent_handshakes=c.take("MaxConcurrentSSHHandshakes", int, 0, _cap_check),
         max_concurrent_handshakes_per_source=c.take("MaxConcurrentSSHHandshakesPerClient", int, 0, _cap_check),
         workers=c.take("Workers", int, usable_cores(), workers_problem),
+        worker_heartbeat_timeout=c.take("WorkerHeartbeatTimeoutSeconds", int, 60,
+                                        lambda v: None if 0 <= v <= 86400 else "must be between 0 (never) and 86400"),
     )
     udpgw = c.take("UDPInterceptUdpgwServerAddress", str, None, _udpgw_check)
     values["udpgw_server_address"] = DEFAULT_UDPGW_ADDRESS if udpgw is None else parse_host_port(udpgw)

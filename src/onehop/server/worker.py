@@ -6,8 +6,11 @@ seeds in the shared replay history it inherited as descriptors. Events go to the
 file, or as JSON lines to stdout (a pipe the supervisor copies to its stderr); each
 carries ``worker_id``. SIGTERM or SIGINT stops it cleanly, SIGHUP reloads changed
 files. Its stdin is a socket to the supervisor: it writes ``ready`` there once it
-serves, and the end of stdin means the supervisor is gone (killed: a clean stop would have
-signalled first), and the worker ends at once, as one process killed would have.
+serves and then a heartbeat byte every few seconds from its event loop (a worker whose loop
+is stuck goes silent, and the supervisor kills it). The end of stdin means the supervisor is
+gone (killed: a clean stop would have signalled first), and the worker ends at once, as one
+process killed would have; on Linux the kernel also kills it then (PR_SET_PDEATHSIG), which
+reaches a worker that is stopped or hung too.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ..stopsignals import stop_event
 from .config import load_server_config
 from .service import TunnelServer
 from .sharedhistory import SharedSeedHistory
-from .workers import READY, worker_config
+from .workers import HEARTBEAT, READY, heartbeat_interval, worker_config
 
 log = logging.getLogger("onehop.server.worker")  # also when run as __main__
 
@@ -57,6 +60,31 @@ def _on_stdin() -> None:
         os._exit(1)
 
 
+def _tell_supervisor(what: bytes) -> None:
+    try:
+        os.write(0, what)
+    except BlockingIOError:  # the supervisor is behind with its reading: the next one will do
+        pass
+    except OSError:
+        os._exit(1)  # the supervisor is gone
+
+
+def _beat_every(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    _tell_supervisor(HEARTBEAT)
+    loop.call_later(seconds, _beat_every, loop, seconds)
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere the end
+    of stdin does it, once the process runs again)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 async def serve(server: TunnelServer) -> None:
     await server.start()
     loop = asyncio.get_running_loop()
@@ -65,11 +93,12 @@ async def serve(server: TunnelServer) -> None:
         log.info("SIGHUP: reloading changed files")
         server.reload_files()
     stop = stop_event(on_reload=reload)
+    os.set_blocking(0, False)  # a supervisor that does not read must not block this worker
     loop.add_reader(0, _on_stdin)
-    try:
-        os.write(0, READY)  # stdin is a socket to the supervisor: now it may count on us
-    except OSError:
-        os._exit(1)  # the supervisor is already gone
+    _tell_supervisor(READY)  # stdin is a socket to the supervisor: now it may count on us
+    timeout = server.config.worker_heartbeat_timeout
+    if timeout > 0:
+        loop.call_soon(_beat_every, loop, heartbeat_interval(timeout))
     try:
         await stop.wait()
     finally:
@@ -79,6 +108,7 @@ async def serve(server: TunnelServer) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    die_with_parent()
     level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s worker {args.worker_id} %(name)s: %(message)s")

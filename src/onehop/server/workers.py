@@ -24,7 +24,11 @@ worker's share of its cap before the whole: the cap errs on the strict side.)
 Signals: SIGTERM and SIGINT stop every worker (SIGKILL after ``STOP_GRACE`` seconds),
 SIGHUP is passed to every worker (each reloads its changed files). A worker that exits
 on its own is restarted, after a delay that doubles while it keeps dying young; it reads
-server.json again (its ports and the shared state stay those the supervisor holds).
+server.json again (its ports and the shared state stay those the supervisor holds). A
+worker that is alive but hung (its event loop stuck, or stopped) would hold its tunnels
+frozen and never come back: each worker's event loop writes a heartbeat byte to the
+supervisor, and one silent for ``WorkerHeartbeatTimeoutSeconds`` (60; 0 turns the watch
+off) is killed and so restarted, and its clients reconnect to the others.
 Workers run in their own session (a terminal's Ctrl-C reaches the supervisor only) and
 end at once when their stdin, a socket to the supervisor (on which they also say they
 are ready), closes: a supervisor killed (SIGKILL) takes its workers with it, as a
@@ -59,8 +63,16 @@ STABLE_AFTER = 60.0
 STOP_GRACE = 20.0
 #: The longest event line copied from a worker (longer ones are dropped, with a log line).
 MAX_EVENT_LINE = 16 << 20
-#: What a worker writes on its stdin socket once it serves.
+#: What a worker writes on its stdin socket once it serves, and then every heartbeat_interval().
 READY = b"ready"
+HEARTBEAT = b"."
+#: The longest gap between heartbeats (shorter when the timeout is short).
+HEARTBEAT_INTERVAL = 5.0
+
+
+def heartbeat_interval(timeout: float) -> float:
+    """Seconds between a worker's heartbeats for a supervisor that waits ``timeout``."""
+    return min(HEARTBEAT_INTERVAL, timeout / 4)
 
 
 def worker_config(config: ServerConfig, workers: int) -> ServerConfig:
@@ -106,6 +118,7 @@ class _Worker:
         self.process, self.control = process, control
         self.ready = asyncio.Event()
         self.hup_pending = False
+        self.heard = asyncio.get_running_loop().time()  # last word from it (started: its first)
 
     def signal(self, sig: signal.Signals) -> None:
         if self.process.returncode is None:
@@ -183,15 +196,37 @@ class Supervisor:
                 self.event_stream.write(line.decode("utf-8", errors="replace"))
                 self.event_stream.flush()
 
-    async def _await_ready(self, worker: _Worker) -> None:
-        try:
-            said = await asyncio.get_running_loop().sock_recv(worker.control, 16)
-        except OSError:
+    async def _listen(self, worker: _Worker) -> None:
+        """Its "ready", then its heartbeats, until its end of the control socket closes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                said = await loop.sock_recv(worker.control, 4096)
+            except OSError:
+                return
+            if not said:
+                return
+            worker.heard = loop.time()
+            if not worker.ready.is_set() and READY in said:
+                worker.ready.set()
+                if worker.hup_pending:  # a SIGHUP came while it was starting
+                    worker.signal(signal.SIGHUP)
+
+    async def _watch(self, worker_id: int, worker: _Worker) -> None:
+        """Kill the worker once it has been silent for the heartbeat timeout (it is then
+        restarted like any worker that died). Starting counts: it must say "ready" in time."""
+        timeout = self.config.worker_heartbeat_timeout
+        if timeout <= 0:
             return
-        if said.startswith(READY):
-            worker.ready.set()
-            if worker.hup_pending:  # a SIGHUP came while it was starting
-                worker.signal(signal.SIGHUP)
+        loop = asyncio.get_running_loop()
+        while worker.process.returncode is None and not self._stop.is_set():
+            silent = loop.time() - worker.heard
+            if silent > timeout:
+                log.warning("worker %d (pid %d) has sent no heartbeat for %.0f s (hung or stopped): killing it",
+                            worker_id, worker.process.pid, silent)
+                worker.signal(signal.SIGKILL)
+                return
+            await asyncio.sleep(min(1.0, timeout - silent + 0.05))
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         try:
@@ -217,11 +252,13 @@ class Supervisor:
                 worker.signal(signal.SIGTERM)
             assert worker.process.stdout is not None
             relay = loop.create_task(self._relay(worker_id, worker.process.stdout))
-            ready = loop.create_task(self._await_ready(worker))
+            listen = loop.create_task(self._listen(worker))
+            watch = loop.create_task(self._watch(worker_id, worker))
             log.info("worker %d started (pid %d)", worker_id, worker.process.pid)
             returncode = await worker.process.wait()
             await relay
-            ready.cancel()
+            listen.cancel()
+            watch.cancel()
             worker.control.close()
             del self.running[worker_id]
             if self._stop.is_set():
