@@ -42,6 +42,10 @@ from _common import (
     direct, wait_until,
 )
 
+from _common import OPENSSH_INSTALL
+from _stats import tick_per_gib
+from throughput import check_openssh
+
 COMMON = os.path.join(HERE, "_common.py")
 ONEHOP_IP = "127.0.0.2"
 SINK_HOST = "127.0.0.1"
@@ -134,7 +138,8 @@ def main() -> int:
     p.add_argument("--mib", type=int, default=128,
                    help="MiB per client per round, the profiled round's too (default 128)")
     p.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
-    p.add_argument("--direction", choices=("upload", "download"), default="upload")
+    p.add_argument("--direction", choices=("upload", "download"), default="upload",
+                   help="which way the bytes go, from the clients' side (default upload)")
     p.add_argument("--protocol", default="OSSH", choices=("OSSH", "SSH"), help="onehop's tunnel protocol")
     p.add_argument("--sshd", action="store_true", help="the same load through sshd too")
     p.add_argument("--profile", metavar="DIR", help="an extra round under py-spy (raw samples, --native)")
@@ -150,7 +155,15 @@ def main() -> int:
         print(f"error: {', '.join(tools)} not found on PATH (py-spy: pip install py-spy; strace, perf: "
               "apt-get install strace linux-perf)", file=sys.stderr)
         return 2
+    missing = check_openssh() if args.sshd else None
+    if missing:
+        print(f"error: --sshd needs OpenSSH ({missing} not found). Install it with:\n  {OPENSSH_INSTALL}",
+              file=sys.stderr)
+        return 3
     nbytes = args.mib << 20
+    print(f"server_data_path: {args.clients} x {args.mib} MiB {args.direction}, {args.rounds} rounds; "
+          f"CPU from /proc, one clock tick = "
+          f"{tick_per_gib(nbytes * args.clients, os.sysconf('SC_CLK_TCK')):.3f} s/GiB at this size", flush=True)
     root = tempfile.mkdtemp(prefix="onehop-datapath-")
     procs = Processes(root)
     out: dict = {"clients": args.clients, "mib": args.mib, "direction": args.direction}
@@ -179,8 +192,8 @@ def main() -> int:
             medians = {name: statistics.median(values) for name, values in figures.items()}
             for name, median in medians.items():
                 how = f"onehop {args.protocol}" if name == "onehop" else "ssh -L, aes128-gcm"
-                print(f"median  {name:7s} {median:5.2f} CPU-s/GiB ({args.clients} x {args.mib} MiB "
-                      f"{args.direction}, {how})")
+                print(f"median  {name:7s} {median:5.2f} CPU-s/GiB [{min(figures[name]):.2f}-{max(figures[name]):.2f}] "
+                      f"({args.clients} x {args.mib} MiB {args.direction}, {how})")
             if "sshd" in medians and medians["sshd"] > 0:
                 print(f"ratio   onehop/sshd {medians['onehop'] / medians['sshd']:.2f}x server CPU per GiB")
             out["cpu_s_per_gib"] = figures

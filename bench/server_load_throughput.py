@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Loaded server throughput: several tunnel client processes upload at once through one
-server, onehop beside OpenSSH's sshd in the same run.
+"""Loaded server throughput: several tunnel client processes upload (or, with
+``--direction download``, download) at once through one server, onehop beside OpenSSH's
+sshd in the same run.
 
 One run starts, all on loopback:
 
@@ -102,7 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mib", type=int, default=128, help="MiB per client and round (default 128)")
     parser.add_argument("--clients", type=int, default=4,
                         help="tunnel client processes per server, one stream each (default 4)")
-    parser.add_argument("--direction", choices=("upload", "download"), default="upload")
+    parser.add_argument("--direction", choices=("upload", "download"), default="upload",
+                        help="which way the bytes go, from the clients' side (default upload)")
     parser.add_argument("--workers", type=workers_argument, default=[1, None], metavar="LIST",
                         help="one onehop server per entry: a worker count (passed as `onehop server run "
                              "--workers N`) or 'default' (no option); default: 1,default")
@@ -110,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_rounds_option(parser)
     add_pin_option(parser)
     parser.add_argument("--warmup-mib", type=int, default=8,
-                        help="MiB per client sent once through every server before measuring (0: none)")
+                        help="MiB per client sent once through every server before measuring (default 8; 0: none)")
     parser.add_argument("--client-runner", choices=("auto", "cli", "bench"), default="auto",
                         help="as in throughput.py")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
