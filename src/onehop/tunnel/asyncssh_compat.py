@@ -610,28 +610,42 @@ def zero_copy_receive(conn: PrivateConn) -> None:
 _FAST_TYPES = frozenset((MSG_CHANNEL_DATA, MSG_CHANNEL_WINDOW_ADJUST))
 
 
-def send_data_fast(conn: PrivateConn, pkttype: int, args: tuple, handler) -> bool:
-    """Send a CHANNEL_DATA or CHANNEL_WINDOW_ADJUST packet the cheap way; False (nothing
-    sent) when not eligible."""
+def _gcm_sending(conn: PrivateConn) -> tuple[Any, AESGCM] | None:
+    """(asyncssh's GCM cipher, an AESGCM kept for its key) when ``conn`` may send packets
+    past asyncssh: AES-GCM keys in use, login complete, no compression, no rekey due by
+    time. None otherwise. (Rekeying by bytes is each caller's check: they differ.)"""
     enc = conn._send_encryption
-    if (pkttype not in _FAST_TYPES or type(enc) is not GCMEncryption or not conn._kex_complete
-            or not conn._auth_complete or conn._compressor is not None
-            or conn._rekey_bytes_sent >= conn._rekey_bytes
-            or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):
-        return False
+    if (type(enc) is not GCMEncryption or not conn._kex_complete or not conn._auth_complete
+            or conn._compressor is not None or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):
+        return None
     cipher = enc._cipher
     cached = conn.__dict__.get("_onehop_gcm")
     if cached is None or cached[0] is not cipher:
         cached = conn._onehop_gcm = (cipher, AESGCM(cipher._key))
+    return cached
+
+
+def _padding_length(conn: PrivateConn, payload_len: int) -> int:
+    """asyncssh's padding for a payload: to the cipher's block, and at least 4 bytes."""
+    padlen = -(conn._send_enchdrlen + payload_len) % conn._send_blocksize
+    return padlen + conn._send_blocksize if padlen < 4 else padlen
+
+
+def send_data_fast(conn: PrivateConn, pkttype: int, args: tuple, handler) -> bool:
+    """Send a CHANNEL_DATA or CHANNEL_WINDOW_ADJUST packet the cheap way; False (nothing
+    sent) when not eligible."""
+    if pkttype not in _FAST_TYPES or conn._rekey_bytes_sent >= conn._rekey_bytes:
+        return False
+    sending = _gcm_sending(conn)
+    if sending is None:
+        return False
+    cipher, aesgcm = sending
     payload_len = 1 + sum(map(len, args))
-    blocksize = conn._send_blocksize
-    padlen = -(conn._send_enchdrlen + payload_len) % blocksize
-    if padlen < 4:
-        padlen += blocksize
+    padlen = _padding_length(conn, payload_len)
     pktlen = 1 + payload_len + padlen
     header = pktlen.to_bytes(4, "big")
     plain = b"".join((bytes((padlen, pkttype)), *args, os.urandom(padlen)))
-    sealed = cached[1].encrypt(cipher._iv, plain, header)  # ciphertext and tag
+    sealed = aesgcm.encrypt(cipher._iv, plain, header)  # ciphertext and tag
     cipher._update_iv()
     seq = conn._send_seq
     conn._send(header + sealed)
@@ -682,32 +696,23 @@ def _send_data_batch(chan: PrivateConn, data: bytes) -> int:
     """Send as much of ``data`` as the channel's window allows as CHANNEL_DATA packets under
     AES-GCM, in one write to the transport; the bytes sent (0: not eligible, nothing sent)."""
     conn = chan._conn
-    if conn is None or chan._send_window <= 0 or not data or not CAN_ENCRYPT_INTO:
+    if conn is None or chan._send_window <= 0 or not data or not CAN_ENCRYPT_INTO or packet_logging_on():
         return 0
-    enc = conn._send_encryption
-    if (type(enc) is not GCMEncryption or not conn._kex_complete or not conn._auth_complete
-            or conn._compressor is not None or packet_logging_on()
-            or (conn._rekey_seconds and time.monotonic() >= conn._rekey_time)):
+    sending = _gcm_sending(conn)
+    if sending is None:
         return 0
     n = min(len(data), chan._send_window)
     pktsize = chan._send_pktsize
     count = -(-n // pktsize)
     if conn._rekey_bytes_sent + n + count * (_DATA_PAYLOAD_HEADER + 1 + _MAX_PADDING) >= conn._rekey_bytes:
         return 0  # a rekey falls due in this batch: asyncssh's own path starts it
-    cipher = enc._cipher
-    cached = conn.__dict__.get("_onehop_gcm")
-    if cached is None or cached[0] is not cipher:
-        cached = conn._onehop_gcm = (cipher, AESGCM(cipher._key))
-    aesgcm = cached[1]
-    blocksize, enchdrlen = conn._send_blocksize, conn._send_enchdrlen
+    cipher, aesgcm = sending
     layout = []
     total = 0
     for start in range(0, n, pktsize):
         size = min(pktsize, n - start)
         payload_len = _DATA_PAYLOAD_HEADER + size
-        padlen = -(enchdrlen + payload_len) % blocksize
-        if padlen < 4:
-            padlen += blocksize
+        padlen = _padding_length(conn, payload_len)
         pktlen = 1 + payload_len + padlen
         layout.append((start, size, padlen, pktlen))
         total += _GCM_LENGTH + pktlen + _GCM_TAG
