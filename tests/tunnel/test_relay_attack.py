@@ -438,3 +438,74 @@ async def test_thousands_of_tiny_packets_in_one_read_arrive_whole(monkeypatch, c
         app.close()
         await lb.close()
 
+
+# -- what a read of tiny packets costs in memory -------------------------------------------------
+
+
+def held_by(pending) -> int:
+    """Memory a flush's pending list keeps alive: each entry, and for a view the object it
+    pins (one decrypted packet each)."""
+    import sys
+
+    total = sys.getsizeof(pending)
+    for buf in pending:
+        total += sys.getsizeof(buf)
+        if isinstance(buf, memoryview):
+            total += sys.getsizeof(buf.obj)
+    return total
+
+
+async def test_tiny_packets_do_not_make_a_read_cost_many_times_its_size(relay, monkeypatch):
+    """A client (any authenticated peer) sends a read's worth of minimal CHANNEL_DATA packets
+    (1 payload byte in 36 bytes on the wire). Until the next loop turn the server's relay
+    holds each payload in its flush list: that list must not cost much more memory than the
+    bytes read that carried it (2x here). A memoryview per payload (about 184 bytes, and
+    it pins its 49-byte decrypted packet) costs 6.5x; a copy of the byte costs about 1x."""
+    from asyncssh.constants import MSG_CHANNEL_DATA
+    from asyncssh.packet import String, UInt32
+
+    from onehop.tunnel.relay import CountingForwarder
+
+    flushes: list[tuple[int, int]] = []  # (payloads, memory held)
+    stock = CountingForwarder._flush
+
+    def measuring(self):
+        if self._pending:
+            flushes.append((len(self._pending), held_by(self._pending)))
+        stock(self)
+
+    monkeypatch.setattr(CountingForwarder, "_flush", measuring)
+    conn = relay.client.conn
+    (chan,) = conn._channels.values()
+    transport = conn._transport
+    write = transport.write
+    captured: list[bytes] = []
+    transport.write = lambda data: captured.append(bytes(data))
+    count = 20_000
+    for _ in range(count):
+        conn.send_packet(MSG_CHANNEL_DATA, UInt32(chan._send_chan), String(b"x"))
+    transport.write = write
+    wire = b"".join(captured)
+    per_packet_on_wire = len(wire) / count
+    write(wire)
+    assert await recv_exactly(relay.dest, count) == b"x" * count
+    payloads, held = max(flushes)
+    assert payloads > 1000  # many in one flush: the case this is about
+    assert held <= 2 * payloads * per_packet_on_wire, \
+        f"{payloads} payloads of one byte held {held} bytes ({held / payloads:.0f} per payload, " \
+        f"{per_packet_on_wire:.0f} on the wire)"
+
+
+async def test_small_payloads_are_copied_and_bulk_ones_viewed():
+    lb = Loopback()
+    await lb.start()
+    try:
+        small: set[type] = set()
+        assert await lb.echo(b"s" * 100, accepts_views=True, kinds=small) == b"s" * 100
+        assert small == {bytes}
+        bulk: set[type] = set()
+        payload = os.urandom(1_000_000)
+        assert await lb.echo(payload, accepts_views=True, kinds=bulk) == payload
+        assert memoryview in bulk
+    finally:
+        await lb.close()
