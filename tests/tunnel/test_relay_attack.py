@@ -34,7 +34,7 @@ class Relay:
     """One tunnelled TCP connection: ``app`` is the local application's socket, ``dest``
     the destination's; both non-blocking, driven by the test."""
 
-    async def start(self, *, small: bool = True) -> Relay:
+    async def start(self, *, small: bool = True, rekey_bytes: int = 1 << 30) -> Relay:
         loop = asyncio.get_running_loop()
         self.errors: list[dict] = []
         loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
@@ -47,7 +47,7 @@ class Relay:
             return await forwards.open_tcp(host, port)
 
         self.lb.policy.open_forward = open_forward
-        client = await self.lb.start()
+        client = await self.lb.start(rekey_bytes=rekey_bytes)
         self.client = client
 
         dest_listener = socket.create_server(("127.0.0.1", 0))
@@ -189,6 +189,43 @@ async def test_a_slow_app_reader_gets_every_byte_in_order(relay, writev_calls):
     assert relay.errors == []
 
 
+async def test_views_survive_rekeys_mid_transfer(writev_calls, monkeypatch):
+    """Keys change every 2 MiB while payload views of packets decrypted under the old
+    and the new keys wait in one flush list."""
+    from asyncssh.connection import SSHConnection
+
+    kexinits: list[object] = []
+    stock = SSHConnection._send_kexinit
+    monkeypatch.setattr(SSHConnection, "_send_kexinit", lambda self: (kexinits.append(self), stock(self))[1])
+    relay = await Relay().start(rekey_bytes=2 << 20)
+    at_start = len(kexinits)
+    try:
+        down = os.urandom(20 << 20)
+        sending = asyncio.ensure_future(send_all(relay.dest, down))
+        got = await recv_exactly(relay.app, len(down), chunk=100_000, delay=0.0002, timeout=50)
+        await sending
+        assert got == down
+        assert len(kexinits) - at_start >= 8  # the keys changed along the way
+        assert writev_calls
+        assert relay.errors == []
+    finally:
+        await relay.close()
+
+
+async def test_the_tunnel_dying_mid_download_ends_the_app_connection_with_a_clean_prefix(relay):
+    data = os.urandom(32 << 20)
+    sending = asyncio.ensure_future(push_until_stalled(relay.dest, data, stall=1))
+    first = await recv_exactly(relay.app, 2 << 20)
+    relay.server_conn.abort()  # the server side of the tunnel goes away
+    rest, how = await recv_until_eof(relay.app, 10)
+    sending.cancel()
+    await asyncio.gather(sending, return_exceptions=True)
+    got = first + rest
+    assert got == data[:len(got)]
+    assert relay.errors == []
+    assert relay.local_transport.is_closing()
+
+
 # -- a reader that stops: backpressure still engages -----------------------------------------
 
 
@@ -228,6 +265,8 @@ async def test_an_app_that_stops_reading_holds_the_download_back(relay, writev_c
     assert sent < 24 << 20, f"the destination pushed {sent} bytes into a stalled relay"
     assert held <= (8 << 20) + (1 << 20), f"the client holds {held} bytes"
     assert relay.local_transport.get_write_buffer_size() <= 2 << 20
+    buffered = [d for chan in relay.client.conn._channels.values() for d, _ in chan._recv_buf]
+    assert buffered and not any(isinstance(d, memoryview) for d in buffered)  # copies, no pinned packets
     more = data[sent:sent + (1 << 20)]
     sending = asyncio.ensure_future(send_all(relay.dest, more))
     got = await recv_exactly(relay.app, sent + len(more))
