@@ -483,6 +483,12 @@ def recv_header_as_bytes(conn: PrivateConn, recv_pkthdr: Callable) -> bool:
 _GCM_LENGTH, _GCM_MIN_PACKET, _GCM_TAG = 4, 16, 16
 #: Channel data: padding length, message type, recipient channel, data length.
 _DATA_HEADER = 10
+#: The smallest payload a session that ``accepts_views`` gets as a view rather than a copy.
+#: A view costs about 184 bytes and keeps its whole decrypted packet alive until the relay's
+#: flush: for a payload of a few bytes that is several times the bytes read, so a peer
+#: sending minimal packets would make each read cost ~6.5x its size. Copying small payloads
+#: is cheap; the copies worth saving are the bulk packets' (up to 64 KiB each).
+VIEW_MIN_PAYLOAD = 1024
 
 
 def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryview) -> bool | None:
@@ -495,8 +501,9 @@ def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryvi
     all asyncssh's _recv_packet, process_packet and _process_data would do with it after
     their checks, without the SSHPacket, the handler lookups, the log calls and two copies
     of the payload (three for a session that ``accepts_views``: it gets a memoryview of the
-    decrypted packet instead of a sliced copy). Any other packet is left to asyncssh's _recv_packet as if its header had
-    just been read, with the plaintext waiting for ``decrypt_packet``.
+    decrypted packet instead of a sliced copy, for payloads of VIEW_MIN_PAYLOAD bytes or
+    more). Any other packet is left to asyncssh's _recv_packet as if its header had just
+    been read, with the plaintext waiting for ``decrypt_packet``.
     """
     size = len(buf)
     if size < _GCM_LENGTH:
@@ -527,7 +534,8 @@ def _receive_whole_gcm_packet(conn: PrivateConn, enc: PrivateConn, buf: memoryvi
                 seq = conn._recv_seq
                 conn._inpbuf = buf[end:]
                 conn._auth_final = True
-                if getattr(chan._session, "accepts_views", False):  # no copy: a view of the packet
+                if datalen >= VIEW_MIN_PAYLOAD and getattr(chan._session, "accepts_views", False):
+                    # no copy: a view of the packet
                     chan._accept_data(memoryview(plain)[_DATA_HEADER:_DATA_HEADER + datalen])
                 else:
                     chan._accept_data(plain[_DATA_HEADER:_DATA_HEADER + datalen])
