@@ -255,6 +255,24 @@ async def test_a_hung_worker_is_killed_and_restarted_and_a_quiet_one_is_not(tmp_
         assert await running.stop() == 0
 
 
+async def test_a_stalled_supervisor_does_not_kill_its_healthy_workers(tmp_path):
+    """Heartbeats that waited unread while the supervisor itself was stopped count: it must
+    not take its own stall for its workers'."""
+    running = WorkerServer(tmp_path, WorkerHeartbeatTimeoutSeconds=1)
+    await running.start()
+    try:
+        before = running.workers()
+        for _ in range(3):
+            os.kill(running.proc.pid, signal.SIGSTOP)
+            await asyncio.sleep(3)
+            os.kill(running.proc.pid, signal.SIGCONT)
+            await asyncio.sleep(1)
+        assert running.workers() == before
+        assert not any("no heartbeat" in line for line in running.stderr)
+    finally:
+        assert await running.stop() == 0
+
+
 async def test_a_killed_supervisor_takes_its_workers_along(server):
     await server.start()
     family = descendants(server.proc.pid)

@@ -4,6 +4,7 @@ each worker's share of the caps, and the ``Workers`` key."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from onehop.errors import ConfigError
 from onehop.net.acceptgate import default_caps
 from onehop.server.config import parse_server_config
 from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
-from onehop.server.workers import HEARTBEAT_INTERVAL, describe_exit, heartbeat_interval, worker_config
+from onehop.server.workers import HEARTBEAT_INTERVAL, _has_spoken, describe_exit, heartbeat_interval, worker_config
 from tests.helpers.builders import problem_keys, valid_server_config
 
 DAY = 24 * 60 * 60
@@ -113,6 +114,17 @@ def test_heartbeats_come_several_times_per_timeout():
     assert heartbeat_interval(2) == 0.5
     for timeout in (1, 2, 7, 20, 60, 86400):
         assert heartbeat_interval(timeout) <= timeout / 4
+
+
+def test_unread_words_from_a_worker_are_seen_and_left_for_the_reader():
+    supervisor_end, worker_end = socket.socketpair()
+    with supervisor_end, worker_end:
+        assert not _has_spoken(supervisor_end)
+        worker_end.send(b".")
+        assert _has_spoken(supervisor_end)
+        assert supervisor_end.recv(16) == b"."  # still there for _listen
+        worker_end.close()
+        assert not _has_spoken(supervisor_end)  # end of file is not a word
 
 
 def test_exits_are_described():

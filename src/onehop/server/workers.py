@@ -128,6 +128,14 @@ class _Worker:
                 pass
 
 
+def _has_spoken(control: socket.socket) -> bool:
+    """Whether bytes from the worker wait unread (left for ``_listen`` to read)."""
+    try:
+        return bool(control.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing waiting (EAGAIN), or the socket is gone
+        return False
+
+
 class Supervisor:
     """Starts, watches, restarts and stops the worker processes of one server."""
 
@@ -221,6 +229,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while worker.process.returncode is None and not self._stop.is_set():
             silent = loop.time() - worker.heard
+            if silent > timeout and _has_spoken(worker.control):
+                worker.heard = loop.time()  # heartbeats wait unread: this supervisor was the slow one
+                silent = 0.0
             if silent > timeout:
                 log.warning("worker %d (pid %d) has sent no heartbeat for %.0f s (hung or stopped): killing it",
                             worker_id, worker.process.pid, silent)
