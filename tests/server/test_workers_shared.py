@@ -14,7 +14,10 @@ from onehop.errors import ConfigError
 from onehop.net.acceptgate import default_caps
 from onehop.server.config import parse_server_config
 from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
-from onehop.server.workers import HEARTBEAT_INTERVAL, _has_spoken, describe_exit, heartbeat_interval, worker_config
+from onehop.server.workers import (
+    HEARTBEAT_INTERVAL, STARTUP_ALLOWANCE, _has_spoken, allowed_silence, describe_exit, heartbeat_interval,
+    worker_config,
+)
 from tests.helpers.builders import problem_keys, valid_server_config
 
 DAY = 24 * 60 * 60
@@ -114,6 +117,12 @@ def test_heartbeats_come_several_times_per_timeout():
     assert heartbeat_interval(2) == 0.5
     for timeout in (1, 2, 7, 20, 60, 86400):
         assert heartbeat_interval(timeout) <= timeout / 4
+
+
+def test_a_starting_worker_gets_longer_than_a_running_one():
+    assert allowed_silence(60, ready=True) == 60
+    assert allowed_silence(60, ready=False) == STARTUP_ALLOWANCE > 60  # a slow load is not a hang
+    assert allowed_silence(3600, ready=False) == 3600
 
 
 def test_unread_words_from_a_worker_are_seen_and_left_for_the_reader():

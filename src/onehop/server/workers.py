@@ -28,7 +28,8 @@ server.json again (its ports and the shared state stay those the supervisor hold
 worker that is alive but hung (its event loop stuck, or stopped) would hold its tunnels
 frozen and never come back: each worker's event loop writes a heartbeat byte to the
 supervisor, and one silent for ``WorkerHeartbeatTimeoutSeconds`` (60; 0 turns the watch
-off) is killed and so restarted, and its clients reconnect to the others.
+off; a starting worker gets STARTUP_ALLOWANCE at least) is killed and so restarted, and its
+clients reconnect to the others.
 Workers run in their own session (a terminal's Ctrl-C reaches the supervisor only) and
 end at once when their stdin, a socket to the supervisor (on which they also say they
 are ready), closes: a supervisor killed (SIGKILL) takes its workers with it, as a
@@ -68,6 +69,16 @@ READY = b"ready"
 HEARTBEAT = b"."
 #: The longest gap between heartbeats (shorter when the timeout is short).
 HEARTBEAT_INTERVAL = 5.0
+
+
+#: The least a starting worker is given to say "ready": loading a large psinet database or
+#: GeoIP files on a slow disk must not make every start end in a kill.
+STARTUP_ALLOWANCE = 300.0
+
+
+def allowed_silence(timeout: float, ready: bool) -> float:
+    """Seconds a worker may stay silent before it counts as hung."""
+    return timeout if ready else max(timeout, STARTUP_ALLOWANCE)
 
 
 def heartbeat_interval(timeout: float) -> float:
@@ -222,22 +233,24 @@ class Supervisor:
 
     async def _watch(self, worker_id: int, worker: _Worker) -> None:
         """Kill the worker once it has been silent for the heartbeat timeout (it is then
-        restarted like any worker that died). Starting counts: it must say "ready" in time."""
+        restarted like any worker that died). Starting counts too, with STARTUP_ALLOWANCE at
+        least: a worker that never says "ready" is killed and started again."""
         timeout = self.config.worker_heartbeat_timeout
         if timeout <= 0:
             return
         loop = asyncio.get_running_loop()
         while worker.process.returncode is None and not self._stop.is_set():
+            allowed = allowed_silence(timeout, worker.ready.is_set())
             silent = loop.time() - worker.heard
-            if silent > timeout and _has_spoken(worker.control):
+            if silent > allowed and _has_spoken(worker.control):
                 worker.heard = loop.time()  # heartbeats wait unread: this supervisor was the slow one
                 silent = 0.0
-            if silent > timeout:
+            if silent > allowed:
                 log.warning("worker %d (pid %d) has sent no heartbeat for %.0f s (hung or stopped): killing it",
                             worker_id, worker.process.pid, silent)
                 worker.signal(signal.SIGKILL)
                 return
-            await asyncio.sleep(min(1.0, timeout - silent + 0.05))
+            await asyncio.sleep(min(1.0, allowed - silent + 0.05))
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         try:
