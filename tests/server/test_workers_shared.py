@@ -136,6 +136,26 @@ def test_unread_words_from_a_worker_are_seen_and_left_for_the_reader():
         assert not _has_spoken(supervisor_end)  # end of file is not a word
 
 
+def test_a_worker_woken_on_stdin_with_nothing_to_read_keeps_running():
+    """Its stdin (the supervisor's socket) is non-blocking: a wakeup that finds no bytes is
+    not the end of file that means the supervisor is gone."""
+    script = (
+        "import os, socket\n"
+        "from onehop.server import worker\n"
+        "mine, theirs = socket.socketpair()\n"
+        "os.dup2(mine.fileno(), 0)\n"
+        "os.set_blocking(0, False)\n"
+        "worker._on_stdin()\n"
+        "print('still running')\n"
+        "theirs.close()\n"
+        "worker._on_stdin()\n"
+        "print('not reached: end of file ends the worker')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "still running\n"
+    assert done.returncode == 1
+
+
 def test_exits_are_described():
     assert describe_exit(-9) == "killed by SIGKILL"
     assert describe_exit(3) == "exit status 3"

@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _on_stdin() -> None:
     try:
         data = os.read(0, 4096)
+    except (BlockingIOError, InterruptedError):  # stdin is non-blocking: nothing after all
+        return
     except OSError:
         data = b""
     if not data:  # the supervisor was killed: so is the server, this worker included
