@@ -28,7 +28,7 @@ from ..stopsignals import stop_event
 from .config import load_server_config
 from .service import TunnelServer
 from .sharedhistory import SharedSeedHistory
-from .workers import HEARTBEAT, READY, heartbeat_interval, worker_config
+from .workers import HEARTBEAT, READY, worker_config
 
 log = logging.getLogger("onehop.server.worker")  # also when run as __main__
 
@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--listen", type=_listen_arg, action="append", default=[], help="PROTOCOL=FD")
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--quiet", action="store_true", help="no events on stdout")
+    p.add_argument("--heartbeat-interval", type=float, default=0.0,
+                   help="seconds between heartbeats, as the supervisor's timeout asks (0: none)")
     return p.parse_args(argv)
 
 
@@ -85,7 +87,8 @@ def die_with_parent() -> None:
         pass
 
 
-async def serve(server: TunnelServer) -> None:
+async def serve(server: TunnelServer, heartbeat: float) -> None:
+    """Serve until SIGTERM or SIGINT, with a heartbeat every ``heartbeat`` seconds (0: none)."""
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -96,9 +99,8 @@ async def serve(server: TunnelServer) -> None:
     os.set_blocking(0, False)  # a supervisor that does not read must not block this worker
     loop.add_reader(0, _on_stdin)
     _tell_supervisor(READY)  # stdin is a socket to the supervisor: now it may count on us
-    timeout = server.config.worker_heartbeat_timeout
-    if timeout > 0:
-        loop.call_soon(_beat_every, loop, heartbeat_interval(timeout))
+    if heartbeat > 0:
+        loop.call_soon(_beat_every, loop, heartbeat)
     try:
         await stop.wait()
     finally:
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     server.listen_sockets = {protocol: socket.socket(fileno=fd) for protocol, fd in args.listen}
     server.seed_history = SharedSeedHistory(args.seed_history_fd)
     server.events.fields["worker_id"] = args.worker_id
-    asyncio.run(serve(server))
+    asyncio.run(serve(server, args.heartbeat_interval))
     return 0
 
 

@@ -177,6 +177,10 @@ class Supervisor:
         command = [sys.executable, "-m", "onehop.server.worker", "--config", self.config_path,
                    "--worker-id", str(worker_id), "--workers", str(self.workers),
                    "--seed-history-fd", str(self.history.fd), "--log-level", self.log_level]
+        # this supervisor's timeout, not the one a restarted worker reads from a server.json
+        # edited since: heartbeats too sparse for it (or none) would get every restart killed
+        timeout = self.config.worker_heartbeat_timeout
+        command += ["--heartbeat-interval", str(heartbeat_interval(timeout) if timeout > 0 else 0)]
         for protocol, sock in self.sockets.items():
             command += ["--listen", f"{protocol}={sock.fileno()}"]
         if self.event_stream is None:

@@ -1,0 +1,43 @@
+"""Attacks on the worker watchdog of ``onehop server run --workers N`` (heartbeats on each
+worker's stdin socket, a supervisor that kills a silent worker, PR_SET_PDEATHSIG).
+
+Real processes on loopback, through the CLI (``WorkerServer``); each test is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import pytest
+
+from tests.e2e.conftest import wait_until
+from tests.e2e.test_server_workers import WorkerServer
+
+
+def edit_config(running: WorkerServer, **changes) -> None:
+    config = json.loads(running.config_path.read_text())
+    config.update(changes)
+    running.config_path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("new_timeout", [0, 60])
+async def test_a_worker_restarted_after_server_json_changed_is_not_killed_again_and_again(tmp_path, new_timeout):
+    """A restarted worker reads server.json again, the supervisor does not: an operator who
+    turns the watchdog off (0) or back to its default (60, heartbeats every 5 s) while the
+    server runs must not have every later restart of a worker end in a heartbeat kill."""
+    running = WorkerServer(tmp_path, WorkerHeartbeatTimeoutSeconds=2)
+    await running.start()
+    try:
+        edit_config(running, WorkerHeartbeatTimeoutSeconds=new_timeout)
+        before = running.workers()
+        os.kill(before[1], signal.SIGKILL)  # any restart: a crash, an out-of-memory kill
+        await wait_until(lambda: running.workers().get(1) not in (None, before[1]), 30)
+        restarted = running.workers()[1]
+        await asyncio.sleep(7)  # the new worker serves for over three timeouts
+        assert not any("no heartbeat" in line for line in running.stderr), running.stderr
+        assert running.workers() == {0: before[0], 1: restarted}
+    finally:
+        assert await running.stop() == 0
