@@ -7,6 +7,7 @@ Real processes on loopback, through the CLI (``WorkerServer``); each test is bou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import signal
 import pytest
 
 from tests.e2e.conftest import wait_until
-from tests.e2e.test_server_workers import WorkerServer
+from tests.e2e.test_server_workers import ONEHOP, WorkerServer, alive, worker_pids
 
 
 def edit_config(running: WorkerServer, **changes) -> None:
@@ -41,3 +42,35 @@ async def test_a_worker_restarted_after_server_json_changed_is_not_killed_again_
         assert running.workers() == {0: before[0], 1: restarted}
     finally:
         assert await running.stop() == 0
+
+
+async def test_a_supervisor_killed_while_its_workers_start_takes_them_along(tmp_path):
+    """PR_SET_PDEATHSIG only arms for a parent still alive when the worker calls prctl,
+    about half a second into its start (the interpreter and its imports come first). A
+    supervisor killed in that window must not leave a worker behind that goes on starting
+    (a start may take minutes: STARTUP_ALLOWANCE; here its GeoIP file, a FIFO, never comes)
+    holding the listening ports."""
+    running = WorkerServer(tmp_path, GeoIPDatabaseFilenames=["geo.mmdb"])
+    os.mkfifo(running.dir / "geo.mmdb")
+    proc = await asyncio.create_subprocess_exec(
+        *ONEHOP, "server", "run", "--config", str(running.config_path), "--workers", "2",
+        stderr=asyncio.subprocess.DEVNULL)
+    seen: set[int] = set()
+    try:
+        for _ in range(5000):
+            seen |= set(worker_pids(proc.pid).values())
+            if seen:
+                break
+            await asyncio.sleep(0.001)
+        proc.kill()  # just after it forked its first worker
+        await proc.wait()
+        assert seen
+        await asyncio.sleep(3)
+        assert not [pid for pid in seen if alive(pid)]
+    finally:
+        for pid in seen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

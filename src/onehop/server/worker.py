@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--listen", type=_listen_arg, action="append", default=[], help="PROTOCOL=FD")
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--quiet", action="store_true", help="no events on stdout")
+    p.add_argument("--supervisor-pid", type=int, default=0,
+                   help="the supervisor: a worker that finds it gone as it starts ends at once")
     p.add_argument("--heartbeat-interval", type=float, default=0.0,
                    help="seconds between heartbeats, as the supervisor's timeout asks (0: none)")
     return p.parse_args(argv)
@@ -76,15 +78,20 @@ def _beat_every(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
     loop.call_later(seconds, _beat_every, loop, seconds)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere the end
-    of stdin does it, once the process runs again)."""
+    of stdin does it, once the process runs again). The kernel watches only a parent still
+    alive when this is called, half a second or so into the worker's start: if ``parent``
+    (not 0) is already gone, the worker ends here rather than start (for minutes, perhaps)
+    with nobody to serve for, holding the listening ports."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
     except (OSError, AttributeError):
         pass
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
 async def serve(server: TunnelServer, heartbeat: float) -> None:
@@ -110,7 +117,7 @@ async def serve(server: TunnelServer, heartbeat: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    die_with_parent()
+    die_with_parent(args.supervisor_pid)
     level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s worker {args.worker_id} %(name)s: %(message)s")

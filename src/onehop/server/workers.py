@@ -42,6 +42,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import signal
 import socket
 import sys
@@ -181,6 +182,7 @@ class Supervisor:
         # edited since: heartbeats too sparse for it (or none) would get every restart killed
         timeout = self.config.worker_heartbeat_timeout
         command += ["--heartbeat-interval", str(heartbeat_interval(timeout) if timeout > 0 else 0)]
+        command += ["--supervisor-pid", str(os.getpid())]
         for protocol, sock in self.sockets.items():
             command += ["--listen", f"{protocol}={sock.fileno()}"]
         if self.event_stream is None:
