@@ -15,7 +15,8 @@ import signal
 import pytest
 
 from tests.e2e.conftest import wait_until
-from tests.e2e.test_server_workers import ONEHOP, WorkerServer, alive, worker_pids
+from tests.e2e.test_probes import probe
+from tests.e2e.test_server_workers import IP, ONEHOP, WorkerServer, alive, worker_pids
 
 
 def edit_config(running: WorkerServer, **changes) -> None:
@@ -74,3 +75,29 @@ async def test_a_supervisor_killed_while_its_workers_start_takes_them_along(tmp_
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_worker_killed_after_the_event_stream_broke_is_still_restarted(tmp_path):
+    """Without LogFilename the supervisor copies events to its stderr. Once that is gone
+    (the reader of a pipe exited, journald restarted) an event must not take the copying
+    down with it: a worker that then dies (or hangs on a pipe nobody reads, and is killed
+    for it) is restarted like any other."""
+    running = WorkerServer(tmp_path, log_filename=None, WorkerHeartbeatTimeoutSeconds=2)
+    await running.start()
+    try:
+        running._reader.cancel()
+        await asyncio.gather(running._reader, return_exceptions=True)
+        running._reader = None
+        running.proc._transport.get_pipe_transport(2).close()  # stderr now fails with EPIPE
+        await asyncio.sleep(0.1)
+        before = running.workers()
+        for _ in range(3):
+            with running.only(1):
+                await probe(IP, running.entry.ssh_obfuscated_port, os.urandom(100))  # an event
+        os.kill(before[1], signal.SIGKILL)
+        await wait_until(lambda: running.workers().get(1) not in (None, before[1]), 10)
+        assert running.workers()[0] == before[0]
+    finally:
+        running.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(running.proc.wait(), 30)
+    assert code == 0  # no supervisor task ended in an exception

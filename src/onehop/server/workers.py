@@ -218,8 +218,14 @@ class Supervisor:
             if not line:
                 return
             if self.event_stream is not None and line.endswith(b"\n"):
-                self.event_stream.write(line.decode("utf-8", errors="replace"))
-                self.event_stream.flush()
+                try:
+                    self.event_stream.write(line.decode("utf-8", errors="replace"))
+                    self.event_stream.flush()
+                except (OSError, ValueError):  # stderr is gone (its reader exited): events too,
+                    # but the lines are still read, so no worker blocks on a full pipe, and this
+                    # slot still restarts its worker (an exception here would end it)
+                    self.event_stream = None
+                    log.error("worker events can no longer be written to stderr: dropping them")
 
     async def _listen(self, worker: _Worker) -> None:
         """Its "ready", then its heartbeats, until its end of the control socket closes."""
