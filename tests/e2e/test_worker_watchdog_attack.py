@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 
 import pytest
 
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_probes import probe
-from tests.e2e.test_server_workers import IP, ONEHOP, WorkerServer, alive, worker_pids
+from tests.e2e.test_server_workers import (
+    IP, ONEHOP, WorkerServer, alive, descendants, worker_pids)
 
 
 def edit_config(running: WorkerServer, **changes) -> None:
@@ -101,3 +103,94 @@ async def test_a_worker_killed_after_the_event_stream_broke_is_still_restarted(t
         running.proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(running.proc.wait(), 30)
     assert code == 0  # no supervisor task ended in an exception
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def zombies(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] == "Z":
+                    found.append(int(name))
+    return found
+
+
+async def test_workers_that_hang_again_at_once_back_off_and_leak_nothing(tmp_path):
+    """Both workers hang (are stopped) as soon as they serve, every time: each is killed
+    after the 1 s timeout and restarted after a delay that doubles, per worker; the
+    supervisor keeps no descriptor, zombie or grandchild from the killed ones and still
+    stops cleanly."""
+    running = WorkerServer(tmp_path, WorkerHeartbeatTimeoutSeconds=1)
+    await running.start("--log-level", "INFO")
+    sup = running.proc.pid
+    await asyncio.sleep(0.5)
+    fds_before = open_fds(sup)
+    family: set[int] = set()
+    stopped: set[int] = set()
+    seen = 0
+    pid_of: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 13
+    try:
+        while loop.time() < deadline:
+            for line in running.stderr[seen:]:
+                if m := re.search(r"worker (\d) started \(pid (\d+)\)", line):
+                    pid_of[m[1]] = int(m[2])
+                elif (m := re.search(r" worker (\d) onehop.server.service: serving", line)) and m[1] in pid_of:
+                    pid = pid_of.pop(m[1])  # it serves (and says so just before "ready")
+                    family |= {pid} | descendants(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                    stopped.add(pid)
+            seen = len(running.stderr)
+            await asyncio.sleep(0.02)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    delays: dict[str, list[float]] = {"0": [], "1": []}
+    for line in running.stderr:
+        if m := re.search(r"worker (\d) \(pid \d+\) killed by SIGKILL; restarting it in ([0-9.]+) s", line):
+            delays[m[1]].append(float(m[2]))
+    kills = sum("no heartbeat" in line for line in running.stderr)
+    assert kills >= 6 and len(delays["0"]) >= 3 and len(delays["1"]) >= 3, running.stderr
+    for each in delays.values():
+        assert each == [round(0.1 * 2 ** i, 1) for i in range(len(each))], delays
+    await wait_until(lambda: len(running.workers()) == 2, 30)
+    await asyncio.sleep(1.5)  # the last killed ones' key-derivation processes see their pipes close
+    assert open_fds(sup) == fds_before
+    assert not zombies(sup)
+    current = set(running.workers().values())
+    assert not [pid for pid in family - current if alive(pid)]
+    assert await running.stop() == 0
+    assert not [pid for pid in family if alive(pid)]
+
+
+async def test_a_server_frozen_whole_kills_no_worker_when_it_thaws(tmp_path):
+    """Every process of the server stopped together and continued (a cgroup freezer:
+    `docker pause`/`unpause`, `systemctl freeze`/`thaw`; a debugger): no heartbeat waits
+    unread, as the workers were frozen too, and the supervisor must not count the freeze
+    as their silence, whichever process runs first after the thaw (workers continued first
+    here)."""
+    running = WorkerServer(tmp_path, WorkerHeartbeatTimeoutSeconds=2)
+    await running.start()
+    try:
+        before = running.workers()
+        for _ in range(3):
+            family = [running.proc.pid, *descendants(running.proc.pid)]
+            for pid in family:
+                os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(3.5)
+            for pid in reversed(family):
+                os.kill(pid, signal.SIGCONT)
+            await asyncio.sleep(1.5)
+        assert not any("no heartbeat" in line for line in running.stderr), running.stderr
+        assert running.workers() == before
+    finally:
+        assert await running.stop() == 0

@@ -262,7 +262,14 @@ class Supervisor:
                             worker_id, worker.process.pid, silent)
                 worker.signal(signal.SIGKILL)
                 return
-            await asyncio.sleep(min(1.0, allowed - silent + 0.05))
+            pause = min(1.0, allowed - silent + 0.05)
+            due = loop.time() + pause
+            await asyncio.sleep(pause)
+            if loop.time() - due > heartbeat_interval(timeout):
+                # this supervisor did not run meanwhile (stopped; or frozen with its workers,
+                # a cgroup freezer, so that no heartbeat waits unread and the workers may not
+                # have run yet since the thaw): its absence is not the worker's silence
+                worker.heard = loop.time()
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         try:
