@@ -16,8 +16,9 @@ from onehop.server.config import parse_server_config
 from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
 from onehop.server.workers import (
     HEARTBEAT_INTERVAL, STARTUP_ALLOWANCE, _has_spoken, allowed_silence, describe_exit, heartbeat_interval,
-    worker_config,
+    Supervisor, worker_config,
 )
+from onehop.server.worker import parse_args as parse_worker_args
 from tests.helpers.builders import problem_keys, valid_server_config
 
 DAY = 24 * 60 * 60
@@ -139,3 +140,17 @@ def test_unread_words_from_a_worker_are_seen_and_left_for_the_reader():
 def test_exits_are_described():
     assert describe_exit(-9) == "killed by SIGKILL"
     assert describe_exit(3) == "exit status 3"
+
+
+@pytest.mark.parametrize(("timeout", "interval"), [(0, 0.0), (1, 0.25), (2, 0.5), (60, HEARTBEAT_INTERVAL)])
+def test_a_worker_is_told_the_heartbeat_interval_and_its_supervisor(table, timeout, interval):
+    """Not left to a server.json the worker reads again when restarted (it may have been
+    edited since); the supervisor's pid, for a worker that starts after it died."""
+    config = parse_server_config(valid_server_config(WorkerHeartbeatTimeoutSeconds=timeout))
+    supervisor = Supervisor("/x/server.json", config, 2)
+    supervisor.history = table
+    command = supervisor._command(1)
+    assert float(command[command.index("--heartbeat-interval") + 1]) == interval
+    assert int(command[command.index("--supervisor-pid") + 1]) == os.getpid()
+    args = parse_worker_args(command[command.index("onehop.server.worker") + 1:])
+    assert args.heartbeat_interval == interval and args.supervisor_pid == os.getpid()
