@@ -154,3 +154,28 @@ def test_a_worker_is_told_the_heartbeat_interval_and_its_supervisor(table, timeo
     assert int(command[command.index("--supervisor-pid") + 1]) == os.getpid()
     args = parse_worker_args(command[command.index("onehop.server.worker") + 1:])
     assert args.heartbeat_interval == interval and args.supervisor_pid == os.getpid()
+
+
+def test_a_heartbeat_that_finds_the_socket_full_is_skipped_and_a_closed_one_ends_the_worker():
+    """The worker's stdin socket full (a supervisor stalled for minutes): the heartbeat is
+    dropped (those queued still count) and the worker goes on; the supervisor gone: it ends."""
+    code = ("import os\n"
+            "from onehop.server.worker import _tell_supervisor\n"
+            "os.set_blocking(0, False)\n"
+            "for _ in range(100000):\n"
+            "    _tell_supervisor(b'.')\n"
+            "print('alive', flush=True)\n"
+            )
+    supervisor_end, worker_end = socket.socketpair()
+    with supervisor_end, worker_end:
+        child = subprocess.run([sys.executable, "-c", code], stdin=worker_end, capture_output=True,
+                               timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert child.returncode == 0 and child.stdout == b"alive\n", child.stderr
+        queued = len(supervisor_end.recv(1 << 20, socket.MSG_DONTWAIT))
+        assert 0 < queued < 100000  # the buffer filled; the rest were skipped
+    supervisor_end, worker_end = socket.socketpair()
+    with worker_end:
+        supervisor_end.close()
+        child = subprocess.run([sys.executable, "-c", code], stdin=worker_end, capture_output=True,
+                               timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert child.returncode == 1 and child.stdout == b""
