@@ -16,8 +16,9 @@ from onehop.server.config import parse_server_config
 from onehop.server.sharedhistory import BUCKET_SLOTS, SharedSeedHistory
 from onehop.server.workers import (
     HEARTBEAT_INTERVAL, STARTUP_ALLOWANCE, _has_spoken, allowed_silence, describe_exit, heartbeat_interval,
-    worker_config,
+    Supervisor, worker_config,
 )
+from onehop.server.worker import parse_args as parse_worker_args
 from tests.helpers.builders import problem_keys, valid_server_config
 
 DAY = 24 * 60 * 60
@@ -159,3 +160,42 @@ def test_a_worker_woken_on_stdin_with_nothing_to_read_keeps_running():
 def test_exits_are_described():
     assert describe_exit(-9) == "killed by SIGKILL"
     assert describe_exit(3) == "exit status 3"
+
+
+@pytest.mark.parametrize(("timeout", "interval"), [(0, 0.0), (1, 0.25), (2, 0.5), (60, HEARTBEAT_INTERVAL)])
+def test_a_worker_is_told_the_heartbeat_interval_and_its_supervisor(table, timeout, interval):
+    """Not left to a server.json the worker reads again when restarted (it may have been
+    edited since); the supervisor's pid, for a worker that starts after it died."""
+    config = parse_server_config(valid_server_config(WorkerHeartbeatTimeoutSeconds=timeout))
+    supervisor = Supervisor("/x/server.json", config, 2)
+    supervisor.history = table
+    command = supervisor._command(1)
+    assert float(command[command.index("--heartbeat-interval") + 1]) == interval
+    assert int(command[command.index("--supervisor-pid") + 1]) == os.getpid()
+    args = parse_worker_args(command[command.index("onehop.server.worker") + 1:])
+    assert args.heartbeat_interval == interval and args.supervisor_pid == os.getpid()
+
+
+def test_a_heartbeat_that_finds_the_socket_full_is_skipped_and_a_closed_one_ends_the_worker():
+    """The worker's stdin socket full (a supervisor stalled for minutes): the heartbeat is
+    dropped (those queued still count) and the worker goes on; the supervisor gone: it ends."""
+    code = ("import os\n"
+            "from onehop.server.worker import _tell_supervisor\n"
+            "os.set_blocking(0, False)\n"
+            "for _ in range(100000):\n"
+            "    _tell_supervisor(b'.')\n"
+            "print('alive', flush=True)\n"
+            )
+    supervisor_end, worker_end = socket.socketpair()
+    with supervisor_end, worker_end:
+        child = subprocess.run([sys.executable, "-c", code], stdin=worker_end, capture_output=True,
+                               timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert child.returncode == 0 and child.stdout == b"alive\n", child.stderr
+        queued = len(supervisor_end.recv(1 << 20, socket.MSG_DONTWAIT))
+        assert 0 < queued < 100000  # the buffer filled; the rest were skipped
+    supervisor_end, worker_end = socket.socketpair()
+    with worker_end:
+        supervisor_end.close()
+        child = subprocess.run([sys.executable, "-c", code], stdin=worker_end, capture_output=True,
+                               timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert child.returncode == 1 and child.stdout == b""

@@ -28,7 +28,7 @@ from ..stopsignals import stop_event
 from .config import load_server_config
 from .service import TunnelServer
 from .sharedhistory import SharedSeedHistory
-from .workers import HEARTBEAT, READY, heartbeat_interval, worker_config
+from .workers import HEARTBEAT, READY, worker_config
 
 log = logging.getLogger("onehop.server.worker")  # also when run as __main__
 
@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--listen", type=_listen_arg, action="append", default=[], help="PROTOCOL=FD")
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--quiet", action="store_true", help="no events on stdout")
+    p.add_argument("--supervisor-pid", type=int, default=0,
+                   help="the supervisor: a worker that finds it gone as it starts ends at once")
+    p.add_argument("--heartbeat-interval", type=float, default=0.0,
+                   help="seconds between heartbeats, as the supervisor's timeout asks (0: none)")
     return p.parse_args(argv)
 
 
@@ -76,18 +80,24 @@ def _beat_every(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
     loop.call_later(seconds, _beat_every, loop, seconds)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere the end
-    of stdin does it, once the process runs again)."""
+    of stdin does it, once the process runs again). The kernel watches only a parent still
+    alive when this is called, half a second or so into the worker's start: if ``parent``
+    (not 0) is already gone, the worker ends here rather than start (for minutes, perhaps)
+    with nobody to serve for, holding the listening ports."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
     except (OSError, AttributeError):
         pass
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
-async def serve(server: TunnelServer) -> None:
+async def serve(server: TunnelServer, heartbeat: float) -> None:
+    """Serve until SIGTERM or SIGINT, with a heartbeat every ``heartbeat`` seconds (0: none)."""
     await server.start()
     loop = asyncio.get_running_loop()
 
@@ -98,9 +108,8 @@ async def serve(server: TunnelServer) -> None:
     os.set_blocking(0, False)  # a supervisor that does not read must not block this worker
     loop.add_reader(0, _on_stdin)
     _tell_supervisor(READY)  # stdin is a socket to the supervisor: now it may count on us
-    timeout = server.config.worker_heartbeat_timeout
-    if timeout > 0:
-        loop.call_soon(_beat_every, loop, heartbeat_interval(timeout))
+    if heartbeat > 0:
+        loop.call_soon(_beat_every, loop, heartbeat)
     try:
         await stop.wait()
     finally:
@@ -110,7 +119,7 @@ async def serve(server: TunnelServer) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    die_with_parent()
+    die_with_parent(args.supervisor_pid)
     level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s worker {args.worker_id} %(name)s: %(message)s")
@@ -124,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     server.listen_sockets = {protocol: socket.socket(fileno=fd) for protocol, fd in args.listen}
     server.seed_history = SharedSeedHistory(args.seed_history_fd)
     server.events.fields["worker_id"] = args.worker_id
-    asyncio.run(serve(server))
+    asyncio.run(serve(server, args.heartbeat_interval))
     return 0
 
 

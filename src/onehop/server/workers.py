@@ -42,6 +42,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import signal
 import socket
 import sys
@@ -177,6 +178,11 @@ class Supervisor:
         command = [sys.executable, "-m", "onehop.server.worker", "--config", self.config_path,
                    "--worker-id", str(worker_id), "--workers", str(self.workers),
                    "--seed-history-fd", str(self.history.fd), "--log-level", self.log_level]
+        # this supervisor's timeout, not the one a restarted worker reads from a server.json
+        # edited since: heartbeats too sparse for it (or none) would get every restart killed
+        timeout = self.config.worker_heartbeat_timeout
+        command += ["--heartbeat-interval", str(heartbeat_interval(timeout) if timeout > 0 else 0)]
+        command += ["--supervisor-pid", str(os.getpid())]
         for protocol, sock in self.sockets.items():
             command += ["--listen", f"{protocol}={sock.fileno()}"]
         if self.event_stream is None:
@@ -212,8 +218,14 @@ class Supervisor:
             if not line:
                 return
             if self.event_stream is not None and line.endswith(b"\n"):
-                self.event_stream.write(line.decode("utf-8", errors="replace"))
-                self.event_stream.flush()
+                try:
+                    self.event_stream.write(line.decode("utf-8", errors="replace"))
+                    self.event_stream.flush()
+                except (OSError, ValueError):  # stderr is gone (its reader exited): events too,
+                    # but the lines are still read, so no worker blocks on a full pipe, and this
+                    # slot still restarts its worker (an exception here would end it)
+                    self.event_stream = None
+                    log.error("worker events can no longer be written to stderr: dropping them")
 
     async def _listen(self, worker: _Worker) -> None:
         """Its "ready", then its heartbeats, until its end of the control socket closes."""
@@ -250,7 +262,14 @@ class Supervisor:
                             worker_id, worker.process.pid, silent)
                 worker.signal(signal.SIGKILL)
                 return
-            await asyncio.sleep(min(1.0, allowed - silent + 0.05))
+            pause = min(1.0, allowed - silent + 0.05)
+            due = loop.time() + pause
+            await asyncio.sleep(pause)
+            if loop.time() - due > heartbeat_interval(timeout):
+                # this supervisor did not run meanwhile (stopped; or frozen with its workers,
+                # a cgroup freezer, so that no heartbeat waits unread and the workers may not
+                # have run yet since the thaw): its absence is not the worker's silence
+                worker.heard = loop.time()
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         try:
