@@ -27,6 +27,7 @@ from onehop.core.serverentry import decode_server_entry
 from onehop.demo import free_port
 from onehop.server.generate import generate_server, write_server_dir
 from tests.e2e.conftest import wait_until
+from tests.helpers.procs import child_states
 from tests.e2e.proxyclient import http_get_via_socks
 from tests.e2e.test_probes import probe, valid_first_flight
 
@@ -35,15 +36,7 @@ IP = "127.0.0.50"
 
 
 def children(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    found.append(int(name))
-    return found
+    return [child for child, state in child_states(pid).items() if state != "Z"]
 
 
 def descendants(pid: int) -> set[int]:

@@ -20,6 +20,7 @@ from onehop.client.config import ClientConfig
 from onehop.client.controller import Controller
 from onehop.client.notices import Notices
 from tests.e2e.conftest import wait_until
+from tests.helpers.procs import child_states
 from tests.e2e.proxyclient import http_get_via_socks
 from tests.e2e.test_probes import probe
 from tests.e2e.test_server_workers import (
@@ -115,15 +116,7 @@ def open_fds(pid: int) -> int:
 
 
 def zombies(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] == "Z":
-                    found.append(int(name))
-    return found
+    return [child for child, state in child_states(pid).items() if state == "Z"]
 
 
 async def test_workers_that_hang_again_at_once_back_off_and_leak_nothing(tmp_path):

@@ -1,5 +1,5 @@
-"""Loopback ports and byte-copying servers: ``free_port``, ``port_accepts``, ``copy_stream``,
-``echo`` and ``start_echo_server``."""
+"""Loopback ports and byte-copying servers: ``free_port``, ``port_accepts``,
+``tcp_socket_pair``, ``copy_stream``, ``echo`` and ``start_echo_server``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def port_accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def tcp_socket_pair() -> tuple[socket.socket, socket.socket]:
+    """Two ends of one loopback TCP connection, both non-blocking: (connecting, accepted).
+    Unlike ``socket.socketpair`` these are TCP sockets, as relays and transports meet them."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        connecting = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+    connecting.setblocking(False)
+    accepted.setblocking(False)
+    return connecting, accepted
 
 
 async def copy_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

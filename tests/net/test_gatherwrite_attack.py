@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from onehop.net import gatherwrite
 from onehop.net.gatherwrite import IOV_MAX, GatherWriter
 from onehop.tunnel.relay import CountingForwarder
+from tests.helpers.net import tcp_socket_pair
 
 pytestmark = [pytest.mark.skipif(not hasattr(os, "writev"), reason="no os.writev here"), pytest.mark.timeout(60)]
 
@@ -24,12 +25,7 @@ pytestmark = [pytest.mark.skipif(not hasattr(os, "writev"), reason="no os.writev
 async def _socket_pair(sndbuf: int | None = None):
     """(the writing transport with a plain protocol, the raw non-blocking reading socket)."""
     loop = asyncio.get_running_loop()
-    listener = socket.create_server(("127.0.0.1", 0))
-    mine = socket.create_connection(listener.getsockname())
-    theirs, _ = listener.accept()
-    listener.close()
-    theirs.setblocking(False)
-    mine.setblocking(False)
+    mine, theirs = tcp_socket_pair()
     if sndbuf is not None:
         mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)  # (a small receive buffer
         # too would make loopback TCP crawl at a delayed ACK per segment)

@@ -20,6 +20,7 @@ import pytest
 from onehop.client.splice import splice
 from onehop.server.portforwards import PortForwards
 from tests.server.seam_fakes import FakeForwardingSession
+from tests.helpers.net import tcp_socket_pair
 from tests.tunnel.test_asyncssh_compat import Loopback
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,12 +53,7 @@ class Relay:
 
         dest_listener = socket.create_server(("127.0.0.1", 0))
         dest_listener.setblocking(False)
-        app_listener = socket.create_server(("127.0.0.1", 0))
-        app = socket.create_connection(app_listener.getsockname())
-        local_sock, _ = app_listener.accept()
-        app_listener.close()
-        app.setblocking(False)
-        local_sock.setblocking(False)
+        app, local_sock = tcp_socket_pair()
         if small:
             _small_buffers(app)
             _small_buffers(local_sock)
@@ -458,12 +454,7 @@ async def test_thousands_of_tiny_packets_in_one_read_arrive_whole(monkeypatch, c
     lb.policy.open_forward = open_forward
     client = await lb.start()
     loop = asyncio.get_running_loop()
-    listener = socket.create_server(("127.0.0.1", 0))
-    app = socket.create_connection(listener.getsockname())
-    local_sock, _ = listener.accept()
-    listener.close()
-    app.setblocking(False)
-    local_sock.setblocking(False)
+    app, local_sock = tcp_socket_pair()
     transport, _ = await loop.create_connection(asyncio.Protocol, sock=local_sock)
     transport.pause_reading()
     assert await splice(transport, client, "127.0.0.1", 9, before_relay=lambda: None) is None
