@@ -82,8 +82,8 @@ async def test_keyed_connections_receive_without_copying_their_reads(network, ma
     assert code == 0
     (session,) = sessions(running)
     both = {id(client.active.client.conn), id(session.conn)}
-    for _ in range(50):  # where reads end is up to the kernel: rounds until both ends saw one
-        payload = os.urandom(1_000_000)  # many packets, most arriving in several reads
+    for n in range(200):  # where reads end is up to the kernel: rounds until both ends saw one
+        payload = os.urandom(1_000_000 + 7919 * n)  # many packets; sizes vary where batches end
         writer.write(payload)
         assert await reader.readexactly(len(payload)) == payload
         if left_as_view >= both:
